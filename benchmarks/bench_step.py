@@ -1,0 +1,116 @@
+"""Training-step throughput of infogan_core, as a fraction of this machine's float32 matmul rate.
+
+Times the real training loop (train() with a report every step) on the paper's MNIST network at
+batch 128 on synthetic 28x28 data: warm-up, then a timed phase, median step time. Counts one step's
+FLOPs with torch.utils.flop_counter and measures the float32 matrix-multiply rate in the same run,
+so the ratio achieved / matmul rate compares like with like on any machine.
+
+    python benchmarks/bench_step.py            # table
+    python benchmarks/bench_step.py --json     # one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from infogan_core import TrainConfig, train
+from infogan_core import data as data_module
+from infogan_core.data import Dataset
+
+
+def _register_synthetic() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4096, 1, 28, 28, generator=gen) * 2 - 1
+    data_module.DATASETS["synthetic28"] = lambda data_dir=None: Dataset("synthetic28", x)
+
+
+def step_times(cfg: TrainConfig, warmup: int, timed: int) -> list[float]:
+    """Seconds per training step, measured between consecutive reports of the real loop."""
+    stamps: list[float] = []
+    train(
+        cfg.replace(steps=warmup + timed + 1, report_every=1, eval_every=10**7),
+        report=lambda step, metrics: stamps.append(time.perf_counter()) and None,
+    )
+    # stamps[i] is taken after step i+1; the last step also ran the final evaluation: drop it
+    deltas = [b - a for a, b in zip(stamps, stamps[1:], strict=False)][warmup - 1 : -1]
+    return deltas[:timed]
+
+
+def step_flops(cfg: TrainConfig) -> float:
+    """FLOPs of one training step: the count for two steps minus the count for one."""
+    counts = []
+    for steps in (1, 2):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            train(cfg.replace(steps=steps, report_every=1, eval_every=10**7))
+        counts.append(counter.get_total_flops())
+    return float(counts[1] - counts[0])
+
+
+def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
+    """Median float32 GFLOP/s of an n x n matrix product on this machine."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def small_model_rate(cfg: TrainConfig, warmup: int = 10, timed: int = 40) -> float:
+    return 1.0 / statistics.median(step_times(cfg, warmup, timed))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps")
+    args = parser.parse_args()
+    _register_synthetic()
+    cfg = TrainConfig(dataset="synthetic28", arch="paper", batch_size=128, device="cpu", eval_samples=100)
+    matmul_before = matmul_gflops()
+    times = step_times(cfg, args.warmup, args.steps)
+    matmul = max(matmul_before, matmul_gflops())
+    median = statistics.median(times)
+    flops = step_flops(cfg)
+    achieved = flops / median / 1e9
+    # the small models the shipped studies train (see studies/)
+    mlp = TrainConfig(dataset="ring8", arch="mlp", cat_codes=(8,), cont_codes=0, noise_dim=8, device="cpu")
+    conv = TrainConfig(dataset="digits", arch="conv", g_width=0.25, d_width=0.25, batch_size=64, device="cpu")
+    out = {
+        "steps_per_s": 1.0 / median,
+        "gflop_per_step": flops / 1e9,
+        "achieved_gflops": achieved,
+        "matmul_gflops": matmul,
+        "ratio": achieved / matmul,
+        "mlp_ring8_steps_per_s": small_model_rate(mlp),
+        "conv_digits_steps_per_s": small_model_rate(conv),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"paper network, batch 128, 28x28, float32, {out['threads']} threads (torch {out['torch']})")
+    print(f"  step time (median of {args.steps}): {median * 1e3:.1f} ms  -> {out['steps_per_s']:.2f} steps/s")
+    print(f"  FLOPs per step: {out['gflop_per_step']:.2f} GFLOP  -> achieved {achieved:.1f} GFLOP/s")
+    print(f"  float32 matmul rate (1024^3): {matmul:.1f} GFLOP/s")
+    print(f"  ratio achieved / matmul: {out['ratio']:.2f}")
+    print(
+        f"small models: mlp on ring8 {out['mlp_ring8_steps_per_s']:.0f} steps/s, "
+        f"conv (width 0.25) on digits {out['conv_digits_steps_per_s']:.0f} steps/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Dataset registry: name -> tensors in memory, with what scoring needs (labels, modes, factors).
+
+Images are (N, C, H, W) float32 in [-1, 1] (G ends in tanh); 2-D mixtures are (N, 2) float32.
+Nothing here downloads: MNIST-style data is read from IDX files the user already has.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import math
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from infogan_core.errors import DataError
+
+DATA_DIR_ENV = "INFOGAN_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x: torch.Tensor  # (N, C, H, W) images in [-1, 1], or (N, 2) points
+    labels: torch.Tensor | None = None  # (N,) int64 class of each sample, for eval/cat_acc and eval/fd
+    modes: torch.Tensor | None = None  # (M, 2) mixture centres, for eval/modes and eval/hq
+    mode_std: float = 0.0  # std of each mixture component
+    factors: torch.Tensor | None = None  # (N, F) true continuous factors, for eval/factor_align
+    factor_names: tuple[str, ...] = ()
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dim() == 4
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1 if self.labels is not None else 0
+
+
+def _mixture(name: str, centres: np.ndarray, std: float, n: int = 20000) -> Dataset:
+    rng = np.random.default_rng(1234)
+    which = rng.integers(0, len(centres), size=n)
+    x = centres[which] + std * rng.standard_normal((n, 2))
+    return Dataset(
+        name=name,
+        x=torch.tensor(x, dtype=torch.float32),
+        labels=torch.tensor(which, dtype=torch.int64),
+        modes=torch.tensor(centres, dtype=torch.float32),
+        mode_std=std,
+    )
+
+
+def ring8(data_dir: str | None = None) -> Dataset:
+    """8 Gaussians evenly spaced on the unit circle, std 0.01."""
+    angles = np.arange(8) * 2 * math.pi / 8
+    return _mixture("ring8", np.stack([np.cos(angles), np.sin(angles)], 1), 0.01)
+
+
+def grid25(data_dir: str | None = None) -> Dataset:
+    """25 Gaussians at {-4, -2, 0, 2, 4}^2, std 0.05."""
+    g = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+    return _mixture("grid25", np.array([(a, b) for a in g for b in g]), 0.05)
+
+
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # 0..16 -> [-1, 1]
+    return images[:, None], bunch.target.astype(np.int64)
+
+
+def digits(data_dir: str | None = None) -> Dataset:
+    """scikit-learn's bundled 8x8 handwritten digits: 1,797 images, 10 classes."""
+    x, y = _sklearn_digits()
+    return Dataset("digits", torch.from_numpy(x), labels=torch.from_numpy(y))
+
+
+def digits_imbalanced(data_dir: str | None = None) -> Dataset:
+    """digits with class k kept at a fraction falling linearly from 1.0 (class 0) to 0.1 (class 9)."""
+    x, y = _sklearn_digits()
+    rng = np.random.default_rng(7)
+    keep = []
+    for k in range(10):
+        idx = np.flatnonzero(y == k)
+        n = max(1, round(len(idx) * (1.0 - 0.1 * k)))
+        keep.append(np.sort(rng.choice(idx, size=n, replace=False)))
+    sel = np.concatenate(keep)
+    return Dataset("digits-imbalanced", torch.from_numpy(x[sel]), labels=torch.from_numpy(y[sel]))
+
+
+def shapes(data_dir: str | None = None, n: int = 6000, size: int = 16) -> Dataset:
+    """dSprites-like sprites: shape (square, ellipse, triangle), scale, rotation, x, y on 16x16."""
+    rng = np.random.default_rng(4321)
+    shape = rng.integers(0, 3, size=n)
+    scale = rng.uniform(0.5, 1.0, size=n)
+    rotation = rng.uniform(0.0, math.pi / 4, size=n)
+    pos = rng.uniform(-0.35, 0.35, size=(n, 2))
+    # pixel centres in [-1, 1]; local coordinates of each sprite: translate, rotate, scale
+    axis = (np.arange(size) + 0.5) / size * 2 - 1
+    py, px = np.meshgrid(axis, axis, indexing="ij")  # (H, W)
+    dx = px[None] - pos[:, 0, None, None]
+    dy = py[None] - pos[:, 1, None, None]
+    c, s = np.cos(rotation)[:, None, None], np.sin(rotation)[:, None, None]
+    u = (c * dx + s * dy) / (0.65 * scale[:, None, None])
+    v = (-s * dx + c * dy) / (0.65 * scale[:, None, None])
+    square = np.maximum(np.abs(u), np.abs(v)) - 0.8
+    ellipse = np.sqrt((u / 1.0) ** 2 + (v / 0.55) ** 2) - 1.0
+    tri = np.max(
+        [v - 0.5, *(np.cos(a) * u + np.sin(a) * v - 0.5 for a in (math.pi * 7 / 6, math.pi * 11 / 6))],
+        axis=0,
+    )
+    sdf = np.where(shape[:, None, None] == 0, square, np.where(shape[:, None, None] == 1, ellipse, tri))
+    img = 1.0 / (1.0 + np.exp(sdf / 0.08))  # soft edge, ~1 inside, ~0 outside
+    x = (img * 2 - 1).astype(np.float32)[:, None]
+    factors = np.stack([scale, rotation, pos[:, 0], pos[:, 1]], 1).astype(np.float32)
+    return Dataset(
+        "shapes",
+        torch.from_numpy(x),
+        labels=torch.from_numpy(shape.astype(np.int64)),
+        factors=torch.from_numpy(factors),
+        factor_names=("scale", "rotation", "x", "y"),
+    )
+
+
+# --- MNIST-style IDX files --------------------------------------------------------------------
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into an array; a bad file raises DataError naming it."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header of {ndim} dimensions incomplete)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    count = int(np.prod(dims)) if dims else 0
+    if len(raw) - header != count * dtype.itemsize:
+        raise DataError(
+            f"{path} is corrupt: header says {dims} ({count * dtype.itemsize} bytes), "
+            f"file holds {len(raw) - header} bytes of data"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _idx_dataset(name: str, data_dir: str | None) -> Dataset:
+    root = data_dir or os.environ.get(DATA_DIR_ENV)
+    if not root:
+        raise DataError(
+            f"dataset `{name}` reads IDX files: put train-images-idx3-ubyte(.gz) and "
+            f"train-labels-idx1-ubyte(.gz) in a folder and set data_dir or ${DATA_DIR_ENV} to it"
+        )
+    candidates = [Path(root) / name, Path(root)]
+    for folder in candidates:
+        images = _find_idx(folder, "train-images-idx3-ubyte")
+        labels = _find_idx(folder, "train-labels-idx1-ubyte")
+        if images and labels:
+            break
+    else:
+        raise DataError(
+            f"dataset `{name}`: train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz) "
+            f"not found in {candidates[0]} or {candidates[1]}"
+        )
+    x = read_idx(images)
+    y = read_idx(labels)
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{images} and {labels} do not match: images {x.shape}, labels {y.shape}")
+    xt = torch.from_numpy(x.astype(np.float32) / 255.0 * 2.0 - 1.0)[:, None]
+    return Dataset(name, xt, labels=torch.from_numpy(y.astype(np.int64)))
+
+
+def mnist(data_dir: str | None = None) -> Dataset:
+    """MNIST from IDX files (folder data_dir or $INFOGAN_DATA_DIR, or its mnist/ subfolder)."""
+    return _idx_dataset("mnist", data_dir)
+
+
+def fashion_mnist(data_dir: str | None = None) -> Dataset:
+    """Fashion-MNIST from IDX files (folder data_dir or $INFOGAN_DATA_DIR, or its fashion-mnist/)."""
+    return _idx_dataset("fashion-mnist", data_dir)
+
+
+DATASETS: dict[str, Callable[[str | None], Dataset]] = {
+    "digits": digits,
+    "digits-imbalanced": digits_imbalanced,
+    "ring8": ring8,
+    "grid25": grid25,
+    "shapes": shapes,
+    "mnist": mnist,
+    "fashion-mnist": fashion_mnist,
+}
+
+
+@functools.lru_cache(maxsize=8)
+def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """The dataset registered as `name` (cached per process); a miss lists the valid names."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset `{name}`; valid names: {', '.join(DATASETS)}")
+    return DATASETS[name](data_dir)
+
+
+__all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "load_dataset", "read_idx"]

@@ -1,0 +1,547 @@
+"""The study file: schema, validation with `file:line: key.path: problem` messages, expansion into trials.
+
+A study is a YAML mapping validated once, at the boundary, into a `Study`. Ablation and grid studies
+expand into a deterministic, indexable list of `TrialSpec`s (configuration-major, then seeds), so a
+crashed study resumes by index; a search study describes a space that a sampler explores instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from infogan_core.config import TrainConfig, field_docs, field_names
+from infogan_core.errors import ConfigError
+from infogan_core.metrics import METRIC_NAMES, METRICS
+from sweep.errors import StudyError
+
+BUDGET_FIELDS = ("steps", "report_every", "eval_every")  # TrainConfig fields that `budget:` sets
+
+
+class _At(ValueError):
+    """A problem at a key path below the model being validated (pydantic keeps it in the error's ctx)."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _unknown(what: str, key: Any, valid: Any) -> str:
+    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"expected one of: {', '.join(valid)}"
+    return f"unknown {what} {key!r}; {hint}"
+
+
+def _check_metric(name: str) -> str:
+    if name not in METRICS:
+        raise ValueError(_unknown("metric", name, METRIC_NAMES))
+    return name
+
+
+Metric = Annotated[str, AfterValidator(_check_metric)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # Checked here rather than by extra="forbid" alone, so the message can suggest a close match.
+        for key in data if isinstance(data, dict) else ():
+            if key not in cls.model_fields:
+                raise _At((key,), _unknown("key", key, cls.model_fields))
+        return data
+
+
+class Objective(_Model):
+    metric: Metric = Field(description="Metric to optimize, a name from infogan_core.metrics.METRIC_NAMES.")
+    direction: Literal["minimize", "maximize"] | None = Field(
+        None, description="minimize | maximize; default: the metric's natural direction."
+    )
+
+    @model_validator(mode="after")
+    def _default_direction(self) -> Objective:
+        self.direction = self.direction or METRICS[self.metric][0]  # type: ignore[assignment]
+        return self
+
+
+class EarlyStopping(_Model):
+    metric: Metric | None = Field(None, description="Metric ASHA compares; default: the single objective.")
+    mode: Literal["min", "max"] | None = Field(None, description="min | max; default: the metric's direction.")
+    grace_period: int = Field(ge=1, description="Training steps every trial runs before it may be stopped.")
+    reduction_factor: float = Field(3.0, gt=1, description="ASHA's halving rate: keep 1/reduction_factor.")
+
+    @model_validator(mode="after")
+    def _default_mode(self) -> EarlyStopping:
+        if self.metric and not self.mode:
+            self.mode = "min" if METRICS[self.metric][0] == "minimize" else "max"
+        return self
+
+
+class Resources(_Model):
+    cpus: float = Field(1.0, gt=0, description="CPUs per trial (Ray resources).")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
+    max_concurrent: int | None = Field(None, ge=1, description="Trials at once; default: as many as fit.")
+
+
+class Budget(_Model):
+    steps: int = Field(ge=1, description="Training steps per trial (TrainConfig.steps).")
+    report_every: int = Field(50, ge=1, description="Steps between metric reports (<= steps).")
+    eval_every: int | None = Field(None, ge=1, description="Steps between evaluations; default: only at the end.")
+
+    @model_validator(mode="after")
+    def _within_steps(self) -> Budget:
+        if "report_every" not in self.model_fields_set:
+            self.report_every = min(self.report_every, self.steps)
+        for name in ("report_every", "eval_every"):
+            if (getattr(self, name) or 0) > self.steps:
+                raise _At((name,), f"must be <= steps ({self.steps}), but got {getattr(self, name)}")
+        return self
+
+
+class _Range(_Model):
+    @model_validator(mode="after")
+    def _nonempty(self) -> _Range:
+        low, high = self.low, self.high  # type: ignore[attr-defined]
+        if low >= high:
+            raise _At(("high",), f"must be > low ({low}) for a non-empty range, but got {high}")
+        if self.log and low <= 0:  # type: ignore[attr-defined]
+            raise _At(("low",), f"must be > 0 with log: true, but got {low}")
+        if self.log and getattr(self, "step", 1) > 1:  # type: ignore[attr-defined]
+            raise _At(("step",), "must be 1 with log: true (Optuna cannot combine them)")
+        return self
+
+
+class FloatDistribution(_Range):
+    type: Literal["float"] = Field(description="A real value in [low, high].")
+    low: float = Field(description="Smallest value.")
+    high: float = Field(description="Largest value.")
+    log: bool = Field(False, description="Sample uniformly in log space.")
+
+
+class IntDistribution(_Range):
+    type: Literal["int"] = Field(description="An integer in [low, high].")
+    low: int = Field(description="Smallest value.")
+    high: int = Field(description="Largest value.")
+    log: bool = Field(False, description="Sample uniformly in log space (step must be 1).")
+    step: int = Field(1, ge=1, description="Spacing between values.")
+
+
+class CategoricalDistribution(_Model):
+    type: Literal["categorical"] = Field(description="One of a list of values.")
+    choices: list[Any] = Field(min_length=1, description="The values.")
+
+
+Distribution = Annotated[FloatDistribution | IntDistribution | CategoricalDistribution, Field(discriminator="type")]
+
+
+class Verdict(_Model):
+    metric: Metric = Field(description="Metric the claim is about.")
+    factor: str = Field(description="The factor whose two levels are compared.")
+    baseline: Any = Field(description="The reference level of the factor.")
+    treatment: Any = Field(description="The level expected to differ from the baseline.")
+    direction: Literal["greater", "less"] = Field(description="Treatment expected greater | less than baseline.")
+    test: Literal["welch", "mannwhitney"] = Field("welch", description="Welch's t-test or Mann-Whitney U.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
+    min_seeds: int = Field(3, ge=2, description="Seeds per level needed before a verdict is given.")
+
+
+class Study(_Model):
+    name: str = Field(description="Study name, a slug [A-Za-z0-9_.-]+ (names the Optuna study).")
+    description: str = Field("", description="What the study is about.")
+    claim: str = Field("", description="The claim under test, in words.")
+    kind: Literal["ablation", "grid", "search"] = Field(
+        description="ablation: one factor at a time from base; grid: every combination; search: a sampler."
+    )
+    base: dict[str, Any] = Field({}, description="TrainConfig values shared by every trial.")
+    factors: dict[str, list[Any]] = Field({}, description="ablation/grid: TrainConfig field -> its levels.")
+    space: dict[str, Distribution] = Field({}, description="search: TrainConfig field -> distribution.")
+    sampler: Literal["tpe", "gp", "cmaes", "random", "nsga2"] = Field("tpe", description="Optuna sampler.")
+    sampler_seed: int = Field(0, description="Seed of the sampler.")
+    trials: int | None = Field(None, ge=1, description="search: number of sampled configurations.")
+    seeds: int | list[int] = Field(3, description="Seeds per configuration: a count n (0..n-1) or a list.")
+    objectives: list[Objective] = Field(
+        min_length=1,
+        description="Metrics to optimize: 'eval/modes', {'eval/modes': 'maximize'} or full form.",
+    )
+    early_stopping: EarlyStopping | None = Field(None, description="ASHA early stopping; default: none.")
+    resources: Resources = Field(default_factory=Resources, description="Resources per trial.")
+    budget: Budget = Field(description="Training steps and reporting cadence of every trial.")
+    verdict: Verdict | None = Field(None, description="Decision rule for the claim (ablation/grid).")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"must be a slug of letters, digits, '_', '.' and '-', but got {name!r}")
+        return name
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, seeds: Any) -> Any:
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if is_int(seeds) and seeds >= 1:
+            return seeds
+        if isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds):
+            if len(set(seeds)) < len(seeds):
+                raise ValueError(f"must not repeat a seed, but got {seeds}")
+            return seeds
+        raise ValueError(f"must be a count >= 1 or a non-empty list of integers >= 0, but got {seeds!r}")
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _short_forms(cls, objectives: Any) -> Any:
+        def normalize(o: Any) -> Any:
+            if isinstance(o, str):
+                return {"metric": o}
+            if isinstance(o, dict) and len(o) == 1 and not {"metric", "direction"} & set(o):
+                return {"metric": next(iter(o)), "direction": next(iter(o.values()))}
+            return o
+
+        objectives = objectives if isinstance(objectives, list) else [objectives]
+        return [normalize(o) for o in objectives]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Study:
+        if self.kind == "search":
+            if self.factors:
+                raise _At(("factors",), "is for ablation and grid studies; a search study uses `space`")
+            if not self.space:
+                raise _At(("space",), "is required for a search study (TrainConfig field -> distribution)")
+            if self.trials is None:
+                raise _At(("trials",), "is required for a search study (how many configurations to sample)")
+        else:
+            if self.space or self.trials is not None:
+                key = "space" if self.space else "trials"
+                raise _At((key,), f"is for search studies; {self.kind} studies list their levels in `factors`")
+            if not self.factors:
+                raise _At(("factors",), f"is required for {self.kind} studies (TrainConfig field -> list of levels)")
+        for section in ("base", "factors", "space"):
+            for key in getattr(self, section):
+                if key not in field_names():
+                    raise _At((section, key), _unknown("TrainConfig field", key, field_names()))
+                if key == "seed" or (section == "base" and key in BUDGET_FIELDS):
+                    where = "seeds" if key == "seed" else f"budget.{key}"
+                    raise _At((section, key), f"is set by `{where}`; set it there instead")
+        self._check_configs()
+        metrics = [o.metric for o in self.objectives]
+        for i, m in enumerate(metrics):
+            if m in metrics[:i]:
+                raise _At(("objectives", i), f"repeats the metric {m!r}")
+        if len(metrics) > 1 and self.sampler in ("cmaes", "gp"):
+            raise _At(("sampler",), f"{self.sampler!r} optimizes a single objective; use 'nsga2' or 'tpe'")
+        if self.early_stopping:
+            self._check_early_stopping(self.early_stopping)
+        if self.verdict and self.kind != "search":
+            self._check_verdict(self.verdict)
+        return self
+
+    def _check_verdict(self, verdict: Verdict) -> None:
+        levels = factor_levels(self)
+        if verdict.factor not in levels:
+            raise _At(("verdict", "factor"), _unknown("factor", verdict.factor, levels))
+        valid = ", ".join(map(format_value, levels[verdict.factor]))
+        for key, got in (("baseline", verdict.baseline), ("treatment", verdict.treatment)):
+            if got not in levels[verdict.factor]:
+                raise _At(("verdict", key), f"must be a level of {verdict.factor} ({valid}), but got {got!r}")
+
+    def _check_early_stopping(self, stop: EarlyStopping) -> None:
+        if stop.metric is None:
+            if len(self.objectives) > 1:
+                raise _At(("early_stopping", "metric"), "is required with several objectives (ASHA stops on one)")
+            metric = self.objectives[0].metric
+            self.early_stopping = EarlyStopping.model_validate({**stop.model_dump(), "metric": metric})
+        if stop.grace_period > self.budget.steps:
+            raise _At(
+                ("early_stopping", "grace_period"),
+                f"must be <= budget.steps ({self.budget.steps}), but got {stop.grace_period}",
+            )
+
+    def _check_configs(self) -> None:
+        """Every configuration the study can produce must be a valid TrainConfig."""
+        where = {**{k: ("budget", k) for k in BUDGET_FIELDS}, **{k: ("base", k) for k in self.base}}
+        _config_or_raise(self, {}, where, ("base",))
+        if self.kind != "search":
+            for config_id, params, _, _ in _configurations(self):
+                where = {k: ("factors", k, v.index(params[k])) for k, v in self.factors.items() if params[k] in v}
+                _config_or_raise(self, params, where, ("factors",), context=config_id)
+        for key, dist in self.space.items():
+            if isinstance(dist, CategoricalDistribution):
+                candidates = [(("space", key, "choices", i), v) for i, v in enumerate(dist.choices)]
+            else:
+                candidates = [(("space", key, end), getattr(dist, end)) for end in ("low", "high")]
+            for path, value in candidates:
+                _config_or_raise(self, {key: value}, {key: path}, ("space", key))
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds every configuration runs with."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def train_config(self, params: dict[str, Any], seed: int) -> TrainConfig:
+        """base + budget + params + seed, as a validated TrainConfig."""
+        try:
+            return _build(self, params, seed)
+        except ConfigError as e:
+            raise StudyError(f"study {self.name}: {e}") from e
+
+    def with_overrides(
+        self,
+        *,
+        steps: int | None = None,
+        seeds: int | list[int] | None = None,
+        set_values: dict | None = None,
+    ) -> Study:
+        """A new validated study with budget steps, seeds or base values replaced (e.g. from the CLI)."""
+        data, values = self.model_dump(mode="json"), dict(set_values or {})
+        budget = data["budget"] | {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
+        budget["steps"] = budget["steps"] if steps is None else steps
+        if isinstance(budget["steps"], int):  # keep the cadence and ASHA's grace period within the budget
+            budget |= {k: min(budget[k], budget["steps"]) for k in BUDGET_FIELDS[1:] if isinstance(budget[k], int)}
+            if data["early_stopping"]:
+                data["early_stopping"]["grace_period"] = min(data["early_stopping"]["grace_period"], budget["steps"])
+        data |= {
+            "budget": budget,
+            "base": data["base"] | values,
+            "seeds": data["seeds"] if seeds is None else seeds,
+        }
+        return parse(data, source=f"study {self.name} with overrides")
+
+    def fingerprint(self) -> str:
+        """sha256 of what gives the trials their meaning; name, seeds, trials, resources... excluded."""
+        keys = {"kind", "base", "factors", "space", "sampler", "sampler_seed", "objectives", "budget"}
+        text = json.dumps(self.model_dump(mode="json", include=keys), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _build(study: Study, params: dict[str, Any], seed: int) -> TrainConfig:
+    b = study.budget
+    budget = {"steps": b.steps, "report_every": b.report_every, "eval_every": b.eval_every or b.steps}
+    return TrainConfig.from_dict({**study.base, **budget, **params, "seed": seed})
+
+
+def _config_or_raise(
+    study: Study, params: dict[str, Any], where: dict[str, tuple], fallback: tuple, context: str = ""
+) -> None:
+    """Build a config; a ConfigError becomes an _At at the key where the offending value was written."""
+    try:
+        _build(study, params, seed=0)
+    except ConfigError as e:
+        suffix = f" (in configuration {context})" if context and study.kind == "grid" else ""
+        m = re.match(r"`([\w/]+)` (.*)", str(e))
+        if m and m.group(1) in where:
+            raise _At(where[m.group(1)], m.group(2) + suffix) from None
+        raise _At(fallback, str(e) + suffix) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """One (configuration, seed) pair of an ablation or grid study."""
+
+    index: int  # position in expand(study); stable for the same file
+    config_id: str  # "base", "d_batchnorm=joint" or "lr_g=0.001,clip=norm"
+    params: dict[str, Any]  # the value of every factor in this trial (JSON-friendly)
+    seed: int
+    factor: str | None  # ablation: the factor changed from base; None for base and grid trials
+    level: Any  # ablation: that factor's value here; None otherwise
+
+
+def format_value(value: Any) -> str:
+    """A value as written in config ids: 0.001 -> 0.001, [10] -> [10], True -> true, None -> null."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _config_id(params: dict[str, Any]) -> str:
+    return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+def _base_values(study: Study) -> dict[str, Any]:
+    """Each factor's value in the base configuration (the TrainConfig default when base does not set it)."""
+    resolved = _build(study, {}, seed=0).to_dict()
+    return {name: study.base.get(name, resolved[name]) for name in study.factors}
+
+
+def factor_levels(study: Study) -> dict[str, list[Any]]:
+    """Each factor's levels in order (ablation: base value first); search: categorical choices or []."""
+    if study.kind == "search":
+        return {k: list(d.choices) if isinstance(d, CategoricalDistribution) else [] for k, d in study.space.items()}
+    if study.kind == "grid":
+        return {name: list(values) for name, values in study.factors.items()}
+    base = _base_values(study)
+    return {name: [base[name], *(v for v in values if v != base[name])] for name, values in study.factors.items()}
+
+
+def _configurations(study: Study) -> list[tuple[str, dict[str, Any], str | None, Any]]:
+    """(config_id, params, factor, level) of each configuration, in order; validates the factor lists."""
+    for name, values in study.factors.items():
+        if not values:
+            raise _At(("factors", name), "must list at least one level")
+        for i, v in enumerate(values):
+            if v in values[:i]:
+                raise _At(("factors", name, i), f"repeats the value {format_value(v)}")
+    if study.kind == "grid":
+        names = list(study.factors)
+        return [
+            (_config_id(params), params, None, None)
+            for params in (dict(zip(names, combo, strict=True)) for combo in itertools.product(*study.factors.values()))
+        ]
+    base = _base_values(study)
+    configs: list[tuple[str, dict[str, Any], str | None, Any]] = [("base", dict(base), None, None)]
+    for name, levels in factor_levels(study).items():
+        if len(levels) < 2:
+            raise _At(("factors", name), f"lists no value other than the base's ({format_value(base[name])})")
+        configs += [(_config_id({name: v}), {**base, name: v}, name, v) for v in levels[1:]]
+    return configs
+
+
+def expand(study: Study) -> list[TrialSpec]:
+    """Every trial of an ablation or grid study: configurations in file order, each repeated per seed."""
+    if study.kind == "search":
+        raise StudyError(f"study {study.name}: search studies have no fixed trials; a sampler proposes them")
+    pairs = itertools.product(_configurations(study), study.seed_list)
+    return [
+        TrialSpec(i, cid, copy.deepcopy(params), seed, factor, level)
+        for i, ((cid, params, factor, level), seed) in enumerate(pairs)
+    ]
+
+
+def _locate(loc: tuple[Any, ...], data: Any, node: yaml.Node | None, *, keep_last: bool) -> tuple[str, int | None]:
+    """Dotted key path and 1-based line of a pydantic error location; parts absent from the data are tags."""
+    path, line = "", node.start_mark.line + 1 if node is not None else None
+    for i, part in enumerate(loc):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+            path += f".{part}" if path else str(part)
+            pairs = node.value if isinstance(node, yaml.MappingNode) else []
+            key, node = next(((k, v) for k, v in pairs if k.value == str(part)), (None, None))
+            line = key.start_mark.line + 1 if key is not None else line
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data, path = data[part], f"{path}[{part}]"
+            node = node.value[part] if isinstance(node, yaml.SequenceNode) else None
+            line = node.start_mark.line + 1 if node is not None else line
+        elif keep_last and i == len(loc) - 1:
+            path += f".{part}" if path else str(part)
+    return path, line
+
+
+def _message(error: dict[str, Any]) -> str:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueError):
+        return str(cause)
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"`type` must be one of {ctx['expected_tags']}, but got {ctx['tag']!r}"
+    if kind == "union_tag_not_found":
+        return "needs a `type`: float, int or categorical"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    msg = re.sub(r"^\w+ should", "must", error["msg"])
+    msg = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", msg)
+    got = repr(error["input"])
+    return f"{msg}, but got {got if len(got) <= 60 else got[:57] + '...'}"
+
+
+def _validate(data: Any, source: str, node: yaml.Node | None = None) -> Study:
+    if not isinstance(data, dict):
+        where = f"{source}:1" if node is not None else source
+        raise StudyError(f"{where}: a study must be a mapping of keys (name, kind, ...), not {type(data).__name__}")
+    try:
+        return Study.model_validate(data)
+    except ValidationError as e:
+        error = e.errors()[0]
+        cause = (error.get("ctx") or {}).get("error")
+        loc = tuple(error["loc"]) + (cause.path if isinstance(cause, _At) else ())
+        path, line = _locate(loc, data, node, keep_last=error["type"] == "missing" or isinstance(cause, _At))
+        where = f"{source}:{line}" if line else source
+        text = f"{where}: {path}: {_message(error)}" if path else f"{where}: {_message(error)}"
+        raise StudyError(" ".join(text.split())) from None
+
+
+def parse(data: dict[str, Any], *, source: str = "<study>") -> Study:
+    """Validate a study given as a plain dict (messages name `source` and the key path)."""
+    return _validate(data, source)
+
+
+def load(path: str | Path) -> Study:
+    """Read and validate a study YAML file; every error is one line `file:line: key.path: problem`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such study file") from None
+    except OSError as e:
+        raise StudyError(f"{path}: cannot read the study file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise StudyError(" ".join(f"{where}: invalid YAML: {problem}".split())) from None
+    if data is None:
+        raise StudyError(f"{path}:1: the file is empty; a study needs at least name, kind, objectives, budget")
+    return _validate(data, str(path), node)
+
+
+def study_json_schema() -> dict[str, Any]:
+    """JSON schema of a study file (for editors and `sweep schema`), with TrainConfig fields under base."""
+    schema = Study.model_json_schema()
+    docs = field_docs()
+    fields = [f for f in field_names() if f not in (*BUDGET_FIELDS, "seed")]
+    props = schema["properties"]
+    props["base"]["properties"] = {f: {"description": docs.get(f, "")} for f in fields}
+    props["base"]["additionalProperties"] = False
+    short_forms = [{"enum": list(METRIC_NAMES)}, {"type": "object", "maxProperties": 1}]
+    props["objectives"]["items"] = {"anyOf": [props["objectives"]["items"], *short_forms]}
+    props["factors"]["propertyNames"] = props["space"]["propertyNames"] = {
+        "enum": [f for f in field_names() if f != "seed"]
+    }
+    return schema
+
+
+__all__ = [
+    "Budget",
+    "CategoricalDistribution",
+    "Distribution",
+    "EarlyStopping",
+    "FloatDistribution",
+    "IntDistribution",
+    "Objective",
+    "Resources",
+    "Study",
+    "TrialSpec",
+    "Verdict",
+    "expand",
+    "factor_levels",
+    "format_value",
+    "load",
+    "parse",
+    "study_json_schema",
+]

@@ -1,0 +1,313 @@
+"""The study file: validation messages (file:line: key.path: problem) and deterministic expansion."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sweep import spec
+from sweep.errors import StudyError
+
+ABLATION = """\
+name: bn-ablation
+description: batch norm placement
+kind: ablation
+base:
+  dataset: digits
+  d_batchnorm: separate
+factors:
+  encoder: [isolated]
+  d_batchnorm: [joint, none]
+seeds: 2
+objectives: [eval/cat_acc]
+budget:
+  steps: 20
+  report_every: 10
+"""
+
+SEARCH = """\
+name: lr-search
+kind: search
+space:
+  lr_g: {type: float, low: 0.0001, high: 0.01, log: true}
+  clip: {type: categorical, choices: [none, norm]}
+trials: 4
+objectives: [eval/cat_acc]
+budget: {steps: 20}
+"""
+
+
+def minimal() -> dict:
+    return {"name": "s", "kind": "grid", "factors": {"clip": ["none", "norm"]}, "budget": {"steps": 10}}
+
+
+def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(StudyError) as info:
+        spec.load(write(tmp_path, text))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(tmp_path / "study.yaml"))
+    return message
+
+
+def test_ablation_expands_base_first_then_each_alternative_per_seed(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, ABLATION))
+    trials = spec.expand(study)
+    assert len(trials) == (1 + 1 + 2) * 2
+    assert [t.index for t in trials] == list(range(8))
+    assert [(t.config_id, t.seed) for t in trials] == [
+        ("base", 0),
+        ("base", 1),
+        ("encoder=isolated", 0),
+        ("encoder=isolated", 1),
+        ("d_batchnorm=joint", 0),
+        ("d_batchnorm=joint", 1),
+        ("d_batchnorm=none", 0),
+        ("d_batchnorm=none", 1),
+    ]
+    assert trials[0].params == {
+        "encoder": "shared",
+        "d_batchnorm": "separate",
+    }  # encoder: TrainConfig default
+    assert (trials[0].factor, trials[0].level) == (None, None)
+    assert trials[4].params == {"encoder": "shared", "d_batchnorm": "joint"}
+    assert (trials[4].factor, trials[4].level) == ("d_batchnorm", "joint")
+    assert spec.expand(spec.load(write(tmp_path, ABLATION))) == trials
+    assert spec.factor_levels(study) == {
+        "encoder": ["shared", "isolated"],
+        "d_batchnorm": ["separate", "joint", "none"],
+    }
+
+
+def test_grid_is_the_product_of_factors_in_file_order(tmp_path: Path) -> None:
+    text = ABLATION.replace("kind: ablation", "kind: grid").replace("[isolated]", "[shared, isolated]")
+    study = spec.load(write(tmp_path, text.replace("seeds: 2", "seeds: [7]")))
+    trials = spec.expand(study)
+    assert [t.config_id for t in trials] == [
+        f"encoder={e},d_batchnorm={b}" for e in ("shared", "isolated") for b in ("joint", "none")
+    ]
+    assert {t.seed for t in trials} == {7}
+    assert all(t.factor is None and t.level is None for t in trials)
+
+
+def test_config_ids_and_params_stay_json_friendly(tmp_path: Path) -> None:
+    text = ABLATION.replace("  encoder: [isolated]\n", "  cat_codes: [[10, 2]]\n  lr_g: [0.01]\n")
+    trials = spec.expand(spec.load(write(tmp_path, text)))
+    assert [t.config_id for t in trials[::2]] == [
+        "base",
+        "cat_codes=[10,2]",
+        "lr_g=0.01",
+        "d_batchnorm=joint",
+        "d_batchnorm=none",
+    ]
+    assert trials[0].params["cat_codes"] == [10]
+    assert [spec.format_value(v) for v in (0.001, [10], True, None, "mlp")] == [
+        "0.001",
+        "[10]",
+        "true",
+        "null",
+        "mlp",
+    ]
+
+
+def test_train_config_merges_base_budget_params_and_seed(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, ABLATION))
+    cfg = study.train_config({"d_batchnorm": "joint"}, seed=5)
+    assert (cfg.d_batchnorm, cfg.seed, cfg.steps, cfg.report_every, cfg.eval_every) == (
+        "joint",
+        5,
+        20,
+        10,
+        20,
+    )
+    with pytest.raises(StudyError, match="lr_g"):
+        study.train_config({"lr_g": -1.0}, seed=0)
+
+
+def test_search_study_needs_space_and_trials_and_has_no_fixed_trials(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, SEARCH))
+    assert study.space["lr_g"].log and study.trials == 4
+    assert spec.factor_levels(study) == {"lr_g": [], "clip": ["none", "norm"]}
+    with pytest.raises(StudyError, match="sampler"):
+        spec.expand(study)
+    assert "study.yaml:1: trials: is required" in error(tmp_path, SEARCH.replace("trials: 4\n", ""))
+    no_space = "".join(line for line in SEARCH.splitlines(keepends=True) if not line.startswith(("space", "  ")))
+    assert "study.yaml:1: space: is required" in error(tmp_path, no_space)
+    assert "study.yaml:3: space: is for search studies" in error(tmp_path, SEARCH.replace("kind: search", "kind: grid"))
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    message = error(tmp_path, "name: x\nkind: ablation\nfactors: {a: [1, 2}\n")
+    assert "study.yaml:3: invalid YAML" in message
+
+
+def test_unknown_top_level_key_suggests_a_close_match(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("factors:", "factorz:"))
+    assert message.endswith("study.yaml:7: factorz: unknown key 'factorz'; did you mean 'factors'?")
+
+
+def test_unknown_key_in_a_nested_model_suggests_a_close_match(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("  report_every: 10", "  report_evry: 10"))
+    assert "study.yaml:14: budget.report_evry: unknown key 'report_evry'; did you mean 'report_every'?" in message
+
+
+def test_unknown_field_in_base_suggests_a_trainconfig_field(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("  dataset: digits", "  lr_dd: 0.001"))
+    assert "study.yaml:5: base.lr_dd: unknown TrainConfig field 'lr_dd'; did you mean 'lr_d'?" in message
+
+
+def test_factor_must_be_a_trainconfig_field(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("  encoder: [isolated]", "  encodr: [isolated]"))
+    assert "study.yaml:8: factors.encodr: unknown TrainConfig field 'encodr'; did you mean 'encoder'?" in message
+
+
+def test_wrong_type_names_the_key(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("seeds: 2", "seeds: three"))
+    assert "study.yaml:10: seeds: must be a count >= 1" in message
+    assert "'three'" in message
+
+
+def test_bad_base_value_reports_trainconfig_message_at_its_line(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("  dataset: digits", "  lr_d: -1"))
+    assert message.endswith("study.yaml:5: base.lr_d: must be in (0.0, 1.0], but got -1.0")
+
+
+def test_unknown_dataset_lists_the_valid_names(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("dataset: digits", "dataset: mnistt"))
+    assert "study.yaml:5: base.dataset: must be one of digits" in message
+    assert "'mnistt'" in message
+
+
+def test_base_cannot_set_steps(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("  dataset: digits", "  steps: 10"))
+    assert "study.yaml:5: base.steps: is set by `budget.steps`" in message
+
+
+def test_bad_factor_value_points_at_the_list_item(tmp_path: Path) -> None:
+    text = ABLATION.replace("  d_batchnorm: [joint, none]", "  d_batchnorm:\n    - joint\n    - nope")
+    assert "study.yaml:11: factors.d_batchnorm[1]: must be one of none | joint | separate" in error(tmp_path, text)
+
+
+def test_empty_range_is_rejected(tmp_path: Path) -> None:
+    message = error(tmp_path, SEARCH.replace("low: 0.0001, high: 0.01", "low: 0.1, high: 0.01"))
+    assert "study.yaml:4: space.lr_g.high: must be > low (0.1)" in message
+
+
+def test_unknown_metric_suggests_a_close_match(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("[eval/cat_acc]", "[eval/cat_ac]"))
+    assert message.endswith("study.yaml:11: objectives[0]: unknown metric 'eval/cat_ac'; did you mean 'eval/cat_acc'?")
+
+
+def test_empty_factor_list_is_rejected(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("[isolated]", "[]"))
+    assert "study.yaml:8: factors.encoder: must list at least one level" in message
+
+
+def test_duplicate_factor_values_are_rejected(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("[joint, none]", "\n    - joint\n    - none\n    - joint"))
+    assert "study.yaml:12: factors.d_batchnorm[2]: repeats the value joint" in message
+
+
+def test_multi_objective_rejects_cmaes_and_implicit_early_stopping(tmp_path: Path) -> None:
+    two = SEARCH.replace("[eval/cat_acc]", "[eval/cat_acc, eval/fd]")
+    assert "study.yaml:3: sampler: 'cmaes' optimizes a single objective" in error(
+        tmp_path, two.replace("space:", "sampler: cmaes\nspace:")
+    )
+    stop = two + "early_stopping: {grace_period: 5}\n"
+    assert "study.yaml:9: early_stopping.metric: is required with several objectives" in error(tmp_path, stop)
+    explicit = spec.load(write(tmp_path, two + "sampler: nsga2\nearly_stopping: {metric: eval/fd, grace_period: 5}\n"))
+    assert explicit.early_stopping is not None and explicit.early_stopping.mode == "min"
+
+
+def test_early_stopping_defaults_to_the_single_objective(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, ABLATION + "early_stopping: {grace_period: 10}\n"))
+    assert study.early_stopping is not None
+    assert (study.early_stopping.metric, study.early_stopping.mode) == ("eval/cat_acc", "max")
+
+
+def test_missing_budget_is_reported(tmp_path: Path) -> None:
+    text = ABLATION.split("budget:")[0]
+    assert "study.yaml:1: budget: required key is missing" in error(tmp_path, text)
+
+
+def test_verdict_levels_must_exist(tmp_path: Path) -> None:
+    verdict = (
+        "verdict: {metric: eval/cat_acc, factor: d_batchnorm, baseline: separate, treatment: %s, direction: less}\n"
+    )
+    study = spec.load(write(tmp_path, ABLATION + verdict % "joint"))
+    assert study.verdict is not None and study.verdict.test == "welch"
+    assert "study.yaml:15: verdict.treatment: must be a level of d_batchnorm" in error(
+        tmp_path, ABLATION + verdict % "jont"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ":1: the file is empty"),
+        ("- a\n- b\n", ":1: a study must be a mapping"),
+        ("hello\n", ":1: a study must"),
+    ],
+)
+def test_empty_or_non_mapping_file(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error(tmp_path, text)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match=r"nope\.yaml: no such study file"):
+        spec.load(tmp_path / "nope.yaml")
+
+
+def test_parse_without_a_file_names_the_source() -> None:
+    with pytest.raises(StudyError, match=r"^stored: kind: must be 'ablation', 'grid' or 'search', but got 'x'$"):
+        spec.parse({"name": "a", "kind": "x", "objectives": ["eval/fd"], "budget": {"steps": 5}}, source="stored")
+
+
+def test_objective_short_forms_normalize() -> None:
+    def objectives(value: object) -> list[tuple[str, str | None]]:
+        study = spec.parse({**minimal(), "objectives": value})
+        return [(o.metric, o.direction) for o in study.objectives]
+
+    assert objectives("eval/modes") == [("eval/modes", "maximize")]
+    assert objectives(["eval/fd"]) == [("eval/fd", "minimize")]
+    assert objectives([{"eval/modes": "minimize"}]) == [("eval/modes", "minimize")]
+    assert objectives([{"metric": "eval/hq", "direction": "maximize"}]) == [("eval/hq", "maximize")]
+    with pytest.raises(StudyError, match=r"objectives\[1\]: repeats the metric 'eval/fd'"):
+        objectives(["eval/fd", {"eval/fd": "minimize"}])
+
+
+def test_with_overrides_replaces_steps_seeds_and_base_values(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, ABLATION + "early_stopping: {grace_period: 10}\n"))
+    small = study.with_overrides(steps=5, seeds=[3, 4], set_values={"dataset": "ring8", "arch": "mlp"})
+    assert (small.budget.steps, small.budget.report_every, small.budget.eval_every) == (5, 5, None)
+    assert small.early_stopping is not None and small.early_stopping.grace_period == 5
+    assert small.seed_list == [3, 4] and small.base["dataset"] == "ring8"
+    assert study.budget.steps == 20 and study.seed_list == [0, 1]
+    assert len(spec.expand(small)) == 8
+    assert study.with_overrides(set_values={"steps": 30}).budget.steps == 30
+    with pytest.raises(StudyError, match=r"base\.dataset: must be one of"):
+        study.with_overrides(set_values={"dataset": "nope"})
+
+
+def test_fingerprint_ignores_description_and_seeds_but_not_base_or_budget(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, ABLATION))
+    same = spec.load(write(tmp_path, ABLATION.replace("seeds: 2", "seeds: 5").replace("placement", "where")))
+    assert study.fingerprint() == same.fingerprint()
+    assert len(study.fingerprint()) == 64
+    assert study.with_overrides(set_values={"lr_g": 0.002}).fingerprint() != study.fingerprint()
+    assert study.with_overrides(steps=10).fingerprint() != study.fingerprint()
+
+
+def test_json_schema_lists_properties_and_trainconfig_fields() -> None:
+    schema = spec.study_json_schema()
+    assert isinstance(schema, dict) and "budget" in schema["properties"]
+    assert "lr_d" in schema["properties"]["base"]["properties"]
+    assert schema["properties"]["kind"]["description"]
