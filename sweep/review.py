@@ -1,0 +1,104 @@
+"""What optuna-dashboard shows of a trial and a study: artifacts (images, config) and notes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import upload_artifact
+
+from sweep.spec import Study, format_value
+
+STD_COLLAPSE = 0.05  # q/std_min below this is flagged "posterior std collapsed"
+
+
+def trial_flags(study: Study, final: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Findings worth a reviewer's eye, in words: divergence, mode collapse, std collapse."""
+    flags = []
+    metrics = final.get("metrics") or {}
+    outcome = final.get("outcome")
+    if outcome == "diverged":
+        flags.append(f"diverged at step {final.get('steps_run', '?')}")
+    if outcome == "crashed":
+        flags.append("crashed")
+    modes = metrics.get("eval/modes")
+    n_modes = {"ring8": 8, "grid25": 25}.get(config.get("dataset", ""))
+    if modes is not None and n_modes and modes <= n_modes / 2:
+        flags.append(f"mode collapse ({modes:.0f} of {n_modes} modes covered)")
+    acc = metrics.get("eval/cat_acc")
+    if acc is not None and config.get("cat_codes") and acc < 1.5 / config["cat_codes"][0]:
+        flags.append(f"categorical code ignores the classes (accuracy {acc:.2f})")
+    std = metrics.get("q/std_min")
+    if config.get("q_std") == "learned" and std is not None and std < STD_COLLAPSE:
+        flags.append(f"posterior std collapsed (q/std_min = {std:.3g})")
+    ratio = metrics.get("mi/cat_ratio")
+    if ratio is not None and ratio < 0.5 and config.get("lambda_cat", 1) > 0:
+        flags.append(f"low mutual information (mi/cat_ratio = {ratio:.2f})")
+    return flags
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if not math.isfinite(value) else f"{value:.4g}"
+    return format_value(value)
+
+
+def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, final: dict[str, Any]) -> str:
+    """Markdown: what differs from the base, the outcome and flags, the final metrics."""
+    attrs = trial.user_attrs
+    config = attrs.get("config", {})
+    lines = [f"### {attrs.get('config_id', 'trial')} (seed {attrs.get('seed')})", ""]
+    if study.kind == "ablation":
+        changed = (
+            "the base configuration"
+            if attrs.get("factor") is None
+            else (
+                f"`{attrs['factor']}` = {_fmt(attrs.get('level'))} (base: {_fmt(study.base.get(attrs['factor'], '?'))})"
+            )
+        )
+        lines.append(f"**Differs from the base:** {changed}")
+    else:
+        params = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in trial.params.items())
+        lines.append(f"**Parameters:** {params}")
+    outcome = final.get("outcome", "?")
+    lines.append(f"**Outcome:** {outcome}" + (f" - {final['reason']}" if final.get("reason") else ""))
+    flags = trial_flags(study, final, config)
+    lines.append("**Flags:** " + ("; ".join(flags) if flags else "none"))
+    wall = final.get("wall_s")
+    lines.append(f"**Steps:** {final.get('steps_run', '?')}" + (f" in {wall:.1f} s" if wall else ""))
+    metrics = final.get("metrics") or {}
+    if metrics:
+        lines += ["", "| metric | final |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    return "\n".join(lines)
+
+
+def attach_trial_review(study: Study, trial: optuna.Trial, final: dict[str, Any], artifact_store: Any) -> None:
+    """Upload the trial's images and resolved config as artifacts, and write its note.
+
+    Runs before the trial is told: Optuna refuses artifacts on finished trials.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in (final.get("images") or {}).items():
+            path = Path(tmp) / f"{name}.png"
+            path.write_bytes(base64.b64decode(data))
+            upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=trial,
+                            mimetype="image/png")  # fmt: skip
+        config_path = Path(tmp) / "config.json"
+        config_path.write_text(json.dumps(trial.user_attrs.get("config", {}), indent=2))
+        upload_artifact(artifact_store=artifact_store, file_path=str(config_path), study_or_trial=trial,
+                        mimetype="application/json")  # fmt: skip
+    try:
+        from optuna_dashboard import save_note
+
+        save_note(trial, trial_note(study, trial, final))
+    except ImportError:
+        pass
+
+
+__all__ = ["attach_trial_review", "trial_flags", "trial_note"]
