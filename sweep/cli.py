@@ -32,7 +32,11 @@ StorageOpt = Annotated[
 
 
 def _store(root: Path | None, storage: str | None):
+    import optuna
+
     from sweep.store import open_store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     return open_store(root, storage)
 
@@ -303,6 +307,74 @@ def export(
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+# --- report, dashboard --------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    study_name: Annotated[str, typer.Argument(help="Study name (see `sweep list`).", show_default=False)],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: reports/STUDY.html or .md).")
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="html: one self-contained file; md: Markdown with PNGs beside it (default: -o's suffix)."),
+    ] = None,
+    root: RootOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write a study's report: effects with confidence intervals, importance, curves, samples, the verdict.
+
+    Example: sweep report balance -o balance.html
+    """
+    from sweep import analysis, review
+    from sweep import report as report_module
+
+    fmt = format or (output.suffix.lstrip(".").lower() if output and output.suffix.lower() in (".md", ".html")
+                     else "html")  # fmt: skip
+    store = _store(root, storage)
+    optuna_study = store.load_study(study_name)
+    built = report_module.build(optuna_study, artifact_store=store.artifact_store())
+    path = report_module.write(built, output, format=fmt)
+    review.attach_study_review(analysis.study_spec(optuna_study), optuna_study)
+    if built.verdict is not None:
+        colour = {"SUPPORTED": "green", "NOT SUPPORTED": "red"}.get(built.verdict.status, "yellow")
+        out.print(f"verdict: [bold {colour}]{built.verdict.status}[/]: {built.verdict.message}", highlight=False)
+    out.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def dashboard(
+    study_name: Annotated[
+        str | None, typer.Argument(help="Study to open (default: the list of studies).", show_default=False)
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    root: RootOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Serve optuna-dashboard on the study storage, with every trial's images, config and note. Ctrl-C stops it.
+
+    Example: sweep dashboard balance --port 8080
+    """
+    from sweep import review
+
+    store = _store(root, storage)
+    optuna_study = store.load_study(study_name) if study_name else None
+    server = review.dashboard_server(store, host=host, port=port)
+    url = review.dashboard_url(server, optuna_study)
+    out.print(f"optuna-dashboard for {store.url} at [bold]{url}[/]", highlight=False, soft_wrap=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        out.print("[yellow]the dashboard has no authentication: anyone who can reach this address can edit notes[/]")
+    out.print("Press Ctrl-C to stop.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("dashboard stopped")
+    finally:
+        server.server_close()
+
+
 # --- train ------------------------------------------------------------------------------------
 
 
@@ -349,35 +421,27 @@ def train(
 
 def main() -> None:
     """Console script: run the app; known errors become one red line and exit code 1."""
-    from infogan_core.errors import InfoGANError
     from sweep.errors import SweepError
 
     debug = os.environ.get("SWEEP_DEBUG") == "1"
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        app(standalone_mode=False)
-    except (SweepError, InfoGANError) as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        code = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]: what finished is stored; run the same command again to resume")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # usage errors (Typer's click: exit 2) and anything unexpected
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            if debug:
-                raise
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
         if debug:
             raise
+        # the core's errors, without importing torch for commands that never load the core
+        core = sys.modules.get("infogan_core.errors")
+        if isinstance(exc, SweepError) or (core is not None and isinstance(exc, core.InfoGANError)):
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # Typer's usage errors: exit 2
+            exc.show()
+            sys.exit(exc.exit_code)
         err.print(f"[red]error:[/] {type(exc).__name__}: {exc} (set SWEEP_DEBUG=1 for the traceback)",
                   highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)

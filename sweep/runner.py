@@ -66,6 +66,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 def trainable(config: dict[str, Any]) -> None:
     """One (configuration, seed): train, report every `report_every` steps, then a final result."""
+    import ray
     import torch
     from ray import tune
 
@@ -81,7 +82,8 @@ def trainable(config: dict[str, Any]) -> None:
         latest_eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
         tune.report({**metrics, **latest_eval, "step": step})
 
-    final: dict[str, Any] = {"node": socket.gethostname(), "trial_dir": os.getcwd()}
+    node_id = ray.get_runtime_context().get_node_id()
+    final: dict[str, Any] = {"node": socket.gethostname(), "node_id": node_id, "trial_dir": os.getcwd()}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             result = train(cfg, report=report, image_dir=tmp)
@@ -257,6 +259,7 @@ class OptunaFront:
         self.search_remaining = search_remaining
         self.tracker = tracker
         self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> open Optuna trial
+        self.last_step: dict[str, int] = {}  # Tune trial id -> last reported step
         self.distributions = {name: _distribution(study, name) for name in self._param_names()}
         self.artifact_store = store.artifact_store()
 
@@ -325,6 +328,8 @@ class OptunaFront:
             return
         if self.tracker.first_step_at is None:
             self.tracker.first_step_at = time.perf_counter()
+        if "step" in result:
+            self.last_step[tune_id] = int(result["step"])
         if FINAL in result:
             self._finish(tune_id, json.loads(result[FINAL]))
             return
@@ -339,7 +344,7 @@ class OptunaFront:
 
         trial = self.live.pop(tune_id)
         outcome = final["outcome"]
-        for key in ("node", "trial_dir", "wall_s", "steps_run", "reason", "traceback"):
+        for key in ("node", "node_id", "trial_dir", "wall_s", "steps_run", "reason", "traceback"):
             if key in final:
                 trial.set_user_attr(key, final[key])
         if "metrics" in final:
@@ -382,8 +387,10 @@ class OptunaFront:
             self.optuna_study.tell(trial, state=TrialState.FAIL)
             self.tracker.failed += 1
         else:
+            step = self.last_step.get(tune_id)
             trial.set_user_attr(ATTR_OUTCOME, "pruned")
-            trial.set_user_attr(ATTR_REASON, "stopped early by ASHA")
+            trial.set_user_attr(ATTR_REASON, f"stopped early by ASHA at step {step}")
+            trial.set_user_attr("steps_run", step)
             self.optuna_study.tell(trial, state=TrialState.PRUNED)
             self.tracker.pruned += 1
 
@@ -413,7 +420,8 @@ def _searcher(front: OptunaFront):
             front.on_result(trial_id, result)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if result and FINAL in result and trial_id in front.live:
+            # a trial stopped by the scheduler gets its last result here, not in on_trial_result
+            if result and trial_id in front.live:
                 front.on_result(trial_id, result)
             front.on_complete(trial_id, error)
 
@@ -516,6 +524,7 @@ def run(
             max_t=study.budget.steps,
             grace_period=es.grace_period,
             reduction_factor=es.reduction_factor,
+            stop_last_trials=False,  # a trial at its last step ends by itself, with its final result
         )
 
     resources: dict[str, float] = {"cpu": study.resources.cpus}

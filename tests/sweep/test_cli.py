@@ -1,0 +1,123 @@
+"""The `sweep` command through its real console script: exit codes, one-line errors, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweep import runner, spec
+from sweep.store import open_store
+
+SWEEP = str(Path(sys.executable).parent / "sweep")
+
+
+def sweep(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "200"}
+    env.pop("SWEEP_DEBUG", None)
+    return subprocess.run([SWEEP, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_help_lists_commands_and_each_has_an_example():
+    proc = sweep("--help")
+    assert proc.returncode == 0
+    for command in ("run", "validate", "show", "list", "train", "export", "schema"):
+        assert command in proc.stdout
+        sub = sweep(command, "--help")
+        assert sub.returncode == 0 and "Example:" in sub.stdout, sub.stdout
+
+
+def test_usage_error_exits_2():
+    assert sweep("frobnicate").returncode == 2
+    assert sweep("run").returncode == 2  # missing argument
+
+
+BAD_STUDIES = {
+    "yaml syntax": ("name: x\nkind: [ablation\n", "invalid YAML"),
+    "unknown key": ("name: x\nkind: ablation\nfactorz: {}\n", "did you mean 'factors'"),
+    "bad value": (
+        "name: x\nkind: ablation\nbase: {lr_d: -1}\nfactors: {noise_dim: [4]}\nobjectives: [mi/cat]\n"
+        "budget: {steps: 10}\n",
+        "base.lr_d",
+    ),
+    "unknown metric": (
+        "name: x\nkind: ablation\nfactors: {noise_dim: [4]}\nobjectives: [eval/mode]\nbudget: {steps: 10}\n",
+        "eval/modes",
+    ),
+    "unknown dataset": (
+        "name: x\nkind: ablation\nbase: {dataset: cifar}\nfactors: {noise_dim: [4]}\nobjectives: [mi/cat]\n"
+        "budget: {steps: 10}\n",
+        "dataset",
+    ),
+    "factor not a field": (
+        "name: x\nkind: grid\nfactors: {noise_dims: [4, 8]}\nobjectives: [mi/cat]\nbudget: {steps: 10}\n",
+        "noise_dim",
+    ),
+    "empty range": (
+        "name: x\nkind: search\ntrials: 2\nspace: {lr_g: {type: float, low: 0.1, high: 0.01}}\n"
+        "objectives: [mi/cat]\nbudget: {steps: 10}\n",
+        "space.lr_g",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STUDIES))
+def test_validate_bad_study_files_give_one_line_naming_the_file(case, tmp_path):
+    text, expected = BAD_STUDIES[case]
+    path = tmp_path / f"{case.replace(' ', '_')}.yaml"
+    path.write_text(text)
+    line = one_line_error(sweep("validate", str(path)))
+    assert path.name in line and expected in line
+
+
+def test_validate_run_dry_run_and_schema(tiny_study):
+    ok = sweep("validate", str(tiny_study))
+    assert ok.returncode == 0 and "4 trials" in ok.stdout
+    dry = sweep("run", str(tiny_study), "--dry-run", "--seeds", "3")
+    assert dry.returncode == 0 and "6 trials" in dry.stdout and "d_batchnorm=separate" in dry.stdout
+    schema = json.loads(sweep("schema").stdout)
+    assert "properties" in schema and "budget" in schema["properties"]
+    missing = one_line_error(sweep("run", str(tiny_study.parent / "absent.yaml")))
+    assert "absent.yaml" in missing
+
+
+def test_train_one_run_writes_images(tmp_path):
+    proc = sweep(
+        "train", "--set", "dataset=ring8", "--set", "arch=mlp", "--set", "cat_codes=[8]", "--set", "cont_codes=0",
+        "--set", "steps=30", "--set", "report_every=10", "--image-dir", str(tmp_path / "img"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "eval/modes" in proc.stdout
+    assert (tmp_path / "img" / "scatter.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "img" / "config.json").read_text())["steps"] == 30
+    line = one_line_error(sweep("train", "--set", "lr_d=-1"))
+    assert "lr_d" in line and "-1" in line
+
+
+@pytest.mark.slow
+def test_show_list_export_read_the_storage(ray_session, tiny_study, tmp_path):
+    root = tmp_path / "runs"
+    runner.run(spec.load(tiny_study), store=open_store(root))
+    listed = sweep("list", "--root", str(root))
+    assert listed.returncode == 0 and "tiny" in listed.stdout
+    shown = sweep("show", "tiny", "--root", str(root))
+    assert shown.returncode == 0 and "d_batchnorm=separate" in shown.stdout and "completed" in shown.stdout
+    rows = json.loads(sweep("export", "tiny", "--format", "json", "--root", str(root)).stdout)
+    assert len(rows) == 4 and {"params.d_batchnorm", "eval/modes", "seed", "config_id"} <= set(rows[0])
+    csv_path = tmp_path / "t.csv"
+    assert sweep("export", "tiny", "--format", "csv", "-o", str(csv_path), "--root", str(root)).returncode == 0
+    assert len(csv_path.read_text().splitlines()) == 5
+    line = one_line_error(sweep("show", "nosuch", "--root", str(root)))
+    assert "nosuch" in line and "tiny" in line

@@ -1,0 +1,181 @@
+"""The runner on a real Ray instance and a real SQLite storage, checked through Optuna's own API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep import runner, spec
+from sweep.errors import StudyError
+from sweep.store import open_store
+
+SWEEP = str(Path(sys.executable).parent / "sweep")
+pytestmark = pytest.mark.slow
+
+
+def _load(root: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{root / 'sweep.db'}")
+
+
+def test_tiny_study_records_every_trial_in_optuna(ray_session, tiny_study, tmp_path):
+    store = open_store(tmp_path / "runs")
+    summary = runner.run(spec.load(tiny_study), store=store)
+    assert (summary.planned, summary.completed, summary.failed) == (4, 4, 0)
+
+    study = _load(tmp_path / "runs", "tiny")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    pairs = [(t.params["d_batchnorm"], t.user_attrs["seed"]) for t in trials]
+    assert sorted(pairs) == [("none", 0), ("none", 1), ("separate", 0), ("separate", 1)]
+    for t in trials:
+        assert t.values[0] == t.user_attrs["metrics"]["eval/modes"]
+        assert t.user_attrs["outcome"] == "completed"
+        assert t.user_attrs["steps_run"] == 20
+        assert [h["step"] for h in t.user_attrs["history"]] == [10, 20]
+        assert t.user_attrs["config"]["seed"] == t.user_attrs["seed"]
+        assert t.user_attrs["node"] and t.user_attrs["wall_s"] > 0
+        assert 20 in t.intermediate_values  # eval/modes is measured at the end
+        names = {a.filename for a in optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)}
+        assert {"scatter.png", "curves.png", "config.json"} <= names
+    assert study.metric_names == ["eval/modes"]
+
+    # running it again finds everything stored and runs nothing
+    again = runner.run(spec.load(tiny_study), store=store)
+    assert (again.planned, again.skipped) == (0, 4)
+    assert len(_load(tmp_path / "runs", "tiny").trials) == 4
+
+
+def test_changed_definition_is_refused(ray_session, make_study, tmp_path):
+    store = open_store(tmp_path / "runs")
+    path = make_study(tmp_path / "s.yaml", name="conflict", seeds=1)
+    runner.open_study(spec.load(path), store)
+    changed = make_study(tmp_path / "s2.yaml", name="conflict", seeds=1, budget={"steps": 30, "report_every": 10})
+    with pytest.raises(StudyError, match="--new-name"):
+        runner.open_study(spec.load(changed), store)
+    # more seeds is not a conflict: the same experiment, extended
+    runner.open_study(spec.load(make_study(tmp_path / "s3.yaml", name="conflict", seeds=3)), store)
+
+
+def test_asha_stops_bad_trials_as_pruned(ray_session, make_study, tmp_path):
+    # lr 1e-6 learns nothing: at ASHA's first rung it trails the finished good runs and is stopped
+    path = make_study(
+        tmp_path / "asha.yaml",
+        name="asha",
+        kind="grid",
+        factors={"lr_g": [0.002, 1.0e-6]},
+        base={**spec.load(make_study(tmp_path / "b.yaml")).base, "lr_d": 0.002},
+        objectives=[{"metric": "mi/cat_ratio", "direction": "maximize"}],
+        early_stopping={"metric": "mi/cat_ratio", "grace_period": 10, "reduction_factor": 2},
+        resources={"cpus": 1, "max_concurrent": 1},
+        budget={"steps": 60, "report_every": 10},
+        seeds=2,
+    )
+    runner.run(spec.load(path), store=open_store(tmp_path / "runs"))
+    trials = _load(tmp_path / "runs", "asha").get_trials()
+    by_state = Counter(t.state for t in trials)
+    assert by_state[TrialState.PRUNED] >= 1, [(t.params, t.state, t.user_attrs.get("reason")) for t in trials]
+    assert by_state[TrialState.PRUNED] + by_state[TrialState.COMPLETE] == 4
+    for t in trials:
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["outcome"] == "pruned"
+            assert max(t.intermediate_values) < 60  # it really stopped before the budget
+
+
+def test_crashed_trial_fails_with_its_reason(ray_session, make_study, tmp_path):
+    # the IDX files are missing where the trial runs: the trial FAILs with the reader's message
+    path = make_study(
+        tmp_path / "f.yaml",
+        name="fails",
+        base={"dataset": "mnist", "data_dir": str(tmp_path / "nowhere"), "arch": "mlp", "batch_size": 16},
+        factors={"lambda_cat": [0.0]},
+        objectives=["eval/cat_acc"],
+        seeds=1,
+        budget={"steps": 4, "report_every": 2},
+    )
+    summary = runner.run(spec.load(path), store=open_store(tmp_path / "runs"))
+    assert summary.failed == 2
+    trials = _load(tmp_path / "runs", "fails").get_trials()
+    assert all(t.state == TrialState.FAIL for t in trials)
+    assert all(t.user_attrs["outcome"] == "crashed" for t in trials)
+    assert all("train-images-idx3-ubyte" in t.user_attrs["reason"] for t in trials)
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _states(root: Path, name: str) -> Counter:
+    try:
+        return Counter(t.state for t in _load(root, name).get_trials(deepcopy=False))
+    except (KeyError, Exception):  # noqa: BLE001 - not created yet, or the file is being written
+        return Counter()
+
+
+def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
+    root = tmp_path / "runs"
+    path = make_study(
+        tmp_path / "resume.yaml",
+        name="resume",
+        factors={"d_batchnorm": ["separate", "joint"]},
+        seeds=2,
+        budget={"steps": 150, "report_every": 10},
+        resources={"cpus": 1, "max_concurrent": 2},
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = [SWEEP, "run", str(path), "--root", str(root), "--address", address]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        started = _wait_for(lambda: _states(root, "resume")[TrialState.COMPLETE] >= 1
+                            and _states(root, "resume")[TrialState.RUNNING] >= 1, 120)  # fmt: skip
+        assert started, f"the study did not get going: {_states(root, 'resume')}"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    before = _states(root, "resume")
+    assert before[TrialState.COMPLETE] < 6 and before[TrialState.RUNNING] >= 1
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = _load(root, "resume").get_trials()
+    complete = Counter((t.user_attrs["config_id"], t.user_attrs["seed"]) for t in trials if t.state == TrialState.COMPLETE)
+    assert len(complete) == 6 and set(complete.values()) == {1}  # every pair exactly once
+    interrupted = [t for t in trials if t.user_attrs.get("outcome") == "interrupted"]
+    assert len(interrupted) == before[TrialState.RUNNING]
+    assert all(t.state == TrialState.FAIL for t in interrupted)
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(make_study, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        # trials long enough (~5 s) that the second node's worker is up before the first is free
+        path = make_study(tmp_path / "c.yaml", name="cluster", seeds=1, budget={"steps": 2000, "report_every": 500})
+        root = tmp_path / "runs"
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        done = subprocess.run([SWEEP, "run", str(path), "--root", str(root), "--address", cluster.address],
+                              capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        trials = _load(root, "cluster").get_trials()
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+        assert len({t.user_attrs["node_id"] for t in trials}) == 2
+    finally:
+        cluster.shutdown()
