@@ -157,9 +157,11 @@ Distribution = Annotated[FloatDistribution | IntDistribution | CategoricalDistri
 class Verdict(_Model):
     metric: Metric = Field(description="Metric the claim is about.")
     factor: str = Field(description="The factor whose two levels are compared.")
-    baseline: Any = Field(description="The reference level of the factor.")
+    baseline: Any = Field(None, description="The reference level of the factor (or give `target`).")
+    target: float | None = Field(None, description="Compare the treatment's mean with this number instead.")
     treatment: Any = Field(description="The level expected to differ from the baseline.")
     direction: Literal["greater", "less"] = Field(description="Treatment expected greater | less than baseline.")
+    where: dict[str, Any] = Field({}, description="Only trials with these factor levels (grid), e.g. {lr_g: 0.01}.")
     test: Literal["welch", "mannwhitney"] = Field("welch", description="Welch's t-test or Mann-Whitney U.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
     min_seeds: int = Field(3, ge=2, description="Seeds per level needed before a verdict is given.")
@@ -262,9 +264,21 @@ class Study(_Model):
         if verdict.factor not in levels:
             raise _At(("verdict", "factor"), _unknown("factor", verdict.factor, levels))
         valid = ", ".join(map(format_value, levels[verdict.factor]))
-        for key, got in (("baseline", verdict.baseline), ("treatment", verdict.treatment)):
+        if (verdict.baseline is None) == (verdict.target is None):
+            raise _At(("verdict",), "give exactly one of `baseline` (a level) or `target` (a number)")
+        compared = [("treatment", verdict.treatment)]
+        if verdict.target is None:
+            compared.append(("baseline", verdict.baseline))
+        for key, got in compared:
             if got not in levels[verdict.factor]:
                 raise _At(("verdict", key), f"must be a level of {verdict.factor} ({valid}), but got {got!r}")
+        for name, got in verdict.where.items():
+            if name not in levels or name == verdict.factor:
+                others = [k for k in levels if k != verdict.factor]
+                raise _At(("verdict", "where", name), _unknown("factor", name, others))
+            if got not in levels[name]:
+                valid = ", ".join(map(format_value, levels[name]))
+                raise _At(("verdict", "where", name), f"must be a level of {name} ({valid}), but got {got!r}")
 
     def _check_early_stopping(self, stop: EarlyStopping) -> None:
         if stop.metric is None:
