@@ -158,12 +158,16 @@ def _coerce(cfg: TrainConfig) -> None:
         setter(cfg, "cat_codes", (cfg.cat_codes,))
     if isinstance(cfg.cat_codes, list | tuple):
         setter(cfg, "cat_codes", tuple(cfg.cat_codes))
-    if isinstance(cfg.betas, list | tuple):
-        setter(cfg, "betas", tuple(float(b) for b in cfg.betas))
+    if isinstance(cfg.betas, list | tuple):  # numbers only: anything else is left for _validate to name
+        setter(cfg, "betas", tuple(float(b) if _is_number(b) else b for b in cfg.betas))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if f.type in ("float", "float | None") and isinstance(value, int) and not isinstance(value, bool):
             setter(cfg, f.name, float(value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _fail(name: str, expected: str, value: Any) -> None:
@@ -217,7 +221,9 @@ def _validate(cfg: TrainConfig) -> None:
         isinstance(k, int) and not isinstance(k, bool) and 2 <= k <= 1000 for k in cfg.cat_codes
     ):
         _fail("cat_codes", "a list of category counts, each an integer in [2, 1000]", cfg.cat_codes)
-    if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
+    # a scalar or a string would have raised TypeError here, not a ConfigError naming the field
+    betas_ok = isinstance(cfg.betas, tuple) and len(cfg.betas) == 2
+    if not betas_ok or not all(_is_number(b) and 0 <= b < 1 for b in cfg.betas):
         _fail("betas", "two numbers, each in [0, 1)", cfg.betas)
     if cfg.latent_dim == 0:
         _fail("noise_dim", "> 0 when there are no codes (G needs an input)", cfg.noise_dim)

@@ -11,6 +11,7 @@ import gzip
 import math
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a .gz whose deflate data is damaged
         raise DataError(f"cannot read IDX file {path}: {exc}") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
@@ -184,10 +185,16 @@ def _idx_dataset(name: str, data_dir: str | None) -> Dataset:
     else:
         raise DataError(
             f"dataset `{name}`: train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz) "
-            f"not found in {candidates[0]} or {candidates[1]}"
+            f"not found; put them in {candidates[0]} or {candidates[1]}"
         )
-    x = read_idx(images)
-    y = read_idx(labels)
+    try:
+        x = read_idx(images)
+        y = read_idx(labels)
+    except DataError as exc:  # say what the folder must hold, not only what is wrong with one file
+        raise DataError(
+            f"{exc}; dataset `{name}` needs the original MNIST-format train-images-idx3-ubyte(.gz) and "
+            f"train-labels-idx1-ubyte(.gz) in {images.parent}"
+        ) from exc
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise DataError(f"{images} and {labels} do not match: images {x.shape}, labels {y.shape}")
     xt = torch.from_numpy(x.astype(np.float32) / 255.0 * 2.0 - 1.0)[:, None]
@@ -215,9 +222,15 @@ DATASETS: dict[str, Callable[[str | None], Dataset]] = {
 }
 
 
-@functools.lru_cache(maxsize=8)
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     """The dataset registered as `name` (cached per process); a miss lists the valid names."""
+    # $INFOGAN_DATA_DIR is resolved before the cache: keyed on data_dir=None alone, a changed
+    # variable (or an unset one, which must fail) would be answered with the old folder's data
+    return _load_cached(name, data_dir or os.environ.get(DATA_DIR_ENV) or None)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, data_dir: str | None) -> Dataset:
     if name not in DATASETS:
         raise DataError(f"unknown dataset `{name}`; valid names: {', '.join(DATASETS)}")
     return DATASETS[name](data_dir)

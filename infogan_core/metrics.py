@@ -111,20 +111,22 @@ def reference_features(data: Dataset) -> tuple[nn.Module, np.ndarray]:
     dataset (seeded, 400 Adam steps), cached in memory and under $INFOGAN_CACHE_DIR (default
     ~/.cache/infogan_core). 2-D data: the raw coordinates.
     """
-    key = data.name
+    # the first 1 MB of the samples (a view, not a copy of the whole set) and the shape identify the data
+    head = data.x.numpy().reshape(-1)[: 1_000_000 // data.x.element_size()].tobytes()
+    digest = hashlib.sha256(head + str(data.x.shape).encode()).hexdigest()[:16]
+    key = f"{data.name}-{digest}"  # not the name alone: `mnist` from two folders are two datasets
     if key in _REFERENCE:
         return _REFERENCE[key]
     x = data.x[:10000]
     if not data.is_image or data.labels is None:
         net: nn.Module = nn.Flatten()
     else:
-        digest = hashlib.sha256(data.x.numpy().tobytes()[:1_000_000] + str(data.x.shape).encode()).hexdigest()[:16]
         cache = Path(os.environ.get(CACHE_DIR_ENV, Path.home() / ".cache" / "infogan_core"))
-        path = cache / f"reference-{data.name}-{digest}.pt"
+        path = cache / f"reference-{key}.pt"
         full = _reference_net(int(np.prod(data.sample_shape)), data.num_classes)
         try:
             full.load_state_dict(torch.load(path, weights_only=True))
-        except (OSError, RuntimeError, EOFError):
+        except Exception:  # missing, truncated or foreign file (garbage raises KeyError, UnpicklingError): fit again
             _fit_reference(full, data)
             cache.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -100,11 +100,10 @@ def _freeze(modules: list[nn.Module], frozen: bool) -> None:
             p.requires_grad_(not frozen)
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                if frozen:
-                    m._saved_momentum = m.momentum
-                    m.momentum = 0.0
-                elif hasattr(m, "_saved_momentum"):
-                    m.momentum = m._saved_momentum
+                # a training-mode BN that does not track still normalizes with batch statistics, but
+                # leaves every buffer alone: momentum 0 kept running_* but still counted the batch in
+                # num_batches_tracked (and 0 * NaN statistics would have poisoned running_*)
+                m.track_running_stats = not frozen
 
 
 def info_terms(cfg: TrainConfig, model: InfoGAN, fake: torch.Tensor, h_fake: torch.Tensor, lat: Latent):

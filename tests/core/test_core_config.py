@@ -1,0 +1,177 @@
+"""TrainConfig: defaults, derived values, coercion, and validation errors that name the field and value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from infogan_core import ConfigError, InfoGANError, TrainConfig, field_docs, field_names, train
+from infogan_core.data import DATASETS
+from infogan_core.models import InfoGAN
+
+pytestmark = pytest.mark.usefixtures("core_env")
+
+
+def test_defaults_are_the_paper_values() -> None:
+    cfg = TrainConfig()
+    assert cfg.cat_codes == (10,) and cfg.cont_codes == 2 and cfg.noise_dim == 62
+    assert (cfg.lr_g, cfg.lr_d, cfg.betas, cfg.batch_size) == (1e-3, 2e-4, (0.5, 0.999), 128)
+    assert (cfg.lambda_cat, cfg.lambda_cont) == (1.0, 0.1)
+    assert cfg.freeze_d_in_g_step is True
+
+
+def test_derived_values() -> None:
+    cfg = TrainConfig(noise_dim=5, cat_codes=[10, 3], cont_codes=2)
+    assert cfg.cat_dim == 13
+    assert cfg.latent_dim == 5 + 13 + 2
+    assert cfg.cat_entropy == pytest.approx(math.log(10) + math.log(3))
+    assert TrainConfig(cat_codes=[10]).cat_entropy == pytest.approx(2.302585, abs=1e-6)
+    assert TrainConfig(cat_codes=[]).cat_entropy == 0.0
+
+
+def test_lr_ratio_sets_the_effective_discriminator_rate() -> None:
+    assert TrainConfig(lr_g=1e-3, lr_d=2e-4).lr_d_effective == 2e-4  # no ratio: lr_d
+    cfg = TrainConfig(lr_g=1e-3, lr_d=2e-4, lr_ratio=0.5)
+    assert cfg.lr_d_effective == pytest.approx(5e-4)  # lr_d is ignored
+    assert TrainConfig(lr_g=2e-4, lr_ratio=4).lr_d_effective == pytest.approx(8e-4)
+
+
+def test_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().lr_g = 0.1  # type: ignore[misc]
+
+
+def test_yaml_and_json_shapes_are_coerced() -> None:
+    cfg = TrainConfig.from_dict({"cat_codes": [10, 4], "betas": [0, 0.9], "lr_g": 1, "lambda_cont": 0, "lr_ratio": 1})
+    assert cfg.cat_codes == (10, 4) and cfg.betas == (0.0, 0.9)
+    assert isinstance(cfg.lr_g, float) and isinstance(cfg.lambda_cont, float) and isinstance(cfg.lr_ratio, float)
+    assert TrainConfig(cat_codes=7).cat_codes == (7,)  # one categorical code given as a number
+
+
+def test_to_dict_round_trips_through_json() -> None:
+    cfg = TrainConfig(cat_codes=[10, 4], cont_codes=3, betas=(0.4, 0.99), lr_ratio=0.5, dataset="ring8")
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert list(d) == list(field_names())
+    assert TrainConfig.from_dict(d) == cfg
+
+
+def test_replace_changes_validates_and_rejects_unknown_fields() -> None:
+    cfg = TrainConfig()
+    assert cfg.replace(lr_g=0.01).lr_g == 0.01 and cfg.lr_g == 1e-3
+    with pytest.raises(ConfigError, match=r"`lr_g` must be in \(0.0, 1.0\], but got -0.5"):
+        cfg.replace(lr_g=-0.5)
+    with pytest.raises(ConfigError, match="unknown TrainConfig field `lr_gg`; did you mean `lr_g`"):
+        cfg.replace(lr_gg=0.1)
+
+
+def test_every_field_is_documented() -> None:
+    docs = field_docs()
+    assert set(docs) == set(field_names())
+    assert all(len(text) > 5 for text in docs.values())
+
+
+# --- validation: each bad value names its field and the value ---------------------------------
+
+BAD_VALUES = [
+    ("lr_d", -1.0, "-1.0"),
+    ("lr_d", 0.0, "0.0"),
+    ("lr_d", float("nan"), "nan"),
+    ("lr_d", 2.0, "2.0"),
+    ("lr_g", "fast", "'fast'"),
+    ("d_batchnorm", "both", "'both'"),
+    ("g_loss", "wasserstein", "'wasserstein'"),
+    ("clip", "max", "'max'"),
+    ("cat_codes", [1], "(1,)"),
+    ("cat_codes", [10, 0], "(10, 0)"),
+    ("cat_codes", [10.0], "(10.0,)"),
+    ("cat_codes", "10", "'10'"),
+    ("betas", (0.5, 1.0), "(0.5, 1.0)"),
+    ("betas", (0.5,), "(0.5,)"),
+    ("betas", 0.5, "0.5"),
+    ("betas", ("a", 0.9), "('a', 0.9)"),
+    ("batch_size", 1, "1"),
+    ("batch_size", 10_000, "10000"),
+    ("batch_size", 32.0, "32.0"),
+    ("batch_size", True, "True"),
+    ("noise_dim", -1, "-1"),
+    ("q_min_std", 1.5, "1.5"),
+    ("steps", 0, "0"),
+    ("d_steps", 11, "11"),
+    ("eval_samples", 10, "10"),
+    ("clip_value", 0.0, "0.0"),
+    ("g_width", 0.0, "0.0"),
+    ("freeze_d_in_g_step", "yes", "'yes'"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "shown"), BAD_VALUES, ids=[f"{n}={v!r}" for n, v, _ in BAD_VALUES])
+def test_bad_value_names_field_and_value(name: str, value: object, shown: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{name: value})
+    message = str(info.value)
+    assert f"`{name}`" in message and shown in message, message
+    assert "must be" in message
+    assert isinstance(info.value, InfoGANError) and isinstance(info.value, ValueError)
+
+
+def test_choice_errors_list_the_allowed_values() -> None:
+    with pytest.raises(ConfigError, match=r"`d_batchnorm` must be one of none \| joint \| separate, but got 'both'"):
+        TrainConfig(d_batchnorm="both")
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ConfigError, match="`noise_dim` must be > 0 when there are no codes"):
+        TrainConfig(noise_dim=0, cat_codes=[], cont_codes=0)
+    with pytest.raises(ConfigError, match="`learn_cat_prior`"):
+        TrainConfig(cat_codes=[], learn_cat_prior=True)
+    with pytest.raises(ConfigError, match=r"`lr_ratio` must be such that lr_g \* lr_ratio <= 1.*but got 200.0"):
+        TrainConfig(lr_g=0.01, lr_ratio=200)
+    with pytest.raises(ConfigError, match="`g_depth/d_depth` must be 2 with arch=paper"):
+        TrainConfig(arch="paper", d_depth=3)
+    TrainConfig(noise_dim=0, cat_codes=[8], cont_codes=0)  # codes alone are a valid input for G
+
+
+def test_unknown_dataset_lists_the_valid_names() -> None:
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(dataset="cifar10")
+    message = str(info.value)
+    assert "`dataset`" in message and "'cifar10'" in message
+    assert all(name in message for name in DATASETS)
+
+
+def test_from_dict_unknown_field_suggests_a_close_match() -> None:
+    with pytest.raises(ConfigError, match="unknown TrainConfig field `lr_dd`; did you mean `lr_d`"):
+        TrainConfig.from_dict({"lr_dd": 1e-3})
+    with pytest.raises(ConfigError, match="unknown TrainConfig field `d_batchnrom`; did you mean `d_batchnorm`"):
+        TrainConfig.from_dict({"d_batchnrom": "none"})
+    # nothing close: the valid fields are listed instead
+    with pytest.raises(ConfigError, match="unknown TrainConfig field `zzz`; valid fields: dataset, data_dir"):
+        TrainConfig.from_dict({"zzz": 1})
+
+
+# --- errors that only the model can see (the data's shape) ------------------------------------
+
+
+def test_paper_arch_on_digits_fails_clearly_when_the_model_is_built() -> None:
+    cfg = TrainConfig(arch="paper", dataset="digits")  # valid alone: the data's shape is not known yet
+    with pytest.raises(ConfigError, match=r"`arch` paper is the 28x28 MNIST network, but dataset `digits` gives"):
+        InfoGAN(cfg, (1, 8, 8))
+    with pytest.raises(ConfigError, match="28x28"):
+        train(cfg.replace(steps=1, device="cpu"))
+
+
+def test_conv_arch_needs_images_and_divisible_sizes() -> None:
+    with pytest.raises(ConfigError, match="`arch` conv needs image data, but dataset `ring8`"):
+        InfoGAN(TrainConfig(arch="conv", dataset="ring8"), (2,))
+    with pytest.raises(ConfigError, match="`d_depth` must leave 8x8 images divisible by 2\\*\\*d_depth, but got 4"):
+        InfoGAN(TrainConfig(arch="conv", dataset="digits", d_depth=4), (1, 8, 8))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="`device`.*'cuda'"):
+        train(TrainConfig(dataset="ring8", arch="mlp", device="cuda", steps=1))

@@ -1,0 +1,234 @@
+"""The dataset registry's contract, the synthetic datasets' known structure, and the IDX reader."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from infogan_core import DATASETS, DataError, Dataset, load_dataset
+from infogan_core.data import DATA_DIR_ENV, read_idx
+
+pytestmark = pytest.mark.usefixtures("core_env")
+
+IMAGES = "train-images-idx3-ubyte"
+LABELS = "train-labels-idx1-ubyte"
+
+
+def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
+    """An IDX file: magic 0x0000 08 <ndim> (0x08 = unsigned bytes), big-endian dims, then the data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def tiny_mnist(seed: int = 0, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    images[0] = 0  # pixel 0 -> -1
+    images[1] = 255  # pixel 255 -> +1
+    return images, rng.integers(0, 10, size=n).astype(np.uint8)
+
+
+def write_mnist(folder: Path, seed: int = 0, *, gz: bool = False, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = tiny_mnist(seed, n)
+    suffix = ".gz" if gz else ""
+    write_idx(folder / (IMAGES + suffix), images, gz=gz)
+    write_idx(folder / (LABELS + suffix), labels, gz=gz)
+    return images, labels
+
+
+def assert_is_mnist(data: Dataset, images: np.ndarray, labels: np.ndarray) -> None:
+    assert data.x.shape == (len(images), 1, 28, 28) and data.x.dtype == torch.float32
+    np.testing.assert_allclose(data.x[:, 0].numpy(), images / 255.0 * 2 - 1, atol=1e-6)
+    assert data.x[0].max() == -1.0 and data.x[1].min() == 1.0
+    np.testing.assert_array_equal(data.labels.numpy(), labels)
+    assert data.labels.dtype == torch.int64
+
+
+# --- every registry entry, one contract -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with tiny mnist/ (gzipped) and fashion-mnist/ (raw) subfolders."""
+    root = tmp_path_factory.mktemp("idx-root")
+    write_mnist(root / "mnist", seed=1, gz=True)
+    write_mnist(root / "fashion-mnist", seed=2)
+    return root
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_registry_entry_contract(name: str, idx_root: Path) -> None:
+    data = load_dataset(name, str(idx_root))  # the folder is ignored by the datasets that need none
+    assert isinstance(data, Dataset)
+    assert data.name == name
+    x = data.x
+    assert x.dtype == torch.float32 and x.is_contiguous()
+    assert len(x) > 0 and torch.isfinite(x).all()
+    n = len(x)
+    assert data.sample_shape == tuple(x.shape[1:])
+    if data.is_image:
+        assert x.dim() == 4 and x.shape[1] in (1, 3)  # (N, C, H, W)
+        assert x.min() >= -1.0 and x.max() <= 1.0  # G ends in tanh
+        assert x.min() < 0 < x.max()
+    else:
+        assert x.dim() == 2 and x.shape[1] == 2  # (N, 2) points
+        assert data.modes is not None and data.modes.dim() == 2 and data.modes.shape[1] == 2
+        assert data.mode_std > 0
+    if data.labels is not None:
+        assert data.labels.dtype == torch.int64 and data.labels.shape == (n,)
+        assert data.labels.min() >= 0 and data.num_classes == int(data.labels.max()) + 1
+    if data.factors is not None:
+        assert data.factors.shape == (n, len(data.factor_names)) and data.factors.dtype == torch.float32
+    assert load_dataset(name, str(idx_root)) is data  # cached per process
+
+
+def test_known_dataset_sizes() -> None:
+    digits = load_dataset("digits")
+    assert digits.x.shape == (1797, 1, 8, 8) and digits.num_classes == 10
+    ring, grid = load_dataset("ring8"), load_dataset("grid25")
+    assert ring.modes.shape == (8, 2) and ring.mode_std == 0.01
+    assert grid.modes.shape == (25, 2) and grid.mode_std == 0.05
+    shapes = load_dataset("shapes")
+    assert shapes.x.shape[1:] == (1, 16, 16)
+    assert shapes.factors.shape[1] == 4 and shapes.factor_names == ("scale", "rotation", "x", "y")
+    assert shapes.num_classes == 3
+
+
+def test_ring_and_grid_modes_are_where_the_benchmark_says() -> None:
+    ring = load_dataset("ring8")
+    np.testing.assert_allclose(ring.modes.norm(dim=1).numpy(), 1.0, atol=1e-6)  # the unit circle
+    angles = np.sort(np.mod(torch.atan2(ring.modes[:, 1], ring.modes[:, 0]).numpy(), 2 * np.pi))
+    np.testing.assert_allclose(np.diff(angles), np.pi / 4, atol=1e-5)  # evenly spaced
+    grid = load_dataset("grid25")
+    assert sorted(set(grid.modes.flatten().tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+    # the points scatter around their own mode with the documented std
+    for data in (ring, grid):
+        offsets = data.x - data.modes[data.labels]
+        assert offsets.std().item() == pytest.approx(data.mode_std, rel=0.05)
+
+
+def test_imbalanced_digits_fall_from_class_0_to_class_9() -> None:
+    counts = np.bincount(load_dataset("digits-imbalanced").labels.numpy(), minlength=10)
+    full = np.bincount(load_dataset("digits").labels.numpy(), minlength=10)
+    np.testing.assert_allclose(counts / full, np.linspace(1.0, 0.1, 10), atol=0.01)
+
+
+def test_shapes_factors_are_in_their_ranges() -> None:
+    f = load_dataset("shapes").factors
+    assert f[:, 0].min() >= 0.5 and f[:, 0].max() <= 1.0  # scale
+    assert f[:, 1].min() >= 0.0 and f[:, 1].max() <= np.pi / 4  # rotation
+    assert f[:, 2:].abs().max() <= 0.35  # position
+
+
+def test_unknown_dataset_lists_the_valid_names() -> None:
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10")
+    assert "`cifar10`" in str(info.value)
+    assert all(name in str(info.value) for name in DATASETS)
+
+
+# --- the IDX reader ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzipped"])
+def test_read_idx_round_trips(tmp_path: Path, gz: bool) -> None:
+    images, labels = tiny_mnist()
+    path = write_idx(tmp_path / ("images" + (".gz" if gz else "")), images, gz=gz)
+    raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    assert raw[:4] == b"\x00\x00\x08\x03"  # the images magic number 0x00000803
+    np.testing.assert_array_equal(read_idx(path), images)
+    label_path = write_idx(tmp_path / "labels", labels)
+    assert label_path.read_bytes()[:4] == b"\x00\x00\x08\x01"  # the labels magic number 0x00000801
+    np.testing.assert_array_equal(read_idx(label_path), labels)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzipped"])
+def test_mnist_from_data_dir(tmp_path: Path, gz: bool) -> None:
+    images, labels = write_mnist(tmp_path, seed=3, gz=gz)
+    assert_is_mnist(load_dataset("mnist", str(tmp_path)), images, labels)
+
+
+def test_mnist_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images, labels = write_mnist(tmp_path / "a", seed=4)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "a"))
+    assert_is_mnist(load_dataset("mnist"), images, labels)
+    # a changed variable reads the new folder: the per-process cache must not answer with the old data
+    images_b, labels_b = write_mnist(tmp_path / "b", seed=5, n=7)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "b"))
+    assert_is_mnist(load_dataset("mnist"), images_b, labels_b)
+    # and without it (nor data_dir) the error says what to set
+    monkeypatch.delenv(DATA_DIR_ENV)
+    with pytest.raises(DataError, match=rf"{IMAGES}.*set data_dir or \${DATA_DIR_ENV}"):
+        load_dataset("mnist")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_subfolder_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # <dir>/<name>/ holds this dataset's files; <dir> itself holds the other one's
+    images, labels = write_mnist(tmp_path / name, seed=6, gz=True)
+    write_mnist(tmp_path, seed=7)
+    assert_is_mnist(load_dataset(name, str(tmp_path)), images, labels)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert_is_mnist(load_dataset(name), images, labels)
+
+
+def test_dotted_file_names_are_found(tmp_path: Path) -> None:
+    images, labels = tiny_mnist(8)
+    write_idx(tmp_path / "train-images.idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels.idx1-ubyte.gz", labels, gz=True)
+    assert_is_mnist(load_dataset("mnist", str(tmp_path)), images, labels)
+
+
+def test_missing_file_names_the_folders_and_the_files(tmp_path: Path) -> None:
+    images, _ = tiny_mnist()
+    write_idx(tmp_path / IMAGES, images)  # labels missing
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", str(tmp_path))
+    message = str(info.value)
+    assert IMAGES in message and LABELS in message
+    assert "put them in" in message and str(tmp_path / "mnist") in message and str(tmp_path) in message
+
+
+def _corruptions(images: np.ndarray) -> dict[str, tuple[bytes, str, str]]:
+    raw = struct.pack(">I", 0x0803) + struct.pack(">3I", *images.shape) + images.tobytes()
+    gz = gzip.compress(raw)
+    damaged = bytearray(gz)
+    damaged[10] ^= 0x55  # the first byte of the deflate stream: zlib's own error, not a gzip one
+    return {
+        "truncated-data": (raw[:-100], "", "is corrupt"),
+        "truncated-header": (raw[:10], "", "truncated"),
+        "bad-magic": (b"\x1f\x00" + raw[2:], "", "bad magic"),
+        "empty": (b"", "", "bad magic"),
+        "truncated-gzip": (gz[: len(gz) // 2], ".gz", "cannot read"),
+        "damaged-gzip": (bytes(damaged), ".gz", "cannot read"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_corruptions(tiny_mnist()[0])))
+def test_corrupt_file_is_a_data_error_naming_it(tmp_path: Path, kind: str) -> None:
+    images, labels = tiny_mnist()
+    content, suffix, says = _corruptions(images)[kind]
+    bad = tmp_path / (IMAGES + suffix)
+    bad.write_bytes(content)
+    write_idx(tmp_path / LABELS, labels)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", str(tmp_path))
+    message = str(info.value)
+    assert str(bad) in message and says in message, message
+    assert f"in {tmp_path}" in message and IMAGES in message and LABELS in message  # where the files go
+
+
+def test_mismatched_image_and_label_counts(tmp_path: Path) -> None:
+    images, labels = tiny_mnist()
+    write_idx(tmp_path / IMAGES, images)
+    write_idx(tmp_path / LABELS, labels[:-1])
+    with pytest.raises(DataError, match="do not match"):
+        load_dataset("mnist", str(tmp_path))

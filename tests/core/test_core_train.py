@@ -1,0 +1,451 @@
+"""The training loop: every knob changes what it claims to, the NaN guard, determinism, short real runs."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+from infogan_core import METRIC_NAMES, DivergedError, TrainConfig, losses, train
+from infogan_core.models import InfoGAN, QHead
+
+pytestmark = pytest.mark.usefixtures("core_env")
+
+# the module, not the function: the package's `train` attribute is the function train()
+train_module = importlib.import_module("infogan_core.train")
+
+# tiny 2-D and image configurations: the knob tests need a real loop, not a good model
+RING = TrainConfig(
+    dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=4, batch_size=32,
+    g_width=0.25, d_width=0.25, eval_samples=100, eval_every=10**6, report_every=1, steps=3, device="cpu",
+)  # fmt: skip
+DIGITS = TrainConfig(
+    dataset="digits", arch="conv", noise_dim=8, batch_size=16, g_width=0.1, d_width=0.1,
+    eval_samples=100, eval_every=10**6, report_every=1, steps=3, device="cpu",
+)  # fmt: skip
+
+# The documented 2-D configuration: InfoGAN with one Cat(8) code on ring8 covers (nearly) every mode
+# in a few seconds. MLPs of 128 units, no BN in D, equal Adam rates of 5e-4. Measured at step 800 over
+# seeds 0-9 on CPU: 8 modes for 8 seeds and 7 for 2 (eval/hq 0.14-0.43); from step 500 to 1500 the
+# count stays at 6-8 with rare dips. Smaller rates (2e-4) need >800 steps; 1e-3 oscillates (3-8).
+RING8_2D = TrainConfig(
+    dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=4, batch_size=256,
+    d_batchnorm="none", g_batchnorm=True, lr_g=5e-4, lr_d=5e-4, steps=800, report_every=100,
+    eval_every=800, eval_samples=2000, device="cpu",
+)  # fmt: skip
+
+
+def _role(opt: torch.optim.Optimizer, model: InfoGAN) -> str | None:
+    """'d' for the optimizer of D, 'g' for the one of G/Q, None for any other (the reference classifier's)."""
+    params = {id(p) for group in opt.param_groups for p in group["params"]}
+    if id(model.d_head.weight) in params:
+        return "d"
+    return "g" if id(next(model.generator.parameters())) in params else None
+
+
+@contextmanager
+def capture_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[InfoGAN]]:
+    """The InfoGAN that train() builds (train.InfoGAN wrapped), available while the loop runs."""
+    built: list[InfoGAN] = []
+
+    def build(*args, **kwargs) -> InfoGAN:
+        built.append(InfoGAN(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(train_module, "InfoGAN", build)
+    yield built
+
+
+@contextmanager
+def optimizer_hooks(pre=None, post=None) -> Iterator[None]:
+    """torch's global optimizer-step hooks: pre runs after clipping, right before each update."""
+    handles = []
+    if pre is not None:
+        handles.append(register_optimizer_step_pre_hook(pre))
+    if post is not None:
+        handles.append(register_optimizer_step_post_hook(post))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers (BN running mean/var and batch count), cloned."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> set[str]:
+    return {k for k in a if not torch.equal(a[k], b[k])}
+
+
+# --- freeze_d_in_g_step -----------------------------------------------------------------------
+
+
+def _d_across_g_steps(cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> list[tuple[dict, dict]]:
+    """(D before, D after) for every G/Q step of a real run.
+
+    Each step runs the D step(s), whose last update is opt_d.step(), then the G/Q step, which ends
+    with opt_g.step(). The post-step hooks of those two optimizers bracket exactly the G/Q step (the
+    G forward through D, the backward, the clip and the update), in the real loop, without copying it.
+    """
+    pairs: list[tuple[dict, dict]] = []
+    before: dict[str, dict] = {}
+    with capture_model(monkeypatch) as built:
+
+        def post(opt, args, kwargs) -> None:
+            model = built[-1]
+            d = {"trunk": _state(model.d_trunk), "head": _state(model.d_head)}
+            if _role(opt, model) == "d":
+                before.update(d)
+            elif _role(opt, model) == "g":
+                pairs.append(({**before}, d))
+
+        with optimizer_hooks(post=post):
+            train(cfg)
+    assert len(pairs) == cfg.steps
+    return pairs
+
+
+FREEZE_CASES = [
+    RING.replace(d_batchnorm="separate"),
+    RING.replace(d_batchnorm="joint", encoder="isolated"),
+    DIGITS.replace(d_batchnorm="separate"),
+    DIGITS.replace(d_batchnorm="joint"),
+]
+
+
+@pytest.mark.parametrize("cfg", FREEZE_CASES, ids=lambda c: f"{c.dataset}-{c.d_batchnorm}-{c.encoder}")
+def test_frozen_d_is_bit_identical_across_the_g_step(cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = _d_across_g_steps(cfg.replace(freeze_d_in_g_step=True, steps=4), monkeypatch)
+    for before, after in pairs:
+        assert any("running_mean" in k for k in before["trunk"])  # there are BN buffers to protect
+        assert not _changed(before["trunk"], after["trunk"]), "the G/Q step moved D's trunk"
+        assert not _changed(before["head"], after["head"]), "the G/Q step moved D's head"
+    # the snapshots see real changes: D does move in its own step, between two G/Q steps
+    assert _changed(pairs[0][1]["trunk"], pairs[1][0]["trunk"])
+
+
+def test_unfrozen_d_trunk_moves_in_the_g_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = RING.replace(d_batchnorm="separate", freeze_d_in_g_step=False, steps=3)
+    for before, after in _d_across_g_steps(cfg, monkeypatch):
+        changed = _changed(before["trunk"], after["trunk"])
+        trunk_params = {k for k in before["trunk"] if k.endswith(("weight", "bias"))}
+        assert trunk_params <= changed, f"trunk parameters the G/Q step left alone: {trunk_params - changed}"
+        assert any("running_mean" in k for k in changed)  # BN statistics track the fake batch
+        assert not _changed(before["head"], after["head"])  # D's head is never in the G/Q step
+
+
+# --- BN in D: separate vs joint batches ------------------------------------------------------
+
+
+def _bn_buffers(module: nn.Module) -> list[torch.Tensor]:
+    return [
+        t.clone()
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for t in (m.running_mean, m.running_var)
+    ]
+
+
+@pytest.mark.parametrize("base", [RING, DIGITS], ids=["ring8", "digits"])
+def test_separate_and_joint_batchnorm_give_different_statistics(base: TrainConfig) -> None:
+    stats = {}
+    for mode in ("separate", "joint", "separate"):
+        stats.setdefault(mode, []).append(_bn_buffers(train(base.replace(d_batchnorm=mode, steps=1)).model.d_trunk))
+    assert stats["separate"][0] and len(stats["separate"][0]) == len(stats["joint"][0])
+    # same seed, same mode: identical; same seed, other mode: different running statistics
+    assert all(torch.equal(a, b) for a, b in zip(*stats["separate"], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(stats["separate"][0], stats["joint"][0], strict=True))
+    assert _bn_buffers(train(base.replace(d_batchnorm="none", steps=1)).model.d_trunk) == []
+
+
+# --- optimizer knobs --------------------------------------------------------------------------
+
+
+def test_lr_ratio_sets_the_discriminator_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cfg, want_d in ((RING.replace(lr_g=1e-3, lr_d=2e-4, lr_ratio=0.25), 2.5e-4), (RING.replace(lr_d=3e-4), 3e-4)):
+        rates: dict[str, float] = {}
+        with capture_model(monkeypatch) as built:
+
+            def post(opt, args, kwargs, built=built, rates=rates) -> None:
+                rates[_role(opt, built[-1])] = opt.param_groups[0]["lr"]
+
+            with optimizer_hooks(post=post):
+                train(cfg.replace(steps=1))
+        assert rates["d"] == pytest.approx(want_d) and rates["d"] == pytest.approx(cfg.lr_d_effective)
+        assert rates["g"] == pytest.approx(cfg.lr_g)
+
+
+def _grads_at_update(cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[torch.Tensor]]:
+    """The gradients each optimizer applies (after clipping), per step: 'd' and 'g' lists of flat vectors."""
+    seen: dict[str, list[torch.Tensor]] = {"d": [], "g": []}
+    with capture_model(monkeypatch) as built:
+
+        def pre(opt, args, kwargs) -> None:
+            grads = [p.grad.flatten() for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if _role(opt, built[-1]):
+                seen[_role(opt, built[-1])].append(torch.cat(grads))
+
+        with optimizer_hooks(pre=pre):
+            result = train(cfg)
+    seen["reported_grad_d"] = [torch.tensor(h["grad/d"]) for h in result.history]
+    return seen
+
+
+@pytest.mark.parametrize("clip", ["norm", "value"])
+def test_clipping_bounds_the_applied_gradients(clip: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    bound = 1e-3  # far below the raw gradients of a fresh GAN, so clipping must act
+    base = RING.replace(steps=5)
+    clipped = _grads_at_update(base.replace(clip=clip, clip_value=bound), monkeypatch)
+    raw = _grads_at_update(base.replace(clip="none", clip_value=bound), monkeypatch)
+    for who in ("d", "g"):
+        assert len(clipped[who]) == 5
+        for g in clipped[who]:
+            if clip == "norm":
+                assert g.norm() <= bound * (1 + 1e-4)
+            else:
+                assert g.abs().max() <= bound
+        assert max(float(g.norm() if clip == "norm" else g.abs().max()) for g in raw[who]) > 10 * bound
+    # grad/d reports the norm before clipping: the same as the unclipped run's first step
+    assert float(clipped["reported_grad_d"][0]) == pytest.approx(float(raw["d"][0].norm()), rel=1e-5)
+
+
+def test_d_steps_runs_the_discriminator_several_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real_d_loss = losses.d_loss
+    monkeypatch.setattr(losses, "d_loss", lambda *a: calls.append(1) or real_d_loss(*a))
+    train(RING.replace(d_steps=3, steps=2))
+    assert len(calls) == 6
+
+
+# --- architecture and code knobs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", [RING, DIGITS], ids=["ring8", "digits"])
+def test_noise_dim_zero_trains(base: TrainConfig) -> None:
+    result = train(base.replace(noise_dim=0, steps=3, eval_every=3))
+    assert result.model.generator[0].in_features == base.cat_dim + base.cont_codes
+    assert all(math.isfinite(v) for v in result.metrics.values())
+
+
+def test_isolated_encoder_has_its_own_trunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = train(DIGITS.replace(encoder="shared", steps=1)).model
+    assert shared.q_trunk is None
+    starts = []
+
+    def build(*args, **kwargs) -> InfoGAN:
+        model = InfoGAN(*args, **kwargs)
+        starts.append(_state(model.q_trunk))
+        return model
+
+    monkeypatch.setattr(train_module, "InfoGAN", build)
+    isolated = train(DIGITS.replace(encoder="isolated", steps=3)).model
+    assert isolated.q_trunk is not None
+    d_ids = {id(p) for p in isolated.d_trunk.parameters()}
+    assert d_ids.isdisjoint(id(p) for p in isolated.q_trunk.parameters())
+    assert sum(p.numel() for p in isolated.parameters()) > sum(p.numel() for p in shared.parameters())
+    # Q's own trunk learns (from the information loss; D's loss never reaches it)
+    assert _changed(starts[0], _state(isolated.q_trunk))
+
+
+def test_learned_std_never_goes_below_its_floor() -> None:
+    result = train(DIGITS.replace(q_std="learned", q_min_std=0.5, lambda_cont=1.0, steps=20))
+    stds = [h["q/std_min"] for h in result.history]
+    assert len(stds) == 20 and min(stds) >= 0.5
+    assert train(DIGITS.replace(q_std="fixed", steps=2)).metrics["q/std_min"] == 1.0
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.5])
+def test_q_head_std_floor(floor: float) -> None:
+    cfg = TrainConfig(cont_codes=2, q_std="learned", q_min_std=floor)
+    head = QHead(cfg, features=8, hidden=4, bn=False)
+    out = head.net[-1]
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.fill_(-30.0)  # the std outputs' pre-activation: softplus ~ 1e-13
+    with torch.no_grad():
+        _, mean, std = head(torch.randn(5, 8))
+    assert mean.shape == std.shape == (5, 2)
+    assert (std >= floor).all() and float(std.min()) == pytest.approx(floor, abs=1e-6)
+
+
+def test_g_loss_formulas() -> None:
+    logits = torch.tensor([-10.0, -1.0, 0.0, 2.0])
+    d = torch.sigmoid(logits)
+    ns, sat = losses.g_loss(logits, "nonsaturating"), losses.g_loss(logits, "saturating")
+    assert float(ns) == pytest.approx(float(-torch.log(d).mean()), rel=1e-5)  # -log D(G(z))
+    assert float(sat) == pytest.approx(float(torch.log1p(-d).mean()), rel=1e-5)  # log(1 - D(G(z)))
+    assert float(losses.g_loss(torch.zeros(3), "nonsaturating")) == pytest.approx(math.log(2))
+    assert float(losses.g_loss(torch.zeros(3), "saturating")) == pytest.approx(-math.log(2))
+    # where D(G(z)) -> 0 the saturating loss has (almost) no gradient; the nonsaturating one has ~1
+    grads = {}
+    for kind in ("nonsaturating", "saturating"):
+        x = torch.tensor([-10.0], requires_grad=True)
+        losses.g_loss(x, kind).backward()
+        grads[kind] = float(x.grad)
+    assert grads["nonsaturating"] == pytest.approx(-1.0, abs=1e-4)
+    assert abs(grads["saturating"]) < 1e-4
+    # D's loss: -log D(x) - log(1 - D(G(z)))
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.5])
+    want = -torch.log(torch.sigmoid(real)).mean() - torch.log1p(-torch.sigmoid(fake)).mean()
+    assert float(losses.d_loss(real, fake)) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_g_loss_knob_reaches_the_loop() -> None:
+    sat = train(RING.replace(g_loss="saturating", steps=3))
+    ns = train(RING.replace(g_loss="nonsaturating", steps=3))
+    assert all(h["loss/g"] < 0 for h in sat.history)  # log(1 - D) < 0
+    assert all(h["loss/g"] > 0 for h in ns.history)  # -log D > 0
+
+
+def _info_grads(cfg: TrainConfig, term: str) -> dict[str, float]:
+    """Gradient norms per network from one information term, through train.py's own info_terms."""
+    from infogan_core import load_dataset
+
+    torch.manual_seed(0)
+    model = InfoGAN(cfg, load_dataset(cfg.dataset).sample_shape)
+    gen = torch.Generator().manual_seed(0)
+    lat = train_module.sample_latent(cfg, model, 32, gen, torch.device("cpu"))
+    fake = model.generator(lat.z)
+    h_fake = model.d_trunk(fake)
+    ce, nll, _ = train_module.info_terms(cfg, model, fake, h_fake, lat)
+    (ce if term == "cat" else nll).backward()
+
+    def norm(module: nn.Module | None) -> float:
+        if module is None:
+            return 0.0
+        grads = [p.grad.norm() for p in module.parameters() if p.grad is not None]
+        return float(torch.stack(grads).norm()) if grads else 0.0
+
+    return {"g": norm(model.generator), "q_head": norm(model.q_head), "q_trunk": norm(model.q_trunk)}
+
+
+@pytest.mark.parametrize("encoder", ["shared", "isolated"])
+def test_lambda_cat_zero_gives_g_no_gradient_from_the_categorical_term(encoder: str) -> None:
+    base = RING.replace(cont_codes=2, encoder=encoder)
+    off = _info_grads(base.replace(lambda_cat=0.0), "cat")
+    assert off["g"] == 0.0  # G gets nothing from the categorical term
+    assert off["q_head"] > 0  # ... but Q still learns to measure it
+    if encoder == "isolated":
+        assert off["q_trunk"] > 0
+    assert _info_grads(base.replace(lambda_cat=1.0), "cat")["g"] > 0
+    # detaching is per code type: the continuous term still reaches G
+    assert _info_grads(base.replace(lambda_cat=0.0, lambda_cont=0.1), "cont")["g"] > 0
+    assert _info_grads(base.replace(lambda_cont=0.0), "cont")["g"] == 0.0
+
+
+def test_lambda_cat_zero_still_trains_q_but_keeps_less_information() -> None:
+    cfg = RING.replace(batch_size=64, g_width=0.5, d_width=0.5, lr_g=5e-4, lr_d=5e-4, steps=300, report_every=100)
+    off, on = train(cfg.replace(lambda_cat=0.0)), train(cfg.replace(lambda_cat=1.0))
+    mi_off, mi_on = [h["mi/cat"] for h in off.history], [h["mi/cat"] for h in on.history]
+    assert mi_off[-1] > mi_off[0] + 0.1  # Q learns to read whatever G happens to encode
+    assert mi_on[-1] > mi_off[-1] + 0.5  # InfoGAN makes G encode the code (measured: ~1.7 vs ~0.6 nats)
+
+
+def test_learn_cat_prior() -> None:
+    fixed = train(RING.replace(learn_cat_prior=False, steps=10)).model
+    assert not fixed.cat_prior[0].requires_grad and torch.equal(fixed.cat_prior[0], torch.zeros(8))
+    learned = train(RING.replace(learn_cat_prior=True, steps=10)).model
+    assert learned.cat_prior[0].requires_grad
+    assert not torch.equal(learned.cat_prior[0].detach(), torch.zeros(8))
+
+
+# --- the NaN guard ----------------------------------------------------------------------------
+
+
+def _nan_at(monkeypatch: pytest.MonkeyPatch, name: str, call: int) -> None:
+    """losses.<name> returns NaN from its `call`-th call on (one call per step with d_steps=1)."""
+    real = getattr(losses, name)
+    calls = []
+
+    def patched(*args):
+        calls.append(1)
+        out = real(*args)
+        return out + float("nan") if len(calls) >= call else out
+
+    monkeypatch.setattr(losses, name, patched)
+
+
+@pytest.mark.parametrize(("name", "metric"), [("d_loss", "loss/d"), ("g_loss", "loss/g")])
+def test_non_finite_loss_raises_diverged_error_naming_step_and_loss(monkeypatch, name: str, metric: str) -> None:
+    _nan_at(monkeypatch, name, call=4)
+    with pytest.raises(DivergedError) as info:
+        train(RING.replace(steps=10, report_every=1))
+    err = info.value
+    assert err.step == 4 and err.loss == metric and math.isnan(err.value)
+    assert "step 4" in str(err) and metric in str(err)
+    assert [h["step"] for h in err.history] == [1, 2, 3]  # the reports before it broke
+
+
+def test_information_loss_divergence_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = losses.cat_cross_entropy
+    monkeypatch.setattr(losses, "cat_cross_entropy", lambda *a: real(*a) * float("inf"))
+    with pytest.raises(DivergedError, match="training diverged at step 1: loss/info"):
+        train(RING)
+
+
+# --- determinism and the report callback -----------------------------------------------------
+
+
+def _without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k != "time/steps_per_s"} for h in history]
+
+
+@pytest.mark.parametrize("base", [RING, DIGITS], ids=["ring8", "digits"])
+def test_same_seed_same_history_other_seed_other_history(base: TrainConfig) -> None:
+    cfg = base.replace(steps=20, report_every=5, eval_every=10, seed=3)
+    a, b = train(cfg), train(cfg)
+    assert "eval/fd" in a.history[1] and len(a.history) == 4
+    assert _without_timing(a.history) == _without_timing(b.history)  # exact, every metric and step
+    c = train(cfg.replace(seed=4))
+    assert [k for k in c.history[-1]] == [k for k in a.history[-1]]
+    for key in ("loss/d", "loss/g", "mi/cat", "eval/fd"):
+        assert c.history[-1][key] != a.history[-1][key], key
+
+
+def test_report_callback_cadence_names_and_early_stop() -> None:
+    calls: list[tuple[int, dict[str, float]]] = []
+    result = train(RING.replace(steps=7, report_every=3, eval_every=6), report=lambda s, m: calls.append((s, m)))
+    assert [s for s, _ in calls] == [3, 6, 7]  # every report_every steps and at the end
+    assert [h["step"] for h in result.history] == [3, 6, 7]
+    assert ["eval/modes" in m for _, m in calls] == [False, True, True]  # eval_every and at the end
+    for _, m in calls:
+        assert "step" not in m and set(m) <= set(METRIC_NAMES), set(m) - set(METRIC_NAMES)
+    assert {"loss/d", "loss/g", "loss/info", "mi/cat", "mi/cat_ratio", "grad/d", "time/steps_per_s"} <= set(calls[0][1])
+    assert result.metrics == calls[-1][1] and not result.stopped_early and result.steps_run == 7
+
+    stopped = train(RING.replace(steps=50, report_every=2), report=lambda s, m: s >= 4)
+    assert stopped.stopped_early and stopped.steps_run == 4 and len(stopped.history) == 2
+
+
+# --- short real runs: the documented results --------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ring8_documented_configuration_covers_most_modes(seed: int) -> None:
+    result = train(RING8_2D.replace(seed=seed))
+    assert result.metrics["eval/modes"] >= 6, result.metrics
+    assert result.metrics["eval/hq"] > 0.05
+
+
+@pytest.mark.slow
+def test_digits_infogan_reaches_most_of_the_code_entropy() -> None:
+    # conv family at a quarter of the paper's widths; the last report averages steps 151-200
+    cfg = TrainConfig(
+        dataset="digits", arch="conv", g_width=0.25, d_width=0.25, batch_size=64, steps=200,
+        report_every=50, eval_every=200, eval_samples=200, device="cpu",
+    )  # fmt: skip
+    result = train(cfg)
+    ratios = [h["mi/cat_ratio"] for h in result.history]
+    assert ratios[-1] > 0.8, ratios
+    assert ratios[0] < ratios[-1]
+    assert result.metrics["mi/cat"] == pytest.approx(ratios[-1] * math.log(10))
