@@ -229,6 +229,18 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     return _load_cached(name, data_dir or os.environ.get(DATA_DIR_ENV) or None)
 
 
+# what each dataset offers for scoring, known without loading it (for validating studies early)
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "digits": frozenset({"image", "labels"}),
+    "digits-imbalanced": frozenset({"image", "labels"}),
+    "ring8": frozenset({"labels", "modes"}),
+    "grid25": frozenset({"labels", "modes"}),
+    "shapes": frozenset({"image", "labels", "factors"}),
+    "mnist": frozenset({"image", "labels"}),
+    "fashion-mnist": frozenset({"image", "labels"}),
+}
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, data_dir: str | None) -> Dataset:
     if name not in DATASETS:
@@ -236,4 +248,4 @@ def _load_cached(name: str, data_dir: str | None) -> Dataset:
     return DATASETS[name](data_dir)
 
 
-__all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "load_dataset", "read_idx"]
+__all__ = ["CAPABILITIES", "DATASETS", "DATA_DIR_ENV", "Dataset", "load_dataset", "read_idx"]

@@ -41,6 +41,24 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 
+
+def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
+    """Metric name -> "" for each metric a run of cfg reports, or -> why it is not measured."""
+    from infogan_core.data import CAPABILITIES
+
+    caps = CAPABILITIES.get(cfg.dataset, frozenset())
+    why = {
+        "mi/cat": "" if cfg.cat_codes else "there are no categorical codes (cat_codes is empty)",
+        "mi/cont": "" if cfg.cont_codes else "there are no continuous codes (cont_codes is 0)",
+        "eval/cat_acc": "" if cfg.cat_codes and "labels" in caps else "it needs categorical codes and labelled data",
+        "eval/modes": "" if "modes" in caps else "it needs a 2-D mixture dataset (ring8, grid25)",
+        "eval/factor_align": "" if cfg.cont_codes and "factors" in caps else "it needs continuous codes and `shapes`",
+    }
+    why["mi/cat_ratio"] = why["mi/cat"]
+    why["q/std_min"] = why["mi/cont"]
+    why["eval/hq"] = why["eval/modes"]
+    return {name: why.get(name, "") for name in METRIC_NAMES}
+
 CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
 
 
@@ -202,6 +220,7 @@ __all__ = [
     "factor_alignment",
     "frechet_distance",
     "matched_accuracy",
+    "measured_metrics",
     "mode_coverage",
     "reference_features",
 ]

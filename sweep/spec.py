@@ -30,7 +30,7 @@ from pydantic import (
 
 from infogan_core.config import TrainConfig, field_docs, field_names
 from infogan_core.errors import ConfigError
-from infogan_core.metrics import METRIC_NAMES, METRICS
+from infogan_core.metrics import METRIC_NAMES, METRICS, measured_metrics
 from sweep.errors import StudyError
 
 BUDGET_FIELDS = ("steps", "report_every", "eval_every")  # TrainConfig fields that `budget:` sets
@@ -296,10 +296,13 @@ class Study(_Model):
         """Every configuration the study can produce must be a valid TrainConfig."""
         where = {**{k: ("budget", k) for k in BUDGET_FIELDS}, **{k: ("base", k) for k in self.base}}
         _config_or_raise(self, {}, where, ("base",))
+        if self.kind != "grid":  # a grid's trials all set the factors: the base alone is no trial
+            self._check_measured({}, "")
         if self.kind != "search":
             for config_id, params, _, _ in _configurations(self):
                 where = {k: ("factors", k, v.index(params[k])) for k, v in self.factors.items() if params[k] in v}
                 _config_or_raise(self, params, where, ("factors",), context=config_id)
+                self._check_measured(params, config_id)
         for key, dist in self.space.items():
             if isinstance(dist, CategoricalDistribution):
                 candidates = [(("space", key, "choices", i), v) for i, v in enumerate(dist.choices)]
@@ -307,6 +310,19 @@ class Study(_Model):
                 candidates = [(("space", key, end), getattr(dist, end)) for end in ("low", "high")]
             for path, value in candidates:
                 _config_or_raise(self, {key: value}, {key: path}, ("space", key))
+
+    def _check_measured(self, params: dict[str, Any], config_id: str) -> None:
+        """Objectives, early stopping and verdict must name metrics this configuration reports."""
+        measured = measured_metrics(_build(self, params, seed=0))
+        uses = [(("objectives", i, "metric"), o.metric) for i, o in enumerate(self.objectives)]
+        if self.early_stopping and self.early_stopping.metric:
+            uses.append((("early_stopping", "metric"), self.early_stopping.metric))
+        if self.verdict:
+            uses.append((("verdict", "metric"), self.verdict.metric))
+        for path, metric in uses:
+            if measured.get(metric):
+                where = f" in configuration {config_id}" if config_id and config_id != "base" else ""
+                raise _At(path, f"{metric} is not measured{where}: {measured[metric]}")
 
     @property
     def seed_list(self) -> list[int]:

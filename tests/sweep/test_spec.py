@@ -273,7 +273,7 @@ def test_parse_without_a_file_names_the_source() -> None:
 
 def test_objective_short_forms_normalize() -> None:
     def objectives(value: object) -> list[tuple[str, str | None]]:
-        study = spec.parse({**minimal(), "objectives": value})
+        study = spec.parse({**minimal(), "base": {"dataset": "ring8", "arch": "mlp"}, "objectives": value})
         return [(o.metric, o.direction) for o in study.objectives]
 
     assert objectives("eval/modes") == [("eval/modes", "maximize")]
@@ -311,3 +311,13 @@ def test_json_schema_lists_properties_and_trainconfig_fields() -> None:
     assert isinstance(schema, dict) and "budget" in schema["properties"]
     assert "lr_d" in schema["properties"]["base"]["properties"]
     assert schema["properties"]["kind"]["description"]
+
+
+def test_objective_not_measured_on_the_dataset_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: x\nkind: ablation\nbase: {dataset: digits}\nfactors: {noise_dim: [4]}\n"
+        "objectives: [mi/cat, eval/modes]\nbudget: {steps: 10}\n"
+    )
+    with pytest.raises(StudyError, match=r"s\.yaml:5: objectives\[1\]\.metric: eval/modes is not measured: .*ring8"):
+        spec.load(path)
