@@ -59,6 +59,7 @@ def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
     why["eval/hq"] = why["eval/modes"]
     return {name: why.get(name, "") for name in METRIC_NAMES}
 
+
 CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
 
 

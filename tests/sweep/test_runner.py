@@ -152,7 +152,9 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     trials = _load(root, "resume").get_trials()
-    complete = Counter((t.user_attrs["config_id"], t.user_attrs["seed"]) for t in trials if t.state == TrialState.COMPLETE)
+    complete = Counter(
+        (t.user_attrs["config_id"], t.user_attrs["seed"]) for t in trials if t.state == TrialState.COMPLETE
+    )
     assert len(complete) == 6 and set(complete.values()) == {1}  # every pair exactly once
     interrupted = [t for t in trials if t.user_attrs.get("outcome") == "interrupted"]
     assert len(interrupted) == before[TrialState.RUNNING]
