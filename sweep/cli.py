@@ -25,10 +25,10 @@ err = Console(stderr=True)
 
 RootOpt = Annotated[
     Path | None, typer.Option("--root", help="Folder for the default SQLite storage, artifacts and Ray files "
-                              "[default: $SWEEP_ROOT or ./runs].", show_default=False)]  # fmt: skip
+                              "(default: $SWEEP_ROOT or ./runs).", show_default=False)]  # fmt: skip
 StorageOpt = Annotated[
     str | None, typer.Option("--storage", help="Optuna storage URL (any SQLAlchemy URL) "
-                             "[default: $SWEEP_STORAGE or sqlite:///ROOT/sweep.db].", show_default=False)]  # fmt: skip
+                             "(default: $SWEEP_STORAGE or sqlite:///ROOT/sweep.db).", show_default=False)]  # fmt: skip
 
 
 def _store(root: Path | None, storage: str | None):
@@ -82,7 +82,7 @@ def run(
         str | None, typer.Option("--new-name", help="Run under this study name instead of the file's.")
     ] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) [default: a local Ray].")
+        str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) (default: a local Ray).")
     ] = None,
     storage_path: Annotated[
         str | None, typer.Option(help="Ray's storage_path; must be shared storage on a multi-node cluster.")
@@ -285,7 +285,7 @@ def show(
 def export(
     study_name: Annotated[str, typer.Argument(help="Study name (see `sweep list`).", show_default=False)],
     format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write [default: stdout].")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")] = None,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:

@@ -1,18 +1,26 @@
-"""What optuna-dashboard shows of a trial and a study: artifacts (images, config) and notes."""
+"""What optuna-dashboard shows of a trial and a study: artifacts (images, config), notes, the server."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from optuna.artifacts import upload_artifact
 
+from sweep.errors import SweepError
 from sweep.spec import Study, format_value
+
+if TYPE_CHECKING:
+    from sweep.store import Store
+
+log = logging.getLogger(__name__)
 
 STD_COLLAPSE = 0.05  # q/std_min below this is flagged "posterior std collapsed"
 
@@ -101,4 +109,90 @@ def attach_trial_review(study: Study, trial: optuna.Trial, final: dict[str, Any]
         pass
 
 
-__all__ = ["attach_trial_review", "trial_flags", "trial_note"]
+# --- the study's note -------------------------------------------------------------------------
+
+
+def study_note(study: Study, optuna_study: optuna.Study) -> str:
+    """Markdown: the claim, kind, trials by outcome, best and worst configuration per objective, the verdict."""
+    from sweep import analysis
+
+    frame = analysis.trials_frame(optuna_study)
+    lines = [f"## {study.name}", ""]
+    if study.claim:
+        lines.append(f"**Claim:** {study.claim}")
+    if study.description:
+        lines.append(f"**About:** {study.description}")
+    shape = (f"{study.trials} sampled configurations ({study.sampler})" if study.kind == "search"
+             else f"factors {', '.join(f'`{k}`' for k in study.factors)}")  # fmt: skip
+    lines.append(f"**Kind:** {study.kind}, {shape}; {len(study.seed_list)} seeds, {study.budget.steps} steps each")
+    counts = frame["outcome"].value_counts() if len(frame) else {}
+    order = ("completed", "pruned", "diverged", "crashed", "interrupted")
+    lines.append("**Trials:** " + (", ".join(f"{counts[k]} {k}" for k in order if k in counts) or "none yet"))
+    lines += ["", "| objective | best configuration | worst configuration |", "|---|---|---|"]
+    for o in study.objectives:
+        ranked = analysis.rank_configs(frame, o.metric, o.direction) if len(frame) else None
+        if ranked is None or ranked.empty:
+            lines.append(f"| {o.metric} ({o.direction}) | no finished runs | |")
+            continue
+        best, worst = (
+            f"`{r.config_id}`: {_fmt(float(r['mean']))} (mean of {r.n})" for r in (ranked.iloc[0], ranked.iloc[-1])
+        )
+        lines.append(f"| {o.metric} ({o.direction}) | {best} | {worst} |")
+    result = analysis.verdict(frame, study) if len(frame) else None
+    if result is not None:
+        lines += ["", f"### Verdict: {result.status}", "", result.message, ""]
+        lines += [f"- {line}" for line in result.lines()]
+    elif study.verdict is None:
+        lines += ["", "_No verdict rule: this study has no `verdict:` section._"]
+    lines += ["", f"Effects with confidence intervals, curves and images: `sweep report {study.name}`."]
+    return "\n".join(lines)
+
+
+def attach_study_review(study: Study, optuna_study: optuna.Study) -> None:
+    """Write the study's note for optuna-dashboard; a failure is logged, never raised (the run is stored)."""
+    try:
+        from optuna_dashboard import save_note
+
+        save_note(optuna_study, study_note(study, optuna_study))
+    except Exception as exc:  # noqa: BLE001 - a note is not worth losing a finished run over
+        log.warning("could not write the study note of %s: %s", study.name, exc)
+
+
+# --- the dashboard server ---------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def dashboard_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
+    """optuna-dashboard on the store's storage and artifact store, bound but not yet serving.
+
+    Call `serve_forever()` on the result (and `server_close()` after); port 0 picks a free port.
+    """
+    from optuna_dashboard import wsgi
+
+    app = wsgi(store.storage(), artifact_store=store.artifact_store())
+    try:
+        return make_server(host, port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise SweepError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another with --port") from exc
+
+
+def dashboard_url(server: WSGIServer, optuna_study: optuna.Study | None = None) -> str:
+    """The address to open: the study's page when a study is given."""
+    host, port = server.server_address[:2]
+    path = f"/dashboard/studies/{optuna_study._study_id}" if optuna_study is not None else "/dashboard"
+    return f"http://{host}:{port}{path}"
+
+
+__all__ = [
+    "attach_study_review",
+    "attach_trial_review",
+    "dashboard_server",
+    "dashboard_url",
+    "study_note",
+    "trial_flags",
+    "trial_note",
+]

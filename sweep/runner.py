@@ -553,6 +553,9 @@ def run(
     tuner.fit()
     if progress:
         progress(tracker)
+    from sweep.review import attach_study_review
+
+    attach_study_review(study, optuna_study)  # the study's note in optuna-dashboard: outcomes, best, verdict
     wall = time.perf_counter() - started
     first = tracker.first_step_at - started if tracker.first_step_at else None
     return RunSummary(

@@ -1,0 +1,120 @@
+"""`sweep dashboard` serves optuna-dashboard on the real storage: studies, trials, notes and artifacts over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SWEEP = str(Path(sys.executable).parent / "sweep")
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.headers.get("Content-Type", ""), response.read()
+
+
+def get_json(url: str) -> dict:
+    return json.loads(get(url)[2])
+
+
+def read_until(process: subprocess.Popen, pattern: str, timeout: float = 60) -> tuple[re.Match | None, str]:
+    """Lines of the process's stdout until one matches (read in a thread, so a silent process cannot hang us)."""
+    lines: list[str] = []
+    found = threading.Event()
+    match: list[re.Match] = []
+
+    def reader() -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if m := re.search(pattern, line):
+                match.append(m)
+                found.set()
+                return
+
+    threading.Thread(target=reader, daemon=True).start()
+    found.wait(timeout)
+    return (match[0] if match else None), "".join(lines)
+
+
+def test_dashboard_serves_trials_notes_and_artifacts_and_stops_on_ctrl_c(review_study):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [SWEEP, "dashboard", review_study.name, "--port", "0", "--root", str(review_study.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        match, output = read_until(process, r"http://127\.0\.0\.1:(\d+)/dashboard/studies/(\d+)")
+        assert match, (output, process.poll(), process.stderr.read() if process.poll() is not None else "")
+        base, study_id = f"http://127.0.0.1:{match.group(1)}", int(match.group(2))
+
+        status, kind, page = get(f"{base}/dashboard/studies/{study_id}")
+        assert status == 200 and "text/html" in kind and b"<html" in page.lower()
+
+        studies = get_json(f"{base}/api/studies")["study_summaries"]
+        assert [(s["study_name"], s["study_id"]) for s in studies] == [("review", study_id)]
+
+        detail = get_json(f"{base}/api/studies/{study_id}")
+        assert detail["objective_names"] == ["mi/cat_ratio", "loss/g"]
+        assert "### Verdict:" in detail["note"]["body"] and "**Claim:**" in detail["note"]["body"]
+        trials = detail["trials"]
+        assert len(trials) == 9
+        for trial in trials:
+            assert trial["note"]["body"].startswith("### "), trial["note"]
+            assert any(a["filename"] == "config.json" for a in trial["artifacts"])
+        finished = [t for t in trials if t["state"] == "Complete"]
+        assert len(finished) == 6
+        crashed = [t for t in trials if t["state"] == "Fail"]
+        assert all("crashed" in t["note"]["body"] for t in crashed)
+
+        trial = finished[0]
+        pngs = [a for a in trial["artifacts"] if a["mimetype"] == "image/png"]
+        assert {a["filename"] for a in pngs} >= {"scatter.png", "curves.png"}
+        status, kind, data = get(f"{base}/artifacts/{study_id}/{trial['trial_id']}/{pngs[0]['artifact_id']}")
+        assert status == 200 and kind == "image/png" and data.startswith(b"\x89PNG\r\n\x1a\n")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    rest = process.stdout.read()
+    assert code == 0, (rest, process.stderr.read())
+    assert "dashboard stopped" in rest
+
+
+def test_dashboard_server_in_a_thread_answers_on_a_free_port(review_study):
+    from sweep.review import dashboard_server, dashboard_url
+    from sweep.store import open_store
+
+    server = dashboard_server(open_store(review_study.root), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = dashboard_url(server)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/dashboard", url)
+        assert get(url.replace("/dashboard", "/api/studies"))[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    # a taken port is one line that says what to do
+    from sweep.errors import SweepError
+
+    busy = dashboard_server(open_store(review_study.root), port=0)
+    try:
+        with pytest.raises(SweepError, match="--port"):
+            dashboard_server(open_store(review_study.root), port=busy.server_address[1])
+    finally:
+        busy.server_close()
