@@ -537,7 +537,24 @@ def load(path: str | Path) -> Study:
         raise StudyError(" ".join(f"{where}: invalid YAML: {problem}".split())) from None
     if data is None:
         raise StudyError(f"{path}:1: the file is empty; a study needs at least name, kind, objectives, budget")
+    _no_duplicate_keys(node, str(path))
     return _validate(data, str(path), node)
+
+
+def _no_duplicate_keys(node: yaml.Node | None, source: str, where: str = "") -> None:
+    """YAML keeps the last of two equal keys silently; in a study that loses a value: refuse it."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            path = f"{where}.{key}" if where else key
+            if key in seen:
+                raise StudyError(f"{source}:{key_node.start_mark.line + 1}: {path}: appears twice; keep one")
+            seen.add(key)
+            _no_duplicate_keys(value_node, source, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, source, f"{where}[{i}]")
 
 
 def study_json_schema() -> dict[str, Any]:

@@ -321,3 +321,13 @@ def test_objective_not_measured_on_the_dataset_is_an_error(tmp_path: Path) -> No
     )
     with pytest.raises(StudyError, match=r"s\.yaml:5: objectives\[1\]\.metric: eval/modes is not measured: .*ring8"):
         spec.load(path)
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "name: x\nkind: ablation\nfactors: {noise_dim: [4]}\nobjectives: [mi/cat]\n"
+        "budget: {steps: 10, steps: 20}\nfactors: {noise_dim: [8]}\n"
+    )
+    with pytest.raises(StudyError, match=r"dup\.yaml:5: budget\.steps: appears twice"):
+        spec.load(path)
