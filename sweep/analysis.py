@@ -11,6 +11,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from sweep.store import (
     ATTR_OUTCOME,
     ATTR_REASON,
     ATTR_SEED,
+    Store,
 )
 
 BASE_COLUMNS = ["number", "state", "outcome", "config_id", "factor", "level", "seed"]
@@ -490,12 +492,48 @@ def importance(optuna_study: optuna.Study, study: Study) -> dict[str, dict[str, 
     return result
 
 
+def claim_rows(studies_dir: str | Path, store: Store) -> list[dict[str, str]]:
+    """One row per study file in studies_dir: study, claim, cost, verdict and its deciding numbers.
+
+    A file that does not load gets its error as the verdict; a study not yet in the storage is
+    "not run"; a study without a verdict rule is "no rule" (its report still has the effects).
+    """
+    from sweep import spec as spec_module
+
+    files = sorted(Path(studies_dir).glob("*.yaml"))
+    if not files:
+        raise SweepError(f"no study files (*.yaml) in {studies_dir}")
+    stored = set(store.study_names())
+    rows = []
+    for path in files:
+        try:
+            study = spec_module.load(path)
+        except SweepError as exc:
+            rows.append({"study": path.stem, "claim": "", "cost": "", "verdict": "INVALID", "numbers": str(exc)})
+            continue
+        trials = (study.trials or 0) * len(study.seed_list) if study.kind == "search" else len(
+            spec_module.expand(study))  # fmt: skip
+        row = {"study": study.name, "claim": study.claim, "cost": f"{trials} trials x {study.budget.steps} steps"}
+        if study.name not in stored:
+            row.update(verdict="not run", numbers=f"sweep run {path}")
+        else:
+            optuna_study = store.load_study(study.name)
+            result = verdict(trials_frame(optuna_study), study_spec(optuna_study))
+            if result is None:
+                row.update(verdict="no rule", numbers=f"see sweep report {study.name}")
+            else:
+                row.update(verdict=result.status, numbers="; ".join([result.message, *result.lines()[1:]]))
+        rows.append(row)
+    return rows
+
+
 __all__ = [
     "INCONCLUSIVE",
     "NOT_SUPPORTED",
     "SUPPORTED",
     "Comparison",
     "VerdictResult",
+    "claim_rows",
     "compare",
     "effects",
     "history_frame",

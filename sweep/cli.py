@@ -75,6 +75,7 @@ def run(
     study_file: Annotated[Path, typer.Argument(help="Study file (YAML).", show_default=False)],
     steps: Annotated[int | None, typer.Option(help="Override budget.steps (e.g. a 50-step smoke test).")] = None,
     seeds: Annotated[int | None, typer.Option(help="Override the number of seeds per configuration.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Override a search study's number of configurations.")] = None,
     set_values: Annotated[
         list[str] | None, typer.Option("--set", help="Override a base value, key=value; repeatable.")
     ] = None,
@@ -98,8 +99,8 @@ def run(
     from sweep import runner, spec
 
     study = spec.load(study_file)
-    if steps is not None or seeds is not None or set_values:
-        study = study.with_overrides(steps=steps, seeds=seeds, set_values=_parse_sets(set_values))
+    if steps is not None or seeds is not None or trials is not None or set_values:
+        study = study.with_overrides(steps=steps, seeds=seeds, trials=trials, set_values=_parse_sets(set_values))
     if new_name:
         study = study.model_copy(update={"name": new_name})
     if dry_run:
@@ -373,6 +374,30 @@ def dashboard(
         out.print("dashboard stopped")
     finally:
         server.server_close()
+
+
+@app.command()
+def claims(
+    studies_dir: Annotated[Path, typer.Option("--studies", help="Folder of study files.")] = Path("studies"),
+    root: RootOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """List every study file's claim and, where it has been run, its verdict, in one table.
+
+    Example: sweep claims --studies studies
+    """
+    from sweep.analysis import claim_rows
+
+    rows = claim_rows(studies_dir, _store(root, storage))
+    table = Table(title=f"Claims of the studies in {studies_dir}", show_lines=True)
+    for col in ("study", "claim", "default cost", "verdict", "deciding numbers"):
+        table.add_column(col, overflow="fold")
+    colours = {"SUPPORTED": "green", "NOT SUPPORTED": "red", "INCONCLUSIVE": "yellow"}
+    for row in rows:
+        status = row["verdict"]
+        shown = f"[{colours[status]}]{status}[/]" if status in colours else status
+        table.add_row(row["study"], row["claim"], row["cost"], shown, row["numbers"])
+    out.print(table)
 
 
 # --- train ------------------------------------------------------------------------------------

@@ -341,9 +341,10 @@ class Study(_Model):
         *,
         steps: int | None = None,
         seeds: int | list[int] | None = None,
+        trials: int | None = None,
         set_values: dict | None = None,
     ) -> Study:
-        """A new validated study with budget steps, seeds or base values replaced (e.g. from the CLI)."""
+        """A new validated study with budget steps, seeds, search trials or base values replaced (CLI)."""
         data, values = self.model_dump(mode="json"), dict(set_values or {})
         budget = data["budget"] | {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         budget["steps"] = budget["steps"] if steps is None else steps
@@ -355,6 +356,7 @@ class Study(_Model):
             "budget": budget,
             "base": data["base"] | values,
             "seeds": data["seeds"] if seeds is None else seeds,
+            "trials": data["trials"] if trials is None else trials,
         }
         return parse(data, source=f"study {self.name} with overrides")
 

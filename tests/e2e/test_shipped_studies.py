@@ -1,0 +1,88 @@
+"""Every shipped study validates, and runs end to end through the real CLI at a tiny size."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep import spec
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+SWEEP = str(Path(sys.executable).parent / "sweep")
+
+
+def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "250"}
+    return subprocess.run([SWEEP, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def test_studies_are_shipped():
+    names = {p.stem for p in STUDIES}
+    required = {"balance", "batchnorm", "clipping", "freeze", "noise", "posterior", "priors", "paper_fig1",
+                "paper_categorical", "imbalanced", "search"}  # fmt: skip
+    assert required <= names
+    table = (REPO / "studies" / "README.md").read_text()
+    for name in names:
+        assert f"{name}.yaml" in table, f"studies/README.md does not list {name}.yaml"
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_shipped_study_validates_with_a_claim(path):
+    study = spec.load(path)
+    assert study.claim and study.description
+    assert study.verdict is not None or study.kind == "search"
+
+
+@pytest.fixture(scope="module")
+def smoke_root(ray_session, tmp_path_factory):
+    """Every shipped study at 4 steps and one seed (2 configurations for the search) in one storage.
+
+    The Typer app runs in this process (the same code as the console script, whose own entry point
+    the CLI tests cover), so the session's Ray workers stay warm from one study to the next.
+    """
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    root = tmp_path_factory.mktemp("shipped")
+    runs = {}
+    for path in STUDIES:
+        extra = ["--trials", "2"] if spec.load(path).kind == "search" else []
+        runs[path.stem] = CliRunner().invoke(
+            app, ["run", str(path), "--steps", "4", "--seeds", "1", *extra, "--root", str(root)]
+        )
+    return root, runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_shipped_study_runs_end_to_end(smoke_root, path):
+    root, runs = smoke_root
+    result = runs[path.stem]
+    assert result.exit_code == 0, (result.output[-3000:], result.exception)
+    study = spec.load(path)
+    stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{root / 'sweep.db'}")
+    trials = stored.get_trials()
+    expected = 2 if study.kind == "search" else len(spec.expand(study.with_overrides(seeds=1)))
+    assert len(trials) == expected
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.user_attrs.get("reason")) for t in trials]
+    assert all(t.user_attrs["steps_run"] == 4 for t in trials)
+
+
+@pytest.mark.slow
+def test_claims_lists_every_study_with_its_verdict(smoke_root):
+    root, _ = smoke_root
+    proc = _sweep("claims", "--root", str(root))
+    assert proc.returncode == 0, proc.stderr
+    for path in STUDIES:
+        assert spec.load(path).name in proc.stdout
+    # one seed per level is below every rule's min_seeds: no verdict may claim more than that
+    assert "INCONCLUSIVE" in proc.stdout and "SUPPORTED" not in proc.stdout.replace("NOT SUPPORTED", "")
+    assert "INVALID" not in proc.stdout and "not run" not in proc.stdout
