@@ -59,6 +59,18 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     return parsed
 
 
+def _parse_seeds(text: str | None) -> int | list[int] | None:
+    """`--seeds 5` (a count) or `--seeds 10,11,12` (the seeds themselves)."""
+    from sweep.errors import SweepError
+
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",")] if "," in text else int(text)
+    except ValueError:
+        raise SweepError(f"--seeds takes a count (5) or a list of seeds (10,11,12), but got {text!r}") from None
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -74,7 +86,10 @@ def _fmt(value: Any) -> str:
 def run(
     study_file: Annotated[Path, typer.Argument(help="Study file (YAML).", show_default=False)],
     steps: Annotated[int | None, typer.Option(help="Override budget.steps (e.g. a 50-step smoke test).")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Override the number of seeds per configuration.")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Override the seeds: a count (5) or a list (10,11,12) for a rerun on other seeds."),
+    ] = None,
     trials: Annotated[int | None, typer.Option(help="Override a search study's number of configurations.")] = None,
     set_values: Annotated[
         list[str] | None, typer.Option("--set", help="Override a base value, key=value; repeatable.")
@@ -100,7 +115,9 @@ def run(
 
     study = spec.load(study_file)
     if steps is not None or seeds is not None or trials is not None or set_values:
-        study = study.with_overrides(steps=steps, seeds=seeds, trials=trials, set_values=_parse_sets(set_values))
+        study = study.with_overrides(
+            steps=steps, seeds=_parse_seeds(seeds), trials=trials, set_values=_parse_sets(set_values)
+        )
     if new_name:
         study = study.model_copy(update={"name": new_name})
     if dry_run:

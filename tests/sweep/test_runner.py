@@ -181,3 +181,43 @@ def test_two_node_cluster_runs_trials_on_both_nodes(make_study, tmp_path):
         assert len({t.user_attrs["node_id"] for t in trials}) == 2
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "random", "nsga2"])
+def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(make_study, tmp_path, sampler):
+    objectives = ["eval/modes", "eval/hq"] if sampler == "nsga2" else ["eval/modes"]
+    path = make_study(
+        tmp_path / "s.yaml",
+        name=f"search-{sampler}",
+        kind="search",
+        factors={},
+        space={
+            "lr_g": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "noise_dim": {"type": "int", "low": 2, "high": 8},
+            "d_batchnorm": {"type": "categorical", "choices": ["none", "separate"]},
+        },  # fmt: skip
+        sampler=sampler,
+        trials=3,
+        seeds=2,
+        objectives=objectives,
+    )
+    study = spec.load(path)
+    store = open_store(tmp_path / "runs")
+    optuna_study = runner.open_study(study, store)
+    plan = runner.plan(study, optuna_study)
+    assert (plan.pending, plan.search_remaining) == ([], 3)
+    front = runner.OptunaFront(study, optuna_study, store, plan.pending, plan.search_remaining, runner.Tracker(0))
+    assert front.total == 6
+    handed = [front.next_config() for _ in range(6)]
+    assert front.next_config() is None
+    configs = [c for c, _ in handed]
+    seeds = [c["train_config"]["seed"] for c in configs]
+    assert seeds == [0, 1, 0, 1, 0, 1]
+    for first, second in zip(configs[::2], configs[1::2], strict=True):  # same params for both seeds
+        strip = {k: v for k, v in first["train_config"].items() if k != "seed"}
+        assert strip == {k: v for k, v in second["train_config"].items() if k != "seed"}
+    for cfg in configs:
+        assert 1e-4 <= cfg["train_config"]["lr_g"] <= 1e-2 and 2 <= cfg["train_config"]["noise_dim"] <= 8
+    # the stored trials carry the params; a second plan resumes the sampled configurations' seeds
+    stored = optuna_study.get_trials(deepcopy=False)
+    assert len(stored) == 6 and len({t.user_attrs["config_id"] for t in stored}) == 3
