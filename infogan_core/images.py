@@ -37,9 +37,12 @@ def _noise(cfg: TrainConfig, n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def _tile(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(rows*cols, C, H, W) in [-1, 1] -> one (rows*H, cols*W) or (.., 3) array in [0, 1]."""
+    """(rows*cols, C, H, W) in [-1, 1] -> one (rows*(H+1), cols*(W+1)) or (.., 3) array in [0, 1],
+    each image framed by a one-pixel grey line so neighbours do not run together."""
     _, c, h, w = images.shape
-    grid = images.reshape(rows, cols, c, h, w).transpose(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    framed = np.pad(images, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=0.0)  # 0.0 -> mid grey
+    h, w = h + 1, w + 1
+    grid = framed.reshape(rows, cols, c, h, w).transpose(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
     grid = (grid + 1) / 2
     return grid[..., 0] if c == 1 else grid
 
