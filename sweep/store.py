@@ -51,9 +51,12 @@ class Store:
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            return optuna.storages.RDBStorage(self.url, engine_kwargs=_engine_kwargs(self.url))
+            storage = optuna.storages.RDBStorage(self.url, engine_kwargs=_engine_kwargs(self.url))
         except Exception as exc:  # a bad URL or an unreachable database server
             raise StudyError(f"cannot open the study storage {self.url}: {str(exc).splitlines()[0]}") from exc
+        if self.url.startswith("sqlite"):
+            _sqlite_wal(storage)
+        return storage
 
     def artifact_store(self) -> FileSystemArtifactStore:
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +74,22 @@ class Store:
 
     def study_names(self) -> list[str]:
         return [s.study_name for s in optuna.get_all_study_summaries(self.storage())]
+
+
+def _sqlite_wal(storage: optuna.storages.RDBStorage) -> None:
+    """Write-ahead logging for SQLite: readers (a dashboard, `sweep show`) never block the driver,
+    and each of the many small writes of a run costs no full fsync (synchronous=NORMAL, which WAL
+    keeps safe against a killed process)."""
+    import sqlalchemy
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sqlalchemy.event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # connections opened while Optuna set the schema up get the pragmas too
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
