@@ -31,7 +31,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta  # noqa: E
 from optuna.trial import FrozenTrial  # noqa: E402
 
 from sweep import analysis  # noqa: E402
-from sweep.analysis import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VerdictResult  # noqa: E402
+from sweep.analysis import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VerdictResult, _num  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.spec import Study, format_value  # noqa: E402
 
@@ -85,14 +85,6 @@ class Report:
 
 
 # --- numbers as text ----------------------------------------------------------------------------
-
-
-def _num(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if isinstance(x, float) and math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.{digits}g}"
 
 
 def _p(p: float) -> str:
