@@ -72,7 +72,7 @@ def _parse_seeds(text: str | None) -> int | list[int] | None:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN: no value
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -128,7 +128,7 @@ def run(
         study, store=store, address=address, progress=_ProgressView(study), source=str(study_file),
         storage_path=storage_path,
     )  # fmt: skip
-    _print_summary(study, summary, store)
+    _print_summary(study, summary, _location_flags(root, storage))
 
 
 def _print_plan(study) -> None:  # noqa: ANN001
@@ -179,7 +179,13 @@ class _ProgressView:
             self.progress.stop()
 
 
-def _print_summary(study, summary, store) -> None:  # noqa: ANN001
+def _location_flags(root: Path | None, storage: str | None) -> str:
+    """The --root/--storage flags the user gave, to repeat in the commands we suggest."""
+    flags = f" --root {root}" if root else ""
+    return flags + (f" --storage {storage}" if storage else "")
+
+
+def _print_summary(study, summary, opts: str) -> None:  # noqa: ANN001
     if summary.planned == 0:
         out.print(f"[green]Study '{study.name}' is complete[/]: all {summary.skipped} (configuration, seed) "
                   "pairs are already stored; nothing to run.")  # fmt: skip
@@ -190,7 +196,6 @@ def _print_summary(study, summary, store) -> None:  # noqa: ANN001
         table.add_row(*(str(x) for x in (summary.completed, summary.pruned, summary.failed, summary.skipped,
                                          summary.interrupted)))  # fmt: skip
         out.print(table)
-    opts = "" if store.url == _store(None, None).url else f" --storage {store.url}"
     out.print("Look further:")
     out.print(f"  sweep show {study.name}{opts}            trials, params, metrics")
     out.print(f"  sweep report {study.name}{opts}          effects, curves, images and the verdict (HTML)")
@@ -292,7 +297,7 @@ def show(
     for col in ("#", "config", "seed", "state", *(p.removeprefix("params.") for p in params), *objectives, "note"):
         table.add_column(col)
     for _, row in frame.iterrows():
-        note = row.get("reason") or ""
+        note = row.get("reason") if isinstance(row.get("reason"), str) else ""
         table.add_row(str(row["number"]), str(row["config_id"]), _fmt(row["seed"]), str(row["outcome"]),
                       *(_fmt(row[p]) for p in params), *(_fmt(row.get(o)) for o in objectives),
                       str(note)[:60])  # fmt: skip
