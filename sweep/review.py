@@ -15,7 +15,7 @@ import optuna
 from optuna.artifacts import upload_artifact
 
 from sweep.errors import SweepError
-from sweep.spec import Study, format_value
+from sweep.spec import Study, factor_levels, format_value
 
 if TYPE_CHECKING:
     from sweep.store import Store
@@ -62,23 +62,22 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
     config = attrs.get("config", {})
     lines = [f"### {attrs.get('config_id', 'trial')} (seed {attrs.get('seed')})", ""]
     if study.kind == "ablation":
-        changed = (
-            "the base configuration"
-            if attrs.get("factor") is None
-            else (
-                f"`{attrs['factor']}` = {_fmt(attrs.get('level'))} (base: {_fmt(study.base.get(attrs['factor'], '?'))})"
-            )
-        )
-        lines.append(f"**Differs from the base:** {changed}")
+        factor = attrs.get("factor")
+        if factor is None:
+            changed = "the base configuration"
+        else:  # an ablation's first level of each factor is the base value (set in base, or the default)
+            base_value = factor_levels(study)[factor][0]
+            changed = f"`{factor}` = {_fmt(attrs.get('level'))} (base: {_fmt(base_value)})"
+        lines.append(f"- **Differs from the base:** {changed}")
     else:
         params = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in trial.params.items())
-        lines.append(f"**Parameters:** {params}")
+        lines.append(f"- **Parameters:** {params}")
     outcome = final.get("outcome", "?")
-    lines.append(f"**Outcome:** {outcome}" + (f" - {final['reason']}" if final.get("reason") else ""))
+    lines.append(f"- **Outcome:** {outcome}" + (f" - {final['reason']}" if final.get("reason") else ""))
     flags = trial_flags(study, final, config)
-    lines.append("**Flags:** " + ("; ".join(flags) if flags else "none"))
+    lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
     wall = final.get("wall_s")
-    lines.append(f"**Steps:** {final.get('steps_run', '?')}" + (f" in {wall:.1f} s" if wall else ""))
+    lines.append(f"- **Steps:** {final.get('steps_run', '?')}" + (f" in {wall:.1f} s" if wall else ""))
     metrics = final.get("metrics") or {}
     if metrics:
         lines += ["", "| metric | final |", "|---|---|"]
