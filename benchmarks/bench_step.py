@@ -53,6 +53,71 @@ def step_flops(cfg: TrainConfig) -> float:
     return float(counts[1] - counts[0])
 
 
+def _reference_networks():
+    """The paper's network as typical public PyTorch ports write it: every fully connected layer a
+    convolution (D's FC 1024 a 7x7 conv, G's FCs 1x1 and 7x7 transposed convs), NCHW layout."""
+    from torch import nn
+
+    g = nn.Sequential(
+        nn.ConvTranspose2d(74, 1024, 1, bias=False), nn.BatchNorm2d(1024), nn.ReLU(),
+        nn.ConvTranspose2d(1024, 128, 7, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False), nn.Sigmoid(),
+    )  # fmt: skip
+    trunk = nn.Sequential(
+        nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.1),
+        nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.1),
+        nn.Conv2d(128, 1024, 7, bias=False), nn.BatchNorm2d(1024), nn.LeakyReLU(0.1),
+    )  # fmt: skip
+    d_head = nn.Conv2d(1024, 1, 1)
+    q_head = nn.Sequential(nn.Conv2d(1024, 128, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.1),
+                           nn.Conv2d(128, 10 + 2 + 2, 1))  # fmt: skip
+    return g, trunk, d_head, q_head
+
+
+def reference_step(nets, opt_d, opt_g, real: torch.Tensor) -> None:
+    """One training step as such ports run it: D on real, D on detached fake, then G and Q together."""
+    from torch.nn import functional as F
+
+    g, trunk, d_head, q_head = nets
+    n = len(real)
+    z = torch.cat([torch.randn(n, 62), F.one_hot(torch.randint(10, (n,)), 10).float(), torch.rand(n, 2) * 2 - 1], 1)
+    fake = g(z[:, :, None, None])
+    opt_d.zero_grad()
+    loss_d = F.binary_cross_entropy_with_logits(d_head(trunk(real)).flatten(), torch.ones(n))
+    loss_d = loss_d + F.binary_cross_entropy_with_logits(d_head(trunk(fake.detach())).flatten(), torch.zeros(n))
+    loss_d.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    h = trunk(fake)
+    q = q_head(h).flatten(1)
+    loss_g = F.binary_cross_entropy_with_logits(d_head(h).flatten(), torch.ones(n))
+    loss_g = loss_g + F.cross_entropy(q[:, :10], z[:, 62:72].argmax(1)) + 0.1 * (q[:, 10:12] - z[:, 72:]).pow(2).mean()
+    loss_g.backward()
+    opt_g.step()
+
+
+def reference_rate(warmup: int, timed: int) -> tuple[float, float]:
+    """(median seconds per step, FLOPs per step) of the conv-for-FC reference at batch 128."""
+    torch.manual_seed(0)
+    nets = _reference_networks()
+    g, trunk, d_head, q_head = nets
+    opt_d = torch.optim.Adam([*trunk.parameters(), *d_head.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam([*g.parameters(), *q_head.parameters()], lr=1e-3, betas=(0.5, 0.999))
+    real = torch.rand(128, 1, 28, 28)
+    for _ in range(warmup):
+        reference_step(nets, opt_d, opt_g, real)
+    times = []
+    for _ in range(timed):
+        t = time.perf_counter()
+        reference_step(nets, opt_d, opt_g, real)
+        times.append(time.perf_counter() - t)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        reference_step(nets, opt_d, opt_g, real)
+    return statistics.median(times), float(counter.get_total_flops())
+
+
 def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
     """Median float32 GFLOP/s of an n x n matrix product on this machine."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -84,6 +149,7 @@ def main() -> None:
     median = statistics.median(times)
     flops = step_flops(cfg)
     achieved = flops / median / 1e9
+    ref_median, ref_flops = reference_rate(args.warmup, max(5, args.steps // 3))
     # the small models the shipped studies train (see studies/)
     mlp = TrainConfig(dataset="ring8", arch="mlp", cat_codes=(8,), cont_codes=0, noise_dim=8, device="cpu")
     conv = TrainConfig(dataset="digits", arch="conv", g_width=0.25, d_width=0.25, batch_size=64, device="cpu")
@@ -93,6 +159,9 @@ def main() -> None:
         "achieved_gflops": achieved,
         "matmul_gflops": matmul,
         "ratio": achieved / matmul,
+        "reference_steps_per_s": 1.0 / ref_median,
+        "reference_gflop_per_step": ref_flops / 1e9,
+        "reference_ratio": ref_flops / ref_median / 1e9 / matmul,
         "mlp_ring8_steps_per_s": small_model_rate(mlp),
         "conv_digits_steps_per_s": small_model_rate(conv),
         "threads": torch.get_num_threads(),
@@ -106,6 +175,9 @@ def main() -> None:
     print(f"  FLOPs per step: {out['gflop_per_step']:.2f} GFLOP  -> achieved {achieved:.1f} GFLOP/s")
     print(f"  float32 matmul rate (1024^3): {matmul:.1f} GFLOP/s")
     print(f"  ratio achieved / matmul: {out['ratio']:.2f}")
+    print(f"reference port (FC layers as full-size convolutions, NCHW, one G forward per step): "
+          f"{out['reference_steps_per_s']:.2f} steps/s at {out['reference_gflop_per_step']:.2f} GFLOP/step, "
+          f"ratio {out['reference_ratio']:.2f}")  # fmt: skip
     print(
         f"small models: mlp on ring8 {out['mlp_ring8_steps_per_s']:.0f} steps/s, "
         f"conv (width 0.25) on digits {out['conv_digits_steps_per_s']:.0f} steps/s"

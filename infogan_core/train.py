@@ -146,8 +146,8 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
     g_params = [*model.generator.parameters(), *(model.cat_prior if cfg.learn_cat_prior else [])]
     # not freezing D puts its trunk into the G/Q step's optimizer: the failure mode under study
     leaked = [] if cfg.freeze_d_in_g_step else list(model.d_trunk.parameters())
-    opt_d = torch.optim.Adam(d_params, lr=cfg.lr_d_effective, betas=cfg.betas)
-    opt_g = torch.optim.Adam([*g_params, *q_params, *leaked], lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(d_params, lr=cfg.lr_d_effective, betas=cfg.betas, fused=True)
+    opt_g = torch.optim.Adam([*g_params, *q_params, *leaked], lr=cfg.lr_g, betas=cfg.betas, fused=True)
     h_cat = torch.tensor(cfg.cat_entropy, device=device)
     h_cont = losses.cont_prior_entropy(cfg.cont_codes, cfg.cont_prior)
     w_cat = cfg.lambda_cat if cfg.lambda_cat > 0 else 1.0  # Q's weight; G's is lambda itself
