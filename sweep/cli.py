@@ -129,6 +129,8 @@ def run(
         storage_path=storage_path,
     )  # fmt: skip
     _print_summary(study, summary, _location_flags(root, storage))
+    if summary.unfinished:
+        raise typer.Exit(130)  # stopped with Ctrl-C: not a success, and nothing stored is lost
 
 
 def _print_plan(study) -> None:  # noqa: ANN001
@@ -196,6 +198,9 @@ def _print_summary(study, summary, opts: str) -> None:  # noqa: ANN001
         table.add_row(*(str(x) for x in (summary.completed, summary.pruned, summary.failed, summary.skipped,
                                          summary.interrupted)))  # fmt: skip
         out.print(table)
+    if summary.unfinished:
+        err.print(f"[yellow]stopped before the end[/]: {summary.unfinished} trials did not finish; run the same "
+                  "command again to resume (finished pairs are never run twice)")  # fmt: skip
     out.print("Look further:")
     out.print(f"  sweep show {study.name}{opts}            trials, params, metrics")
     out.print(f"  sweep report {study.name}{opts}          effects, curves, images and the verdict (HTML)")

@@ -387,6 +387,16 @@ class OptunaFront:
             self.tracker.failed += 1
         self.tracker.running -= 1
 
+    def close_unfinished(self) -> int:
+        """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
+        for trial in self.live.values():
+            trial.set_user_attr(ATTR_OUTCOME, "interrupted")
+            trial.set_user_attr(ATTR_REASON, "the run was stopped before this trial finished; its pair is run again")
+            self.optuna_study.tell(trial, state=TrialState.FAIL)
+        count, self.live = len(self.live), {}
+        self.tracker.running = 0
+        return count
+
     def on_complete(self, tune_id: str, error: bool) -> None:
         """A Tune trial ended without its final result: stopped early (PRUNED) or lost (FAIL)."""
         trial = self.live.pop(tune_id, None)
@@ -451,7 +461,8 @@ class RunSummary:
     pruned: int
     failed: int
     skipped: int  # pairs already finished before this run
-    interrupted: int
+    interrupted: int  # trials of an earlier, dead driver that were run again
+    unfinished: int  # trials this run left unfinished (stopped with Ctrl-C); run again to resume
     wall_s: float
     trial_seconds: float
     first_step_s: float | None
@@ -535,7 +546,7 @@ def run(
     front = OptunaFront(study, optuna_study, store, the_plan.pending, the_plan.search_remaining, tracker)
     tracker.total = front.total
     if tracker.total == 0:
-        return RunSummary(study.name, 0, 0, 0, 0, the_plan.finished, the_plan.interrupted, 0.0, 0.0, None, None)
+        return RunSummary(study.name, 0, 0, 0, 0, the_plan.finished, the_plan.interrupted, 0, 0.0, 0.0, None, None)
 
     ensure_ray(address)
     _quiet_ray_logs()
@@ -579,6 +590,8 @@ def run(
         ),
     )
     tuner.fit()
+    # Tune returns early on Ctrl-C (SIGINT): trials still open did not finish in this run
+    front.close_unfinished()
     if progress:
         progress(tracker)
     from sweep.review import attach_study_review
@@ -594,6 +607,7 @@ def run(
         tracker.failed,
         the_plan.finished,
         the_plan.interrupted,
+        tracker.total - tracker.done - tracker.failed - tracker.pruned,  # open when stopped, or never started
         wall,
         tracker.trial_seconds,
         first,

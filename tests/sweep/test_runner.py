@@ -161,6 +161,29 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
     assert all(t.state == TrialState.FAIL for t in interrupted)
 
 
+def test_ctrl_c_marks_open_trials_interrupted_and_a_rerun_finishes(ray_session, make_study, tmp_path):
+    root = tmp_path / "runs"
+    path = make_study(tmp_path / "int.yaml", name="ctrlc", seeds=2, budget={"steps": 600, "report_every": 50})
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = [SWEEP, "run", str(path), "--root", str(root), "--address", address]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert _wait_for(lambda: _states(root, "ctrlc")[TrialState.RUNNING] >= 1, 120)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-2000:]
+    assert "run the same command again" in stderr
+    states = _states(root, "ctrlc")
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.FAIL] >= 1  # nothing left open
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = _load(root, "ctrlc").get_trials()
+    complete = Counter(
+        (t.user_attrs["config_id"], t.user_attrs["seed"]) for t in trials if t.state == TrialState.COMPLETE
+    )
+    assert len(complete) == 4 and set(complete.values()) == {1}
+
+
 def test_two_node_cluster_runs_trials_on_both_nodes(make_study, tmp_path):
     from ray.cluster_utils import Cluster
 
