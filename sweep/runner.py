@@ -272,47 +272,15 @@ class OptunaFront:
     def total(self) -> int:
         return len(self.queue) + self.search_remaining * len(self.study.seed_list)
 
-    def next_config(self) -> dict[str, Any] | None:
-        if not self.queue and self.search_remaining > 0:
-            self._sample_configuration()
-        if not self.queue:
-            return None
-        spec = self.queue.pop(0)
-        trial = self._create_trial(spec)
-        cfg = self.study.train_config(spec.params, spec.seed)
-        trial.set_user_attr(ATTR_CONFIG, cfg.to_dict())
-        return {
-            "train_config": cfg.to_dict(),
-            "cpus": self.study.resources.cpus,
-            "optuna_number": trial.number,
-        }, trial
-
-    def _sample_configuration(self) -> None:
-        """Ask the sampler for one configuration; queue it once per seed."""
-        trial = self.optuna_study.ask(self.distributions)
-        params = {k: _from_optuna_value(self.study, k, v) for k, v in trial.params.items()}
-        config_id = f"search-{trial.number:04d}"
-        seeds = self.study.seed_list
-        self.search_remaining -= 1
-        specs = [TrialSpec(0, config_id, params, s, None, None) for s in seeds]
-        self._sampled_first = (trial, specs[0])
-        self.queue = specs + self.queue
-
-    def _create_trial(self, spec: TrialSpec) -> optuna.Trial:
-        first = getattr(self, "_sampled_first", None)
-        if first is not None and first[1] is spec:
-            trial = first[0]
-            self._sampled_first = None
+    def next_config(self) -> tuple[dict[str, Any], optuna.Trial] | None:
+        """The next trial's Tune config and its (open) Optuna trial, or None when all are handed out."""
+        if self.queue:
+            spec = self.queue.pop(0)
+            trial = self._create_trial(spec)
+        elif self.search_remaining > 0:
+            spec, trial = self._sample_configuration()
         else:
-            params = {k: _optuna_value(v) for k, v in spec.params.items()}
-            frozen = optuna.trial.create_trial(
-                state=TrialState.RUNNING,
-                params=params,
-                distributions={k: self.distributions[k] for k in params},
-            )
-            storage = self.optuna_study._storage
-            trial_id = storage.create_new_trial(self.optuna_study._study_id, template_trial=frozen)
-            trial = optuna.Trial(self.optuna_study, trial_id)
+            return None
         for key, value in (
             (ATTR_CONFIG_ID, spec.config_id),
             (ATTR_SEED, spec.seed),
@@ -321,7 +289,29 @@ class OptunaFront:
             (ATTR_LEVEL, spec.level),
         ):
             trial.set_user_attr(key, value)
-        return trial
+        cfg = self.study.train_config(spec.params, spec.seed)
+        trial.set_user_attr(ATTR_CONFIG, cfg.to_dict())
+        config = {"train_config": cfg.to_dict(), "cpus": self.study.resources.cpus, "optuna_number": trial.number}
+        return config, trial
+
+    def _sample_configuration(self) -> tuple[TrialSpec, optuna.Trial]:
+        """Ask the sampler for one configuration: its trial runs the first seed, the others are queued."""
+        trial = self.optuna_study.ask(self.distributions)
+        params = {k: _from_optuna_value(self.study, k, v) for k, v in trial.params.items()}
+        config_id = f"search-{trial.number:04d}"
+        self.search_remaining -= 1
+        first, *others = [TrialSpec(0, config_id, params, s, None, None) for s in self.study.seed_list]
+        self.queue = others + self.queue
+        return first, trial
+
+    def _create_trial(self, spec: TrialSpec) -> optuna.Trial:
+        """An Optuna trial, RUNNING, with the spec's params fixed (no sampler involved)."""
+        params = {k: _optuna_value(v) for k, v in spec.params.items()}
+        frozen = optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=params, distributions={k: self.distributions[k] for k in params}
+        )
+        trial_id = self.optuna_study._storage.create_new_trial(self.optuna_study._study_id, template_trial=frozen)
+        return optuna.Trial(self.optuna_study, trial_id)
 
     # called by the Tune searcher adapter
     def on_result(self, tune_id: str, result: dict[str, Any]) -> None:
