@@ -237,13 +237,17 @@ class Tracker:
 
     total: int
     done: int = 0
-    running: int = 0
+    started: set = field(default_factory=set)  # Tune ids of trials whose actor runs them now
     failed: int = 0
     pruned: int = 0
     best: float | None = None
-    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.perf_counter)
     trial_seconds: float = 0.0  # sum of the trials' own wall times
     first_step_at: float | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self.started)
 
 
 class OptunaFront:
@@ -375,7 +379,7 @@ class OptunaFront:
         else:
             self.optuna_study.tell(trial, state=TrialState.FAIL)
             self.tracker.failed += 1
-        self.tracker.running -= 1
+        self.tracker.started.discard(tune_id)
 
     def close_unfinished(self) -> int:
         """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
@@ -384,7 +388,7 @@ class OptunaFront:
             trial.set_user_attr(ATTR_REASON, "the run was stopped before this trial finished; its pair is run again")
             self.optuna_study.tell(trial, state=TrialState.FAIL)
         count, self.live = len(self.live), {}
-        self.tracker.running = 0
+        self.tracker.started.clear()
         return count
 
     def on_complete(self, tune_id: str, error: bool) -> None:
@@ -392,7 +396,7 @@ class OptunaFront:
         trial = self.live.pop(tune_id, None)
         if trial is None:
             return
-        self.tracker.running -= 1
+        self.tracker.started.discard(tune_id)
         if error:
             trial.set_user_attr(ATTR_OUTCOME, "crashed")
             trial.set_user_attr(ATTR_REASON, "the Ray worker running this trial failed")
@@ -425,7 +429,6 @@ def _searcher(front: OptunaFront):
                 return Searcher.FINISHED
             config, trial = nxt
             front.live[trial_id] = trial
-            front.tracker.running += 1
             return config
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -462,14 +465,21 @@ class RunSummary:
 class ProgressCallback(Callback):
     """A Tune callback that calls fn after each result and trial end; pickles to a no-op."""
 
-    def __init__(self, fn: Callable[[], None] | None) -> None:
+    def __init__(self, fn: Callable[[], None] | None, tracker: Tracker | None = None) -> None:
         self.fn = fn
+        self.tracker = tracker
 
     def __getstate__(self) -> dict:  # Tune pickles its run config; the live display stays here
         return {}
 
     def __setstate__(self, state: dict) -> None:
-        self.fn = None
+        self.fn, self.tracker = None, None
+
+    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if self.tracker is not None:
+            self.tracker.started.add(trial.trial_id)
+        if self.fn:
+            self.fn()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         if self.fn:
@@ -574,7 +584,7 @@ def run(
             name=study.name,
             storage_path=storage_path or str((store.root / "ray").resolve()),
             verbose=0,
-            callbacks=[ProgressCallback((lambda: progress(tracker)) if progress else None)],
+            callbacks=[ProgressCallback((lambda: progress(tracker)) if progress else None, tracker)],
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
