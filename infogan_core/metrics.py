@@ -191,8 +191,11 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
     out: dict[str, float] = {}
     fake = model.generator(sample_latent(cfg, model, cfg.eval_samples, gen, device).z).float().cpu()
     real = data.x[:10000]
-    if data.labels is not None and cfg.cat_codes:
-        logits, _, _ = _encode_batched(model, real.to(device))
+    want_cat = data.labels is not None and bool(cfg.cat_codes)
+    want_factors = data.factors is not None and bool(cfg.cont_codes)
+    if want_cat or want_factors:  # Q's posterior on real data, encoded once for both metrics
+        logits, mean, _ = _encode_batched(model, real.to(device))
+    if want_cat:
         out["eval/cat_acc"] = matched_accuracy(logits[0].argmax(1).cpu().numpy(), data.labels[:10000].numpy())
     if data.modes is not None:
         modes, hq = mode_coverage(fake.numpy(), data.modes.numpy(), data.mode_std)
@@ -201,8 +204,7 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
         net, real_feats = reference_features(data)
         fake_feats = net(fake).numpy().astype(np.float64)
         out["eval/fd"] = frechet_distance(real_feats, fake_feats) if np.isfinite(fake_feats).all() else float("inf")
-    if data.factors is not None and cfg.cont_codes:
-        _, mean, _ = _encode_batched(model, real.to(device))
+    if want_factors:
         out["eval/factor_align"] = factor_alignment(mean.cpu().numpy(), data.factors[:10000].numpy())
     model.train(was_training)
     return out

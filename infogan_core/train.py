@@ -115,7 +115,7 @@ def info_terms(cfg: TrainConfig, model: InfoGAN, fake: torch.Tensor, h_fake: tor
 
     def posterior(detach: bool):
         x, h = (fake.detach(), h_fake.detach()) if detach else (fake, h_fake)
-        return model.encode(x, None if model.q_trunk is not None else h)
+        return model.encode(x, h)  # an isolated encoder reads x and ignores D's features
 
     cat_detached, cont_detached = cfg.lambda_cat == 0, cfg.lambda_cont == 0
     out = posterior(cat_detached)
@@ -146,6 +146,7 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
     g_params = [*model.generator.parameters(), *(model.cat_prior if cfg.learn_cat_prior else [])]
     # not freezing D puts its trunk into the G/Q step's optimizer: the failure mode under study
     leaked = [] if cfg.freeze_d_in_g_step else list(model.d_trunk.parameters())
+    frozen_in_g_step = [model.d_head, *([model.d_trunk] if cfg.freeze_d_in_g_step else [])]
     opt_d = torch.optim.Adam(d_params, lr=cfg.lr_d_effective, betas=cfg.betas, fused=True)
     opt_g = torch.optim.Adam([*g_params, *q_params, *leaked], lr=cfg.lr_g, betas=cfg.betas, fused=True)
     h_cat = torch.tensor(cfg.cat_entropy, device=device)
@@ -174,9 +175,7 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
             opt_d.step()
 
         # G/Q step: fool D and make the codes recoverable; D frozen so G's loss cannot move it
-        _freeze([model.d_trunk, model.d_head], True)
-        if not cfg.freeze_d_in_g_step:
-            _freeze([model.d_trunk], False)
+        _freeze(frozen_in_g_step, True)
         lat = sample_latent(cfg, model, n, gen, device)
         fake = model.generator(lat.z)
         if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
@@ -193,14 +192,14 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
         grad_g, grad_q = _grad_norm(g_params), _grad_norm(q_params)
         _clip(cfg, [*g_params, *q_params, *leaked])
         opt_g.step()
-        _freeze([model.d_trunk, model.d_head], False)
+        _freeze(frozen_in_g_step, False)
 
         # guard: a non-finite loss ends the run with the step and the loss that broke
         losses_now = torch.stack([loss_d.detach(), loss_adv.detach(), loss_info.detach()])
-        if not bool(torch.isfinite(losses_now).all()):
-            bad = ["loss/d", "loss/g", "loss/info"][int((~torch.isfinite(losses_now)).nonzero()[0])]
-            value = float(losses_now[["loss/d", "loss/g", "loss/info"].index(bad)])
-            raise DivergedError(step, bad, value, history)
+        finite = torch.isfinite(losses_now)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise DivergedError(step, ("loss/d", "loss/g", "loss/info")[bad], float(losses_now[bad]), history)
 
         # log: accumulate detached values; one host sync per report, not per step
         mi_cat = h_prior.detach() - ce.detach()

@@ -511,8 +511,7 @@ def claim_rows(studies_dir: str | Path, store: Store) -> list[dict[str, str]]:
         except SweepError as exc:
             rows.append({"study": path.stem, "claim": "", "cost": "", "verdict": "INVALID", "numbers": str(exc)})
             continue
-        trials = (study.trials or 0) * len(study.seed_list) if study.kind == "search" else len(
-            spec_module.expand(study))  # fmt: skip
+        trials = study.trial_count
         row = {"study": study.name, "claim": study.claim, "cost": f"{trials} trials x {study.budget.steps} steps"}
         if study.name not in stored:
             row.update(verdict="not run", numbers=f"sweep run {path}")

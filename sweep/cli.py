@@ -139,7 +139,7 @@ def _print_plan(study) -> None:  # noqa: ANN001
     if study.kind == "search":
         out.print(f"[bold]{study.name}[/]: search with the {study.sampler} sampler over {len(study.space)} "
                   f"parameters, {study.trials} configurations x {len(study.seed_list)} seeds "
-                  f"= {study.trials * len(study.seed_list)} trials of {study.budget.steps} steps")  # fmt: skip
+                  f"= {study.trial_count} trials of {study.budget.steps} steps")  # fmt: skip
         for name, dist in study.space.items():
             out.print(f"  {name}: {dist.model_dump(exclude_none=True)}")
         return
@@ -229,7 +229,7 @@ def validate(
             failed += 1
             err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
             continue
-        count = (study.trials or 0) * len(study.seed_list) if study.kind == "search" else len(spec.expand(study))
+        count = study.trial_count
         out.print(f"[green]ok[/] {path}: {study.kind}, {count} trials of {study.budget.steps} steps", highlight=False)
     if failed:
         raise typer.Exit(1)

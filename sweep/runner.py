@@ -384,9 +384,8 @@ class OptunaFront:
     def close_unfinished(self) -> int:
         """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
         for trial in self.live.values():
-            trial.set_user_attr(ATTR_OUTCOME, "interrupted")
-            trial.set_user_attr(ATTR_REASON, "the run was stopped before this trial finished; its pair is run again")
-            self.optuna_study.tell(trial, state=TrialState.FAIL)
+            reason = "the run was stopped before this trial finished; its pair is run again"
+            self._end(trial, TrialState.FAIL, "interrupted", reason)
         count, self.live = len(self.live), {}
         self.tracker.started.clear()
         return count
@@ -398,17 +397,19 @@ class OptunaFront:
             return
         self.tracker.started.discard(tune_id)
         if error:
-            trial.set_user_attr(ATTR_OUTCOME, "crashed")
-            trial.set_user_attr(ATTR_REASON, "the Ray worker running this trial failed")
-            self.optuna_study.tell(trial, state=TrialState.FAIL)
+            self._end(trial, TrialState.FAIL, "crashed", "the Ray worker running this trial failed")
             self.tracker.failed += 1
         else:
             step = self.last_step.get(tune_id)
-            trial.set_user_attr(ATTR_OUTCOME, "pruned")
-            trial.set_user_attr(ATTR_REASON, f"stopped early by ASHA at step {step}")
             trial.set_user_attr("steps_run", step)
-            self.optuna_study.tell(trial, state=TrialState.PRUNED)
+            self._end(trial, TrialState.PRUNED, "pruned", f"stopped early by ASHA at step {step}")
             self.tracker.pruned += 1
+
+    def _end(self, trial: optuna.Trial, state: TrialState, outcome: str, reason: str) -> None:
+        """Tell Optuna a trial ended without a final result, with the outcome and reason attached."""
+        trial.set_user_attr(ATTR_OUTCOME, outcome)
+        trial.set_user_attr(ATTR_REASON, reason)
+        self.optuna_study.tell(trial, state=state)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -582,7 +583,7 @@ def run(
         ),
         run_config=tune.RunConfig(
             name=study.name,
-            storage_path=storage_path or str((store.root / "ray").resolve()),
+            storage_path=storage_path or str(store.ray_dir),
             verbose=0,
             callbacks=[ProgressCallback((lambda: progress(tracker)) if progress else None, tracker)],
             failure_config=tune.FailureConfig(max_failures=0),

@@ -295,14 +295,14 @@ class Study(_Model):
     def _check_configs(self) -> None:
         """Every configuration the study can produce must be a valid TrainConfig."""
         where = {**{k: ("budget", k) for k in BUDGET_FIELDS}, **{k: ("base", k) for k in self.base}}
-        _config_or_raise(self, {}, where, ("base",))
+        base = _config_or_raise(self, {}, where, ("base",))
         if self.kind != "grid":  # a grid's trials all set the factors: the base alone is no trial
-            self._check_measured({}, "")
+            self._check_measured(base, "")
         if self.kind != "search":
             for config_id, params, _, _ in _configurations(self):
                 where = {k: ("factors", k, v.index(params[k])) for k, v in self.factors.items() if params[k] in v}
-                _config_or_raise(self, params, where, ("factors",), context=config_id)
-                self._check_measured(params, config_id)
+                cfg = _config_or_raise(self, params, where, ("factors",), context=config_id)
+                self._check_measured(cfg, config_id)
         for key, dist in self.space.items():
             if isinstance(dist, CategoricalDistribution):
                 candidates = [(("space", key, "choices", i), v) for i, v in enumerate(dist.choices)]
@@ -311,9 +311,9 @@ class Study(_Model):
             for path, value in candidates:
                 _config_or_raise(self, {key: value}, {key: path}, ("space", key))
 
-    def _check_measured(self, params: dict[str, Any], config_id: str) -> None:
+    def _check_measured(self, cfg: TrainConfig, config_id: str) -> None:
         """Objectives, early stopping and verdict must name metrics this configuration reports."""
-        measured = measured_metrics(_build(self, params, seed=0))
+        measured = measured_metrics(cfg)
         uses = [(("objectives", i, "metric"), o.metric) for i, o in enumerate(self.objectives)]
         if self.early_stopping and self.early_stopping.metric:
             uses.append((("early_stopping", "metric"), self.early_stopping.metric))
@@ -323,6 +323,13 @@ class Study(_Model):
             if measured.get(metric):
                 where = f" in configuration {config_id}" if config_id and config_id != "base" else ""
                 raise _At(path, f"{metric} is not measured{where}: {measured[metric]}")
+
+    @property
+    def trial_count(self) -> int:
+        """Trials a full run has: every configuration (or sampled configuration) times every seed."""
+        if self.kind == "search":
+            return (self.trials or 0) * len(self.seed_list)
+        return len(expand(self))
 
     @property
     def seed_list(self) -> list[int]:
@@ -375,10 +382,10 @@ def _build(study: Study, params: dict[str, Any], seed: int) -> TrainConfig:
 
 def _config_or_raise(
     study: Study, params: dict[str, Any], where: dict[str, tuple], fallback: tuple, context: str = ""
-) -> None:
+) -> TrainConfig:
     """Build a config; a ConfigError becomes an _At at the key where the offending value was written."""
     try:
-        _build(study, params, seed=0)
+        return _build(study, params, seed=0)
     except ConfigError as e:
         suffix = f" (in configuration {context})" if context and study.kind == "grid" else ""
         m = re.match(r"`([\w/]+)` (.*)", str(e))

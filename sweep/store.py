@@ -43,8 +43,10 @@ class Store:
     def artifact_dir(self) -> Path:
         return self.root / "artifacts"
 
-    def ray_dir(self, study_name: str) -> Path:
-        return (self.root / "ray" / study_name).resolve()
+    @property
+    def ray_dir(self) -> Path:
+        """Ray Tune's storage_path; each study's experiment lands in ray_dir/<study>."""
+        return (self.root / "ray").resolve()
 
     def storage(self) -> optuna.storages.BaseStorage:
         """The Optuna storage; a SQLite file's folder is created on first use."""
