@@ -20,14 +20,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from infogan_core import TrainConfig, train
-from infogan_core import data as data_module
-from infogan_core.data import Dataset
+from infogan_core.data import DATASETS, Dataset, DatasetEntry
 
 
 def _register_synthetic() -> None:
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(4096, 1, 28, 28, generator=gen) * 2 - 1
-    data_module.DATASETS["synthetic28"] = lambda data_dir=None: Dataset("synthetic28", x)
+    x = (torch.rand(4096, 1, 28, 28, generator=gen) * 2 - 1).numpy()
+    DATASETS["synthetic28"] = DatasetEntry(lambda data_dir=None: Dataset("synthetic28", x), (1, 28, 28), frozenset())
 
 
 def step_times(cfg: TrainConfig, warmup: int, timed: int) -> list[float]:
@@ -59,19 +58,32 @@ def _reference_networks():
     from torch import nn
 
     g = nn.Sequential(
-        nn.ConvTranspose2d(74, 1024, 1, bias=False), nn.BatchNorm2d(1024), nn.ReLU(),
-        nn.ConvTranspose2d(1024, 128, 7, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
-        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False), nn.Sigmoid(),
-    )  # fmt: skip
+        nn.ConvTranspose2d(74, 1024, 1, bias=False),
+        nn.BatchNorm2d(1024),
+        nn.ReLU(),
+        nn.ConvTranspose2d(1024, 128, 7, bias=False),
+        nn.BatchNorm2d(128),
+        nn.ReLU(),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False),
+        nn.Sigmoid(),
+    )
     trunk = nn.Sequential(
-        nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.1),
-        nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.1),
-        nn.Conv2d(128, 1024, 7, bias=False), nn.BatchNorm2d(1024), nn.LeakyReLU(0.1),
-    )  # fmt: skip
+        nn.Conv2d(1, 64, 4, 2, 1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(64, 128, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(128),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(128, 1024, 7, bias=False),
+        nn.BatchNorm2d(1024),
+        nn.LeakyReLU(0.1),
+    )
     d_head = nn.Conv2d(1024, 1, 1)
-    q_head = nn.Sequential(nn.Conv2d(1024, 128, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.1),
-                           nn.Conv2d(128, 10 + 2 + 2, 1))  # fmt: skip
+    q_head = nn.Sequential(
+        nn.Conv2d(1024, 128, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.1), nn.Conv2d(128, 10 + 2 + 2, 1)
+    )
     return g, trunk, d_head, q_head
 
 
@@ -175,9 +187,11 @@ def main() -> None:
     print(f"  FLOPs per step: {out['gflop_per_step']:.2f} GFLOP  -> achieved {achieved:.1f} GFLOP/s")
     print(f"  float32 matmul rate (1024^3): {matmul:.1f} GFLOP/s")
     print(f"  ratio achieved / matmul: {out['ratio']:.2f}")
-    print(f"reference port (FC layers as full-size convolutions, NCHW, one G forward per step): "
-          f"{out['reference_steps_per_s']:.2f} steps/s at {out['reference_gflop_per_step']:.2f} GFLOP/step, "
-          f"ratio {out['reference_ratio']:.2f}")  # fmt: skip
+    print(
+        f"reference port (FC layers as full-size convolutions, NCHW, one G forward per step): "
+        f"{out['reference_steps_per_s']:.2f} steps/s at {out['reference_gflop_per_step']:.2f} GFLOP/step, "
+        f"ratio {out['reference_ratio']:.2f}"
+    )
     print(
         f"small models: mlp on ring8 {out['mlp_ring8_steps_per_s']:.0f} steps/s, "
         f"conv (width 0.25) on digits {out['conv_digits_steps_per_s']:.0f} steps/s"

@@ -1,80 +1,149 @@
-"""TrainConfig: every knob of an InfoGAN run, validated on construction.
+"""TrainConfig: every knob of an InfoGAN run, each declared once, validated on construction.
 
-Field names are the vocabulary of study files (`base:` and `factors:`), so each field documents its
-meaning, unit and sensible range. Defaults are the InfoGAN paper's MNIST values where they apply
-(Chen et al. 2016, Table 1 and the public code), scaled to the offline `digits` dataset otherwise.
+Field names are the vocabulary of study files (`base:` and `factors:`). Each field is declared with
+a `Knob`: its meaning, unit, allowed range or choices, and the paper's value where it has one. The
+validation, the documentation (`field_docs`) and the JSON Schema (`field_schema`, `sweep schema`)
+are all derived from that one declaration. Defaults are the InfoGAN paper's MNIST values where they
+apply (Chen et al. 2016, Table 1 and the public code), scaled to the offline `digits` dataset
+otherwise. This module imports no torch: validating a study never loads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infogan_core.data import DATASETS
 from infogan_core.errors import ConfigError
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "noise_prior": ("gaussian", "uniform"),
-    "cont_prior": ("uniform", "gaussian"),
-    "arch": ("mlp", "conv", "paper"),
-    "d_batchnorm": ("none", "joint", "separate"),
-    "encoder": ("shared", "isolated"),
-    "g_loss": ("nonsaturating", "saturating"),
-    "q_std": ("fixed", "learned"),
-    "clip": ("none", "norm", "value"),
-    "device": ("auto", "cpu", "cuda"),
-}
+
+@dataclass(frozen=True)
+class Knob:
+    """One TrainConfig field's declaration: what it means and which values it allows."""
+
+    doc: str  # meaning, in words
+    unit: str = ""  # e.g. "samples", "steps", "nats"
+    low: float | None = None  # smallest allowed value (each element's, for list fields)
+    high: float | None = None  # largest allowed value
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False  # high itself is not allowed
+    choices: Collection[str] = ()  # the allowed values of a text field (a live registry for `dataset`)
+    length: int | None = None  # list fields: the exact number of elements (None: any number)
+    paper: str = ""  # the InfoGAN paper's value, as text
+
+    def range_text(self, kind: type) -> str:
+        """The allowed interval as written in messages: [2, 4096] or (0.0, 1.0]."""
+        low, high = (kind(v) if v is not None else v for v in (self.low, self.high))
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+    def allows(self, value: float) -> bool:
+        """Whether a number lies in the declared range (NaN never does)."""
+        if not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+
+def _number(text: str) -> float:
+    return float(text) if any(c in text for c in ".e") else int(text)
+
+
+def _knob(default: Any, doc: str, unit: str = "", allowed: str | Mapping[str, Any] = "", **declared: Any) -> Any:
+    """A field declared once: its default, meaning, unit, and `allowed` values as an interval written
+    the way it is documented, "[2, 4096]" or "(0, 1]", as choices "none | norm | value", or as a
+    registry whose keys are the choices (a dataset registered later is allowed too)."""
+    bounds: dict[str, Any] = {}
+    if isinstance(allowed, Mapping):
+        bounds = {"choices": allowed}
+    elif allowed[:1] in "([" and allowed:
+        low, high = (_number(v) for v in allowed[1:-1].split(","))
+        bounds = {"low": low, "high": high, "low_open": allowed[0] == "(", "high_open": allowed[-1] == ")"}
+    elif allowed:
+        bounds = {"choices": tuple(c.strip() for c in allowed.split("|"))}
+    return dataclasses.field(default=default, metadata={"knob": Knob(doc, unit=unit, **bounds, **declared)})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data and codes ---------------------------------------------------------------------
-    dataset: str = "digits"  # registry key (data.DATASETS): digits, ring8, grid25, shapes, mnist, ...
-    data_dir: str | None = None  # folder with MNIST-style IDX files; default $INFOGAN_DATA_DIR
-    batch_size: int = 128  # samples per step, 8..4096 (paper: 128)
-    noise_dim: int = 62  # non-salient noise dimensions z, 0..1024 (paper: 62)
-    noise_prior: str = "uniform"  # gaussian N(0,1) | uniform U(-1,1) (paper's public code: uniform)
-    cat_codes: tuple[int, ...] = (10,)  # category count of each categorical code, each >= 2 (paper: [10])
-    cont_codes: int = 2  # number of continuous codes, 0..16 (paper: 2)
-    cont_prior: str = "uniform"  # uniform U(-1,1) | gaussian N(0,1) sampling of continuous codes
-    learn_cat_prior: bool = False  # learn the categorical prior's logits (H(c) made differentiable)
+    dataset: str = _knob("digits", "registry key of the training data", allowed=DATASETS)
+    data_dir: str | None = _knob(None, "folder of MNIST-style IDX files; null reads $INFOGAN_DATA_DIR")
+    batch_size: int = _knob(128, "samples per step", "samples", "[2, 4096]", paper="128")
+    noise_dim: int = _knob(62, "non-salient noise dimensions z", "dimensions", "[0, 1024]", paper="62")
+    noise_prior: str = _knob(
+        "uniform", "noise distribution, N(0,1) or U(-1,1)", "", "gaussian | uniform", paper="uniform"
+    )
+    cat_codes: tuple[int, ...] = _knob((10,), "categories of each categorical code", "", "[2, 1000]", paper="[10]")
+    cont_codes: int = _knob(2, "number of continuous codes", "codes", "[0, 16]", paper="2")
+    cont_prior: str = _knob("uniform", "continuous codes drawn from U(-1,1) or N(0,1)", "", "uniform | gaussian")
+    learn_cat_prior: bool = _knob(False, "learn the categorical prior's logits (straight-through Gumbel-softmax)")
     # --- architecture -------------------------------------------------------------------------
-    arch: str = "conv"  # mlp (vector data) | conv (images) | paper (Table 1 network, 28x28 only)
-    g_width: float = 1.0  # generator capacity multiplier on the family's widths, 0.05..8
-    d_width: float = 1.0  # discriminator (and encoder) capacity multiplier, 0.05..8
-    g_depth: int = 2  # mlp: hidden layers; conv: upsampling stages, 1..6 (paper: fixed 2)
-    d_depth: int = 2  # mlp: hidden layers; conv: stride-2 conv stages, 1..6 (paper: fixed 2)
-    g_batchnorm: bool = True  # batch norm in G's hidden layers (paper: yes)
-    d_batchnorm: str = "separate"  # BN in D: none | joint (real+fake in one pass) | separate batches
-    encoder: str = "shared"  # Q reads D's trunk (shared) or has its own trunk (isolated)
+    arch: str = _knob(
+        "conv", "network family: mlp (vectors), conv (images), paper (Table 1, 28x28)", "", "mlp | conv | paper"
+    )
+    g_width: float = _knob(1.0, "generator capacity: multiplier on the layer widths", "x", "(0, 8]", paper="1")
+    d_width: float = _knob(1.0, "discriminator and encoder capacity: multiplier on the layer widths", "x", "(0, 8]")
+    g_depth: int = _knob(2, "generator depth: hidden layers (mlp) or upsampling stages (conv)", "layers", "[1, 6]")
+    d_depth: int = _knob(2, "discriminator depth: hidden layers (mlp) or stride-2 stages (conv)", "layers", "[1, 6]")
+    g_batchnorm: bool = _knob(True, "batch norm in the generator's hidden layers", paper="true")
+    d_batchnorm: str = _knob(
+        "separate",
+        "BN in D: none, joint (real and fake in one pass) or separate batches",
+        "",
+        "none | joint | separate",
+    )
+    encoder: str = _knob("shared", "Q reads D's trunk (shared) or has a trunk of its own", "", "shared | isolated")
     # --- objective ----------------------------------------------------------------------------
-    g_loss: str = "nonsaturating"  # -log D(G(z)) (nonsaturating) | log(1 - D(G(z))) (saturating)
-    lambda_cat: float = 1.0  # weight of the categorical information term, 0..100 (paper: 1; 0 = plain GAN)
-    lambda_cont: float = 0.1  # weight of the continuous information term, 0..100 (paper: 0.1)
-    q_std: str = "fixed"  # Gaussian posterior std of continuous codes: fixed at 1 | learned
-    q_min_std: float = 0.0  # floor added to the learned std, 0..1 (0 allows collapse to 0)
+    g_loss: str = _knob(
+        "nonsaturating",
+        "G's loss: -log D(G(z)) or log(1 - D(G(z)))",
+        "",
+        "nonsaturating | saturating",
+        paper="nonsaturating",
+    )
+    lambda_cat: float = _knob(
+        1.0,
+        "weight of the categorical information term (0: a plain GAN; Q only measures)",
+        "weight",
+        "[0, 100]",
+        paper="1",
+    )
+    lambda_cont: float = _knob(0.1, "weight of the continuous information term", "weight", "[0, 100]", paper="0.1")
+    q_std: str = _knob("fixed", "posterior std of the continuous codes: fixed at 1, or learned", "", "fixed | learned")
+    q_min_std: float = _knob(0.0, "floor added to a learned posterior std (0 allows collapse)", "std", "[0, 1]")
     # --- optimization -------------------------------------------------------------------------
-    lr_g: float = 1e-3  # Adam learning rate of G and Q, 1e-6..1e-1 (paper: 1e-3)
-    lr_d: float = 2e-4  # Adam learning rate of D, 1e-6..1e-1 (paper: 2e-4); see lr_ratio
-    lr_ratio: float | None = None  # if set, D's rate is lr_g * lr_ratio and lr_d is ignored
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas, each in [0, 1) (paper code: beta1 0.5)
-    clip: str = "none"  # gradient clipping: none | norm (global L2 norm) | value (elementwise)
-    clip_value: float = 1.0  # max norm or max |gradient| when clipping, > 0
-    d_steps: int = 1  # discriminator steps per generator step, 1..10
-    freeze_d_in_g_step: bool = True  # see below
-    # freeze_d_in_g_step: when true, every parameter of D (trunk, head, and the trunk Q shares) is
-    # frozen while the G/Q step runs, so that step updates only G, Q's head and an isolated encoder.
-    # When false, the G/Q step's optimizer also holds D's trunk: the generator's adversarial loss
-    # (and the information loss) move the shared trunk towards calling fakes real - the failure
-    # mode of forgetting to freeze. D's head is never touched by the G/Q step.
+    lr_g: float = _knob(1e-3, "Adam learning rate of G and Q", "per step", "(0, 1]", paper="1e-3")
+    lr_d: float = _knob(
+        2e-4, "Adam learning rate of D (unused when lr_ratio is set)", "per step", "(0, 1]", paper="2e-4"
+    )
+    lr_ratio: float | None = _knob(None, "when set, D's learning rate is lr_g * lr_ratio", "x", "(0, 1000]")
+    betas: tuple[float, float] = _knob(
+        (0.5, 0.999), "Adam's beta1 and beta2", "", "[0, 1)", length=2, paper="[0.5, 0.999] (public code)"
+    )
+    clip: str = _knob(
+        "none", "gradient clipping: by global L2 norm per optimizer, or by value", "", "none | norm | value"
+    )
+    clip_value: float = _knob(1.0, "the largest gradient norm (norm) or |gradient| (value)", "", "(0, 1000000]")
+    d_steps: int = _knob(1, "discriminator steps per generator step", "steps", "[1, 10]", paper="1")
+    freeze_d_in_g_step: bool = _knob(
+        True,
+        "true: every parameter of D (trunk, head, and the trunk Q shares) is frozen while the G/Q step runs, "
+        "so that step updates only G, Q's head and an isolated encoder. false: the G/Q step's optimizer also holds "
+        "D's trunk, so the generator's adversarial loss (and the information loss) move the shared trunk towards "
+        "calling fakes real, the failure mode of forgetting to freeze; D's head is never touched by the G/Q step",
+    )
     # --- run ----------------------------------------------------------------------------------
-    steps: int = 2000  # generator steps, 1..10^7
-    report_every: int = 50  # steps between reports to the callback, >= 1
-    eval_every: int = 500  # steps between evaluations (and always at the end), >= 1
-    eval_samples: int = 2000  # generated samples per evaluation, 100..100000
-    seed: int = 0  # seeds torch, numpy and the data order; same seed on CPU gives identical metrics
-    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    steps: int = _knob(2000, "generator steps to train", "steps", "[1, 10000000]")
+    report_every: int = _knob(50, "steps between reports of the training metrics", "steps", "[1, 10000000]")
+    eval_every: int = _knob(500, "steps between evaluations (and one at the end)", "steps", "[1, 10000000]")
+    eval_samples: int = _knob(2000, "generated samples per evaluation", "samples", "[100, 100000]")
+    seed: int = _knob(0, "seeds torch, numpy and the data order (CPU runs repeat exactly)", "", "[0, 4294967295]")
+    device: str = _knob("auto", "where to train: auto (cuda when available), cpu or cuda", "", "auto | cpu | cuda")
 
     def __post_init__(self) -> None:
         _coerce(self)
@@ -124,119 +193,153 @@ class TrainConfig:
         return cls(**values)
 
 
+# --- the declarations, read back ----------------------------------------------------------------
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_KINDS = {"str": str, "bool": bool, "int": int, "float": float}
+
+
 def field_names() -> tuple[str, ...]:
     """Every TrainConfig field name, in declaration order."""
-    return tuple(f.name for f in dataclasses.fields(TrainConfig))
+    return tuple(_FIELDS)
+
+
+def knob(name: str) -> Knob:
+    """The declaration of field `name`."""
+    return _FIELDS[name].metadata["knob"]
+
+
+def _kind(name: str) -> tuple[type, bool, bool]:
+    """(element type, whether None is allowed, whether the field is a list) from the annotation."""
+    annotation = str(_FIELDS[name].type)
+    is_list = annotation.startswith("tuple[")
+    base = annotation.removeprefix("tuple[").split(",")[0].split("]")[0].replace(" | None", "").strip()
+    return _KINDS[base], "None" in annotation, is_list
 
 
 def field_docs() -> dict[str, str]:
-    """Field name -> its one-line comment in this file (meaning, unit, range)."""
-    import inspect
+    """Field name -> one paragraph: meaning, unit, allowed values, default and the paper's value."""
+    return {name: _describe(name) for name in _FIELDS}
 
-    docs: dict[str, str] = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        stripped = line.strip()
-        if ":" in stripped and "#" in stripped and not stripped.startswith("#"):
-            name = stripped.split(":", 1)[0].strip()
-            if name in field_names():
-                docs[name] = stripped.split("#", 1)[1].strip()
-    return docs
+
+def _describe(name: str) -> str:
+    k, (kind, _, is_list) = knob(name), _kind(name)
+    parts = [k.doc]
+    if k.unit:
+        parts.append(f"unit: {k.unit}")
+    if k.choices:
+        parts.append("one of " + " | ".join(k.choices))
+    if k.low is not None:
+        each = "each in " if is_list else "in "
+        count = f"{k.length} numbers, " if k.length else ""
+        parts.append(f"{count}{each}{k.range_text(kind)}")
+    default = _FIELDS[name].default
+    parts.append(f"default: {_json_value(default)}")
+    if k.paper:
+        parts.append(f"paper: {k.paper}")
+    return "; ".join(parts)
+
+
+def _json_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_json_value(v) for v in value) + "]"
+    return str(value)
+
+
+def field_schema(name: str) -> dict[str, Any]:
+    """JSON Schema of one field's values (type, range, choices, description), for editors and `sweep schema`."""
+    k, (kind, nullable, is_list) = knob(name), _kind(name)
+    value: dict[str, Any] = {"type": {str: "string", bool: "boolean", int: "integer", float: "number"}[kind]}
+    if k.choices:
+        value["enum"] = list(k.choices)
+    if k.low is not None:
+        value["exclusiveMinimum" if k.low_open else "minimum"] = k.low
+    if k.high is not None:
+        value["exclusiveMaximum" if k.high_open else "maximum"] = k.high
+    if is_list:
+        value = {"type": "array", "items": value}
+        if k.length:
+            value["minItems"] = value["maxItems"] = k.length
+    if nullable:
+        value = {"anyOf": [value, {"type": "null"}]}
+    default = _FIELDS[name].default
+    return {**value, "description": _describe(name), "default": list(default) if is_list else default}
+
+
+# --- validation ---------------------------------------------------------------------------------
 
 
 def _unknown_message(key: str) -> str:
-    import difflib
-
     close = difflib.get_close_matches(key, field_names(), n=1)
     hint = f"; did you mean `{close[0]}`?" if close else f"; valid fields: {', '.join(field_names())}"
     return f"unknown TrainConfig field `{key}`{hint}"
-
-
-def _coerce(cfg: TrainConfig) -> None:
-    """Accept lists for tuple fields and ints for float fields (as YAML and JSON give them)."""
-    setter = object.__setattr__
-    if isinstance(cfg.cat_codes, int) and not isinstance(cfg.cat_codes, bool):
-        setter(cfg, "cat_codes", (cfg.cat_codes,))
-    if isinstance(cfg.cat_codes, list | tuple):
-        setter(cfg, "cat_codes", tuple(cfg.cat_codes))
-    if isinstance(cfg.betas, list | tuple):  # numbers only: anything else is left for _validate to name
-        setter(cfg, "betas", tuple(float(b) if _is_number(b) else b for b in cfg.betas))
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.type in ("float", "float | None") and isinstance(value, int) and not isinstance(value, bool):
-            setter(cfg, f.name, float(value))
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _coerce(cfg: TrainConfig) -> None:
+    """Accept lists for tuple fields, one number for one categorical code, and ints for float fields
+    (as YAML and JSON give them); anything else is left for _validate to name."""
+    setter = object.__setattr__
+    if isinstance(cfg.cat_codes, int) and not isinstance(cfg.cat_codes, bool):
+        setter(cfg, "cat_codes", (cfg.cat_codes,))
+    for name in _FIELDS:
+        kind, _, is_list = _kind(name)
+        value = getattr(cfg, name)
+        if is_list and isinstance(value, list | tuple):
+            setter(cfg, name, tuple(float(v) if kind is float and _is_number(v) else v for v in value))
+        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            setter(cfg, name, float(value))
+
+
 def _fail(name: str, expected: str, value: Any) -> None:
     raise ConfigError(f"`{name}` must be {expected}, but got {value!r}")
 
 
+def _is_kind(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def _validate_field(name: str, value: Any) -> None:
+    """Type, choices and range of one field, as its Knob declares them."""
+    k, (kind, nullable, is_list) = knob(name), _kind(name)
+    if value is None and nullable:
+        return
+    if is_list:
+        count = f"{k.length} numbers" if k.length else "a list of integers"
+        expected = f"{count}, each in {k.range_text(kind)}"
+        ok = isinstance(value, tuple) and (k.length is None or len(value) == k.length)
+        if not ok or not all(_is_kind(v, kind) or (kind is float and _is_number(v)) for v in value):
+            _fail(name, expected, value)
+        if not all(k.allows(v) for v in value):
+            _fail(name, expected, value)
+        return
+    if not _is_kind(value, kind):
+        _fail(name, f"of type {kind.__name__}", value)
+    if k.choices and value not in k.choices:
+        _fail(name, "one of " + " | ".join(k.choices), value)
+    if k.low is not None and not k.allows(value):
+        _fail(name, f"in {k.range_text(kind)}", value)
+
+
 def _validate(cfg: TrainConfig) -> None:
-    types = {"str": str, "bool": bool, "int": int, "float": float}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        base = str(f.type).replace(" | None", "")
-        if value is None and "None" in str(f.type):
-            continue
-        if base in types:
-            want = types[base]
-            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
-            if not ok:
-                _fail(f.name, f"of type {base}", value)
-    for name, allowed in CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            _fail(name, "one of " + " | ".join(allowed), getattr(cfg, name))
-
-    def in_range(name: str, lo: float, hi: float, lo_open: bool = False) -> None:
-        v = getattr(cfg, name)
-        if not math.isfinite(v) or (v <= lo if lo_open else v < lo) or v > hi:
-            _fail(name, f"in {'(' if lo_open else '['}{lo}, {hi}]", v)
-
-    in_range("batch_size", 2, 4096)
-    in_range("noise_dim", 0, 1024)
-    in_range("cont_codes", 0, 16)
-    in_range("g_width", 0.0, 8.0, lo_open=True)
-    in_range("d_width", 0.0, 8.0, lo_open=True)
-    in_range("g_depth", 1, 6)
-    in_range("d_depth", 1, 6)
-    in_range("lambda_cat", 0.0, 100.0)
-    in_range("lambda_cont", 0.0, 100.0)
-    in_range("q_min_std", 0.0, 1.0)
-    in_range("lr_g", 0.0, 1.0, lo_open=True)
-    in_range("lr_d", 0.0, 1.0, lo_open=True)
-    if cfg.lr_ratio is not None:
-        in_range("lr_ratio", 0.0, 1000.0, lo_open=True)
-        if cfg.lr_d_effective > 1.0:
-            _fail("lr_ratio", f"such that lr_g * lr_ratio <= 1 (lr_g={cfg.lr_g})", cfg.lr_ratio)
-    in_range("clip_value", 0.0, 1e6, lo_open=True)
-    in_range("d_steps", 1, 10)
-    in_range("steps", 1, 10_000_000)
-    in_range("report_every", 1, 10_000_000)
-    in_range("eval_every", 1, 10_000_000)
-    in_range("eval_samples", 100, 100_000)
-    if not isinstance(cfg.cat_codes, tuple) or not all(
-        isinstance(k, int) and not isinstance(k, bool) and 2 <= k <= 1000 for k in cfg.cat_codes
-    ):
-        _fail("cat_codes", "a list of category counts, each an integer in [2, 1000]", cfg.cat_codes)
-    # a scalar or a string would have raised TypeError here, not a ConfigError naming the field
-    betas_ok = isinstance(cfg.betas, tuple) and len(cfg.betas) == 2
-    if not betas_ok or not all(_is_number(b) and 0 <= b < 1 for b in cfg.betas):
-        _fail("betas", "two numbers, each in [0, 1)", cfg.betas)
+    for name in _FIELDS:
+        _validate_field(name, getattr(cfg, name))
+    # rules between fields
+    if cfg.lr_ratio is not None and cfg.lr_d_effective > 1.0:
+        _fail("lr_ratio", f"such that lr_g * lr_ratio <= 1 (lr_g={cfg.lr_g})", cfg.lr_ratio)
     if cfg.latent_dim == 0:
         _fail("noise_dim", "> 0 when there are no codes (G needs an input)", cfg.noise_dim)
     if cfg.learn_cat_prior and not cfg.cat_codes:
         _fail("learn_cat_prior", "false when there are no categorical codes", cfg.learn_cat_prior)
     if cfg.arch == "paper" and (cfg.g_depth != 2 or cfg.d_depth != 2):
         _fail("g_depth/d_depth", "2 with arch=paper (Table 1 fixes the depth)", (cfg.g_depth, cfg.d_depth))
-    if not isinstance(cfg.dataset, str) or not cfg.dataset:
-        _fail("dataset", "a dataset name", cfg.dataset)
-    from infogan_core.data import DATASETS
-
-    if cfg.dataset not in DATASETS:
-        _fail("dataset", "one of " + " | ".join(DATASETS), cfg.dataset)
 
 
-__all__ = ["CHOICES", "TrainConfig", "field_docs", "field_names"]
+__all__ = ["Knob", "TrainConfig", "field_docs", "field_names", "field_schema", "knob"]

@@ -1,6 +1,8 @@
-"""Dataset registry: name -> tensors in memory, with what scoring needs (labels, modes, factors).
+"""Dataset registry: name -> arrays in memory, with what scoring needs (labels, modes, factors).
 
 Images are (N, C, H, W) float32 in [-1, 1] (G ends in tanh); 2-D mixtures are (N, 2) float32.
+Each registry entry declares its sample shape and what it provides, so that a study can be checked
+without loading anything. Arrays are numpy: this module imports no torch (training converts them).
 Nothing here downloads: MNIST-style data is read from IDX files the user already has.
 """
 
@@ -17,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from infogan_core.errors import DataError
 
@@ -27,16 +28,16 @@ DATA_DIR_ENV = "INFOGAN_DATA_DIR"
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    x: torch.Tensor  # (N, C, H, W) images in [-1, 1], or (N, 2) points
-    labels: torch.Tensor | None = None  # (N,) int64 class of each sample, for eval/cat_acc and eval/fd
-    modes: torch.Tensor | None = None  # (M, 2) mixture centres, for eval/modes and eval/hq
+    x: np.ndarray  # (N, C, H, W) float32 images in [-1, 1], or (N, 2) float32 points
+    labels: np.ndarray | None = None  # (N,) int64 class of each sample, for eval/cat_acc and eval/fd
+    modes: np.ndarray | None = None  # (M, 2) float32 mixture centres, for eval/modes and eval/hq
     mode_std: float = 0.0  # std of each mixture component
-    factors: torch.Tensor | None = None  # (N, F) true continuous factors, for eval/factor_align
+    factors: np.ndarray | None = None  # (N, F) float32 true continuous factors, for eval/factor_align
     factor_names: tuple[str, ...] = ()
 
     @property
     def is_image(self) -> bool:
-        return self.x.dim() == 4
+        return self.x.ndim == 4
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -53,9 +54,9 @@ def _mixture(name: str, centres: np.ndarray, std: float, n: int = 20000) -> Data
     x = centres[which] + std * rng.standard_normal((n, 2))
     return Dataset(
         name=name,
-        x=torch.tensor(x, dtype=torch.float32),
-        labels=torch.tensor(which, dtype=torch.int64),
-        modes=torch.tensor(centres, dtype=torch.float32),
+        x=x.astype(np.float32),
+        labels=which.astype(np.int64),
+        modes=centres.astype(np.float32),
         mode_std=std,
     )
 
@@ -73,7 +74,7 @@ def grid25(data_dir: str | None = None) -> Dataset:
 
 
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn takes a second to import; only digits need it
 
     bunch = load_digits()
     images = bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # 0..16 -> [-1, 1]
@@ -83,7 +84,7 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 def digits(data_dir: str | None = None) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits: 1,797 images, 10 classes."""
     x, y = _sklearn_digits()
-    return Dataset("digits", torch.from_numpy(x), labels=torch.from_numpy(y))
+    return Dataset("digits", x, labels=y)
 
 
 def digits_imbalanced(data_dir: str | None = None) -> Dataset:
@@ -96,7 +97,7 @@ def digits_imbalanced(data_dir: str | None = None) -> Dataset:
         n = max(1, round(len(idx) * (1.0 - 0.1 * k)))
         keep.append(np.sort(rng.choice(idx, size=n, replace=False)))
     sel = np.concatenate(keep)
-    return Dataset("digits-imbalanced", torch.from_numpy(x[sel]), labels=torch.from_numpy(y[sel]))
+    return Dataset("digits-imbalanced", x[sel], labels=y[sel])
 
 
 def shapes(data_dir: str | None = None, n: int = 6000, size: int = 16) -> Dataset:
@@ -126,9 +127,9 @@ def shapes(data_dir: str | None = None, n: int = 6000, size: int = 16) -> Datase
     factors = np.stack([scale, rotation, pos[:, 0], pos[:, 1]], 1).astype(np.float32)
     return Dataset(
         "shapes",
-        torch.from_numpy(x),
-        labels=torch.from_numpy(shape.astype(np.int64)),
-        factors=torch.from_numpy(factors),
+        x,
+        labels=shape.astype(np.int64),
+        factors=factors,
         factor_names=("scale", "rotation", "x", "y"),
     )
 
@@ -197,8 +198,8 @@ def _idx_dataset(name: str, data_dir: str | None) -> Dataset:
         ) from exc
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise DataError(f"{images} and {labels} do not match: images {x.shape}, labels {y.shape}")
-    xt = torch.from_numpy(x.astype(np.float32) / 255.0 * 2.0 - 1.0)[:, None]
-    return Dataset(name, xt, labels=torch.from_numpy(y.astype(np.int64)))
+    images = (x.astype(np.float32) / 255.0 * 2.0 - 1.0)[:, None]
+    return Dataset(name, images, labels=y.astype(np.int64))
 
 
 def mnist(data_dir: str | None = None) -> Dataset:
@@ -211,14 +212,27 @@ def fashion_mnist(data_dir: str | None = None) -> Dataset:
     return _idx_dataset("fashion-mnist", data_dir)
 
 
-DATASETS: dict[str, Callable[[str | None], Dataset]] = {
-    "digits": digits,
-    "digits-imbalanced": digits_imbalanced,
-    "ring8": ring8,
-    "grid25": grid25,
-    "shapes": shapes,
-    "mnist": mnist,
-    "fashion-mnist": fashion_mnist,
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: how to load it, and what is known about it without loading it."""
+
+    load: Callable[[str | None], Dataset]  # data_dir -> the dataset
+    sample_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for points
+    provides: frozenset[str]  # what scoring can use: labels, modes, factors
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.sample_shape) == 3
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "digits": DatasetEntry(digits, (1, 8, 8), frozenset({"labels"})),
+    "digits-imbalanced": DatasetEntry(digits_imbalanced, (1, 8, 8), frozenset({"labels"})),
+    "ring8": DatasetEntry(ring8, (2,), frozenset({"labels", "modes"})),
+    "grid25": DatasetEntry(grid25, (2,), frozenset({"labels", "modes"})),
+    "shapes": DatasetEntry(shapes, (1, 16, 16), frozenset({"labels", "factors"})),
+    "mnist": DatasetEntry(mnist, (1, 28, 28), frozenset({"labels"})),
+    "fashion-mnist": DatasetEntry(fashion_mnist, (1, 28, 28), frozenset({"labels"})),
 }
 
 
@@ -229,23 +243,11 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     return _load_cached(name, data_dir or os.environ.get(DATA_DIR_ENV) or None)
 
 
-# what each dataset offers for scoring, known without loading it (for validating studies early)
-CAPABILITIES: dict[str, frozenset[str]] = {
-    "digits": frozenset({"image", "labels"}),
-    "digits-imbalanced": frozenset({"image", "labels"}),
-    "ring8": frozenset({"labels", "modes"}),
-    "grid25": frozenset({"labels", "modes"}),
-    "shapes": frozenset({"image", "labels", "factors"}),
-    "mnist": frozenset({"image", "labels"}),
-    "fashion-mnist": frozenset({"image", "labels"}),
-}
-
-
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, data_dir: str | None) -> Dataset:
     if name not in DATASETS:
         raise DataError(f"unknown dataset `{name}`; valid names: {', '.join(DATASETS)}")
-    return DATASETS[name](data_dir)
+    return DATASETS[name].load(data_dir)
 
 
-__all__ = ["CAPABILITIES", "DATASETS", "DATA_DIR_ENV", "Dataset", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetEntry", "load_dataset", "read_idx"]

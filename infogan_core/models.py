@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -110,6 +111,14 @@ ARCHS: dict[str, Callable[[TrainConfig, tuple[int, ...], bool], Family]] = {
 }
 
 
+class Posterior(NamedTuple):
+    """Q(c|x): what the encoder says about the codes behind samples x."""
+
+    logits: list[torch.Tensor]  # one (B, k) per categorical code
+    mean: torch.Tensor  # (B, cont_codes): Gaussian means of the continuous codes
+    std: torch.Tensor | None  # (B, cont_codes) learned stds, or None when the std is fixed at 1
+
+
 class QHead(nn.Module):
     """Posterior Q(c|x) from features: categorical logits and Gaussian means (and stds)."""
 
@@ -124,7 +133,7 @@ class QHead(nn.Module):
             nn.Linear(features, hidden), *_bn1d(hidden, bn), nn.LeakyReLU(0.1), nn.Linear(hidden, outputs)
         )
 
-    def forward(self, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    def forward(self, h: torch.Tensor) -> Posterior:
         out = self.net(h)  # (B, cat_dim + cont * (1 or 2))
         logits = list(out[:, : sum(self.cat_codes)].split(list(self.cat_codes), dim=1))  # each (B, k)
         rest = out[:, sum(self.cat_codes) :]
@@ -132,7 +141,7 @@ class QHead(nn.Module):
         std = None
         if self.learned_std:
             std = self.min_std + nn.functional.softplus(rest[:, self.cont :])  # (B, cont), > min_std
-        return logits, mean, std
+        return Posterior(logits, mean, std)
 
 
 class InfoGAN(nn.Module):
@@ -152,11 +161,11 @@ class InfoGAN(nn.Module):
             [nn.Parameter(torch.zeros(k), requires_grad=cfg.learn_cat_prior) for k in cfg.cat_codes]
         )
 
-    def encode(self, x: torch.Tensor, features: torch.Tensor | None = None):
+    def encode(self, x: torch.Tensor, features: torch.Tensor | None = None) -> Posterior:
         """Q's posterior for samples x; `features` are D's trunk output for x when already computed."""
         if self.q_trunk is not None:
             return self.q_head(self.q_trunk(x))
         return self.q_head(self.d_trunk(x) if features is None else features)
 
 
-__all__ = ["ARCHS", "InfoGAN", "QHead"]
+__all__ = ["ARCHS", "InfoGAN", "Posterior", "QHead"]

@@ -6,10 +6,12 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from infogan_core import ConfigError, InfoGANError, TrainConfig, field_docs, field_names, train
+from infogan_core import ConfigError, InfoGANError, TrainConfig, field_docs, field_names, field_schema, train
+from infogan_core.config import knob
 from infogan_core.data import DATASETS
 from infogan_core.models import InfoGAN
 
@@ -68,10 +70,49 @@ def test_replace_changes_validates_and_rejects_unknown_fields() -> None:
         cfg.replace(lr_gg=0.1)
 
 
-def test_every_field_is_documented() -> None:
+def test_every_field_is_documented_in_its_own_words() -> None:
     docs = field_docs()
-    assert set(docs) == set(field_names())
-    assert all(len(text) > 5 for text in docs.values())
+    assert list(docs) == list(field_names())
+    for name, text in docs.items():
+        own = knob(name).doc
+        assert len(own.split()) >= 3, (name, own)  # a phrase, not a word
+        assert not any(ref in own.lower() for ref in ("see below", "see above", "see lr_", "see the")), (name, own)
+        default = TrainConfig().to_dict()[name]
+        shown = "null" if default is None else str(default).lower().replace("(", "[").replace(")", "]")
+        assert f"default: {shown}" in text, (name, text)
+
+
+RANGED = [name for name in field_names() if knob(name).low is not None]
+
+
+def _outside(value: float, towards: float, is_int: bool) -> float:
+    """The nearest representable value past `value` in the direction of `towards`."""
+    return value + (1 if towards > value else -1) if is_int else float(np.nextafter(value, towards))
+
+
+@pytest.mark.parametrize("name", RANGED)
+def test_documented_range_is_the_enforced_range(name: str) -> None:
+    """The range a field's documentation and JSON Schema state is exactly the range validation enforces."""
+    k, default = knob(name), TrainConfig().to_dict()[name]
+    element = default[0] if isinstance(default, list) else default
+    is_int = isinstance(element, int)  # None (lr_ratio) is a float field
+    kind = int if is_int else float
+    assert f"in {k.range_text(kind)}" in field_docs()[name]
+    schema = field_schema(name)
+    values = schema.get("items", schema.get("anyOf", [schema])[0])
+    assert values.get("exclusiveMinimum" if k.low_open else "minimum") == k.low
+    assert values.get("exclusiveMaximum" if k.high_open else "maximum") == k.high
+
+    def build(v: float) -> TrainConfig:
+        if isinstance(default, list):  # each element obeys the range
+            return TrainConfig(**{name: [v] * (k.length or 1)})
+        return TrainConfig(**{name: kind(v)})
+
+    for bound, is_open, inward in ((k.low, k.low_open, math.inf), (k.high, k.high_open, -math.inf)):
+        edge = _outside(bound, inward, is_int) if is_open else bound
+        build(edge)  # the last allowed value is accepted
+        with pytest.raises(ConfigError, match=f"`{name}` must be"):
+            build(_outside(edge, -inward, is_int))  # one step further is refused
 
 
 # --- validation: each bad value names its field and the value ---------------------------------

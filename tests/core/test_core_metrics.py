@@ -11,10 +11,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from infogan_core import TrainConfig, load_dataset, losses, metrics
+from infogan_core import METRIC_NAMES, TrainConfig, evaluation, load_dataset, losses, metrics
 from infogan_core.data import Dataset
-from infogan_core.metrics import (
-    METRIC_NAMES,
+from infogan_core.evaluation import (
     factor_alignment,
     frechet_distance,
     matched_accuracy,
@@ -50,7 +49,7 @@ DESIGN_METRICS = {
 
 def test_metric_names_are_the_design_contract() -> None:
     assert set(METRIC_NAMES) == DESIGN_METRICS
-    assert all(direction in ("minimize", "maximize") for direction, _ in metrics.METRICS.values())
+    assert all(m.direction in ("minimize", "maximize") for m in metrics.METRICS.values())
 
 
 # --- the mutual-information lower bound H(c) - CE ---------------------------------------------
@@ -144,14 +143,14 @@ def test_matched_accuracy_with_more_categories_than_classes() -> None:
 @pytest.mark.parametrize(("name", "count"), [("ring8", 8), ("grid25", 25)])
 def test_samples_on_every_mode_cover_all_of_them(name: str, count: int) -> None:
     data = load_dataset(name)
-    modes = data.modes.numpy()
+    modes = data.modes
     samples = np.repeat(modes, 3, axis=0)
     assert mode_coverage(samples, modes, data.mode_std) == (count, 1.0)
 
 
 def test_samples_on_one_mode_cover_one() -> None:
     data = load_dataset("ring8")
-    modes = data.modes.numpy()
+    modes = data.modes
     assert mode_coverage(np.repeat(modes[3:4], 50, axis=0), modes, data.mode_std) == (1, 1.0)
 
 
@@ -163,7 +162,7 @@ def test_high_quality_is_within_three_std_of_the_nearest_mode() -> None:
     assert hq == pytest.approx(1 / 4)
     # the real ring itself: ~all samples are within 3 std (99.9% for a 2-D Gaussian radius is ~3.7 std)
     data = load_dataset("ring8")
-    covered, hq = mode_coverage(data.x.numpy()[:2000], data.modes.numpy(), data.mode_std)
+    covered, hq = mode_coverage(data.x[:2000], data.modes, data.mode_std)
     assert covered == 8 and 0.97 < hq < 1.0
 
 
@@ -254,8 +253,8 @@ def test_evaluate_scores_a_perfect_ring_generator() -> None:
     cfg = TrainConfig(dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=0, device="cpu")
     data = load_dataset("ring8")
     model = InfoGAN(cfg, data.sample_shape)
-    model.generator = _ModeGenerator(data.modes)
-    out = metrics.evaluate(model, cfg, data, seed=0)
+    model.generator = _ModeGenerator(torch.from_numpy(data.modes))
+    out = evaluation.evaluate(model, cfg, data, seed=0)
     assert out["eval/modes"] == 8.0
     assert out["eval/hq"] == 1.0
     # real points scatter with std 0.01 around the same centres: a tiny distance in raw coordinates
@@ -265,8 +264,8 @@ def test_evaluate_scores_a_perfect_ring_generator() -> None:
     assert model.training  # evaluate puts the model back in the mode it found it in
 
     # the same generator collapsed onto mode 0: one mode, and far in Frechet distance
-    model.generator = _ModeGenerator(data.modes[:1].expand(8, 2))
-    collapsed = metrics.evaluate(model, cfg, data, seed=0)
+    model.generator = _ModeGenerator(torch.from_numpy(data.modes)[:1].expand(8, 2))
+    collapsed = evaluation.evaluate(model, cfg, data, seed=0)
     assert collapsed["eval/modes"] == 1.0 and collapsed["eval/hq"] == 1.0
     assert collapsed["eval/fd"] > 0.5
 
@@ -277,12 +276,12 @@ def test_evaluate_scores_a_perfect_ring_generator() -> None:
 def _toy_images(seed: int) -> Dataset:
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(300, 1, 4, 4, generator=gen) * 2 - 1
-    return Dataset("toy-images", x, labels=(x.mean((1, 2, 3)) > 0).long())
+    return Dataset("toy-images", x.numpy(), labels=(x.mean((1, 2, 3)) > 0).long().numpy())
 
 
 def test_reference_classifier_is_written_to_the_cache_and_reused(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv(metrics.CACHE_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(metrics, "_REFERENCE", {})
+    monkeypatch.setenv(evaluation.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(evaluation, "_REFERENCE", {})
     data = _toy_images(0)
     _, first = reference_features(data)
     files = list(tmp_path.glob("reference-toy-images-*.pt"))
@@ -290,24 +289,24 @@ def test_reference_classifier_is_written_to_the_cache_and_reused(monkeypatch, tm
     assert first.shape == (300, 64)
 
     # a new process (empty memory cache) must load the file instead of fitting again
-    monkeypatch.setattr(metrics, "_REFERENCE", {})
+    monkeypatch.setattr(evaluation, "_REFERENCE", {})
 
     def no_fit(net, data):
         raise AssertionError("the reference classifier was fitted again instead of read from the cache")
 
-    monkeypatch.setattr(metrics, "_fit_reference", no_fit)
+    monkeypatch.setattr(evaluation, "_fit_reference", no_fit)
     _, again = reference_features(data)
     np.testing.assert_array_equal(first, again)
     assert list(tmp_path.glob("*.pt")) == files
 
 
 def test_unreadable_reference_cache_file_is_fitted_again(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv(metrics.CACHE_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(metrics, "_REFERENCE", {})
+    monkeypatch.setenv(evaluation.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(evaluation, "_REFERENCE", {})
     data = _toy_images(0)
     reference_features(data)
     (path,) = tmp_path.glob("reference-*.pt")
-    monkeypatch.setattr(metrics, "_REFERENCE", {})
+    monkeypatch.setattr(evaluation, "_REFERENCE", {})
     path.write_bytes(b"not a torch file" * 10)  # torch.load raises neither OSError nor RuntimeError here
     _, feats = reference_features(data)
     assert np.isfinite(feats).all()
@@ -316,8 +315,8 @@ def test_unreadable_reference_cache_file_is_fitted_again(monkeypatch, tmp_path) 
 
 def test_reference_features_tell_same_named_datasets_apart(monkeypatch, tmp_path) -> None:
     # `mnist` from two folders in one process must not share the first one's real features
-    monkeypatch.setenv(metrics.CACHE_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(metrics, "_REFERENCE", {})
+    monkeypatch.setenv(evaluation.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(evaluation, "_REFERENCE", {})
     _, a = reference_features(_toy_images(0))
     _, b = reference_features(_toy_images(1))
     assert not np.array_equal(a, b)
@@ -325,8 +324,8 @@ def test_reference_features_tell_same_named_datasets_apart(monkeypatch, tmp_path
 
 
 def test_two_dimensional_data_uses_raw_coordinates(monkeypatch) -> None:
-    monkeypatch.setattr(metrics, "_REFERENCE", {})
+    monkeypatch.setattr(evaluation, "_REFERENCE", {})
     data = load_dataset("ring8")
     net, feats = reference_features(data)
-    np.testing.assert_array_equal(feats, data.x[:10000].numpy().astype(np.float64))
+    np.testing.assert_array_equal(feats, data.x[:10000].astype(np.float64))
     assert isinstance(net, nn.Flatten)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,32 +12,63 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from infogan_core import METRIC_NAMES, DivergedError, TrainConfig, losses, train
+from infogan_core import training as train_module
+from infogan_core.latent import sample_latent
 from infogan_core.models import InfoGAN, QHead
 
 pytestmark = pytest.mark.usefixtures("core_env")
 
-# the module, not the function: the package's `train` attribute is the function train()
-train_module = importlib.import_module("infogan_core.train")
-
 # tiny 2-D and image configurations: the knob tests need a real loop, not a good model
 RING = TrainConfig(
-    dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=4, batch_size=32,
-    g_width=0.25, d_width=0.25, eval_samples=100, eval_every=10**6, report_every=1, steps=3, device="cpu",
-)  # fmt: skip
+    dataset="ring8",
+    arch="mlp",
+    cat_codes=[8],
+    cont_codes=0,
+    noise_dim=4,
+    batch_size=32,
+    g_width=0.25,
+    d_width=0.25,
+    eval_samples=100,
+    eval_every=10**6,
+    report_every=1,
+    steps=3,
+    device="cpu",
+)
 DIGITS = TrainConfig(
-    dataset="digits", arch="conv", noise_dim=8, batch_size=16, g_width=0.1, d_width=0.1,
-    eval_samples=100, eval_every=10**6, report_every=1, steps=3, device="cpu",
-)  # fmt: skip
+    dataset="digits",
+    arch="conv",
+    noise_dim=8,
+    batch_size=16,
+    g_width=0.1,
+    d_width=0.1,
+    eval_samples=100,
+    eval_every=10**6,
+    report_every=1,
+    steps=3,
+    device="cpu",
+)
 
 # The documented 2-D configuration: InfoGAN with one Cat(8) code on ring8 covers (nearly) every mode
 # in a few seconds. MLPs of 128 units, no BN in D, equal Adam rates of 5e-4. Measured at step 800 over
 # seeds 0-9 on CPU: 8 modes for 8 seeds and 7 for 2 (eval/hq 0.14-0.43); from step 500 to 1500 the
 # count stays at 6-8 with rare dips. Smaller rates (2e-4) need >800 steps; 1e-3 oscillates (3-8).
 RING8_2D = TrainConfig(
-    dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=4, batch_size=256,
-    d_batchnorm="none", g_batchnorm=True, lr_g=5e-4, lr_d=5e-4, steps=800, report_every=100,
-    eval_every=800, eval_samples=2000, device="cpu",
-)  # fmt: skip
+    dataset="ring8",
+    arch="mlp",
+    cat_codes=[8],
+    cont_codes=0,
+    noise_dim=4,
+    batch_size=256,
+    d_batchnorm="none",
+    g_batchnorm=True,
+    lr_g=5e-4,
+    lr_d=5e-4,
+    steps=800,
+    report_every=100,
+    eval_every=800,
+    eval_samples=2000,
+    device="cpu",
+)
 
 
 def _role(opt: torch.optim.Optimizer, model: InfoGAN) -> str | None:
@@ -307,13 +337,13 @@ def test_g_loss_knob_reaches_the_loop() -> None:
 
 
 def _info_grads(cfg: TrainConfig, term: str) -> dict[str, float]:
-    """Gradient norms per network from one information term, through train.py's own info_terms."""
+    """Gradient norms per network from one information term, through the training loop's own info_terms."""
     from infogan_core import load_dataset
 
     torch.manual_seed(0)
     model = InfoGAN(cfg, load_dataset(cfg.dataset).sample_shape)
     gen = torch.Generator().manual_seed(0)
-    lat = train_module.sample_latent(cfg, model, 32, gen, torch.device("cpu"))
+    lat = sample_latent(cfg, model.cat_prior, 32, gen, torch.device("cpu"))
     fake = model.generator(lat.z)
     h_fake = model.d_trunk(fake)
     ce, nll, _ = train_module.info_terms(cfg, model, fake, h_fake, lat)
@@ -441,9 +471,17 @@ def test_ring8_documented_configuration_covers_most_modes(seed: int) -> None:
 def test_digits_infogan_reaches_most_of_the_code_entropy() -> None:
     # conv family at a quarter of the paper's widths; the last report averages steps 151-200
     cfg = TrainConfig(
-        dataset="digits", arch="conv", g_width=0.25, d_width=0.25, batch_size=64, steps=200,
-        report_every=50, eval_every=200, eval_samples=200, device="cpu",
-    )  # fmt: skip
+        dataset="digits",
+        arch="conv",
+        g_width=0.25,
+        d_width=0.25,
+        batch_size=64,
+        steps=200,
+        report_every=50,
+        eval_every=200,
+        eval_samples=200,
+        device="cpu",
+    )
     result = train(cfg)
     ratios = [h["mi/cat_ratio"] for h in result.history]
     assert ratios[-1] > 0.8, ratios

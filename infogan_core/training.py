@@ -9,13 +9,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from infogan_core import losses
 from infogan_core.config import TrainConfig
 from infogan_core.data import Dataset, load_dataset
 from infogan_core.errors import ConfigError, DivergedError
-from infogan_core.metrics import evaluate
+from infogan_core.evaluation import evaluate
+from infogan_core.images import render
+from infogan_core.latent import Latent, sample_latent
 from infogan_core.models import InfoGAN
 
 # report(step, metrics) is called every `report_every` steps and at the end; a truthy return stops.
@@ -34,42 +35,10 @@ class TrainResult:
     images: dict[str, str] = field(default_factory=dict)  # name -> PNG path, when image_dir was given
 
 
-@dataclass
-class Latent:
-    z: torch.Tensor  # (B, latent_dim): G's input
-    cat: list[torch.Tensor]  # each (B,) category index
-    cont: torch.Tensor  # (B, cont_codes)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("`device` must be auto or cpu on this machine (no CUDA device), but got 'cuda'")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
-def sample_latent(cfg: TrainConfig, model: InfoGAN, n: int, gen: torch.Generator, device: torch.device) -> Latent:
-    """Noise, categorical and continuous codes drawn from their priors, concatenated for G."""
-    if cfg.noise_prior == "gaussian":
-        noise = torch.randn(n, cfg.noise_dim, generator=gen, device=device)
-    else:
-        noise = torch.rand(n, cfg.noise_dim, generator=gen, device=device) * 2 - 1
-    if cfg.cont_prior == "uniform":
-        cont = torch.rand(n, cfg.cont_codes, generator=gen, device=device) * 2 - 1
-    else:
-        cont = torch.randn(n, cfg.cont_codes, generator=gen, device=device)
-    cats, onehots = [], []
-    for logits in model.cat_prior:
-        if cfg.learn_cat_prior:  # straight-through Gumbel-softmax: one-hot forward, gradient to the prior
-            u = torch.rand(n, len(logits), generator=gen, device=device).clamp_(1e-10, 1 - 1e-10)
-            soft = F.softmax(logits - (-u.log()).log(), dim=1)
-            idx = soft.argmax(1)
-            hard = F.one_hot(idx, len(logits)).to(soft.dtype)
-            onehots.append(hard - soft.detach() + soft)
-        else:
-            idx = torch.randint(len(logits), (n,), generator=gen, device=device)
-            onehots.append(F.one_hot(idx, len(logits)).float())
-        cats.append(idx)
-    return Latent(torch.cat([noise, *onehots, cont], 1), cats, cont)
 
 
 def _discriminate(model: InfoGAN, real: torch.Tensor, fake: torch.Tensor, mode: str):
@@ -106,7 +75,9 @@ def _freeze(modules: list[nn.Module], frozen: bool) -> None:
                 m.track_running_stats = not frozen
 
 
-def info_terms(cfg: TrainConfig, model: InfoGAN, fake: torch.Tensor, h_fake: torch.Tensor, lat: Latent):
+def info_terms(
+    cfg: TrainConfig, model: InfoGAN, fake: torch.Tensor, h_fake: torch.Tensor, lat: Latent
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Categorical CE and continuous NLL of Q on generated samples, and the smallest std.
 
     With lambda = 0 for a code type, Q still learns to measure that code (weight 1) but G gets no
@@ -118,11 +89,11 @@ def info_terms(cfg: TrainConfig, model: InfoGAN, fake: torch.Tensor, h_fake: tor
         return model.encode(x, h)  # an isolated encoder reads x and ignores D's features
 
     cat_detached, cont_detached = cfg.lambda_cat == 0, cfg.lambda_cont == 0
-    out = posterior(cat_detached)
-    out_cont = out if cont_detached == cat_detached else posterior(cont_detached)
-    ce = losses.cat_cross_entropy(out[0], lat.cat)
-    nll = losses.gaussian_nll(out_cont[1], out_cont[2], lat.cont)
-    std_min = out_cont[2].min().detach() if out_cont[2] is not None and lat.cont.shape[1] else torch.ones(())
+    q_cat = posterior(cat_detached)
+    q_cont = q_cat if cont_detached == cat_detached else posterior(cont_detached)
+    ce = losses.cat_cross_entropy(q_cat.logits, lat.cat)
+    nll = losses.gaussian_nll(q_cont.mean, q_cont.std, lat.cont)
+    std_min = q_cont.std.min().detach() if q_cont.std is not None and lat.cont.shape[1] else torch.ones(())
     return ce, nll, std_min
 
 
@@ -136,7 +107,7 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     data: Dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    x_all = data.x.to(device)
+    x_all = torch.from_numpy(data.x).to(device)
     model = InfoGAN(cfg, data.sample_shape).to(device)
     if data.is_image:  # channels-last convolutions are several times faster on CPU (oneDNN), same arithmetic
         model = model.to(memory_format=torch.channels_last)
@@ -165,7 +136,7 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
         for _ in range(cfg.d_steps):
             real = x_all[torch.randint(len(x_all), (n,), generator=gen, device=device)]
             with torch.no_grad():
-                fake = model.generator(sample_latent(cfg, model, n, gen, device).z)
+                fake = model.generator(sample_latent(cfg, model.cat_prior, n, gen, device).z)
             _, _, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm)
             loss_d = losses.d_loss(real_logits, fake_logits)
             opt_d.zero_grad(set_to_none=True)
@@ -176,7 +147,7 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
 
         # G/Q step: fool D and make the codes recoverable; D frozen so G's loss cannot move it
         _freeze(frozen_in_g_step, True)
-        lat = sample_latent(cfg, model, n, gen, device)
+        lat = sample_latent(cfg, model.cat_prior, n, gen, device)
         fake = model.generator(lat.z)
         if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
             h_fake = model.d_trunk(torch.cat([real, fake]))[n:]
@@ -253,10 +224,8 @@ def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | 
         model=model,
     )
     if image_dir is not None:
-        from infogan_core.images import render
-
-        result.images = render(result, image_dir)
+        result.images = render(model, cfg, history, image_dir)
     return result
 
 
-__all__ = ["Latent", "ReportFn", "TrainResult", "resolve_device", "sample_latent", "train"]
+__all__ = ["ReportFn", "TrainResult", "resolve_device", "train"]

@@ -1,0 +1,185 @@
+"""Computing the eval/* metrics: known-answer functions on arrays, and the evaluation of a model.
+
+The names, directions and meanings are in `metrics.METRICS`; this module computes the values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import optimize, stats
+from torch import nn
+
+from infogan_core.config import TrainConfig
+from infogan_core.data import Dataset
+from infogan_core.latent import sample_latent
+from infogan_core.models import InfoGAN, Posterior
+
+CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
+
+
+# --- known-answer metrics on arrays -----------------------------------------------------------
+
+
+def matched_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy after the best one-to-one matching of predicted categories to classes (Hungarian)."""
+    pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    table = np.zeros((pred.max() + 1, labels.max() + 1))  # (categories, classes)
+    np.add.at(table, (pred, labels), 1)
+    rows, cols = optimize.linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / len(labels))
+
+
+def mode_coverage(samples: np.ndarray, modes: np.ndarray, std: float) -> tuple[int, float]:
+    """(modes covered, fraction of high-quality samples): a sample is high quality within 3 std of
+    its nearest mode; a mode is covered when at least one high-quality sample is nearest to it."""
+    dist = np.linalg.norm(samples[:, None, :] - modes[None, :, :], axis=2)  # (N, M)
+    nearest = dist.argmin(1)
+    hq = dist[np.arange(len(samples)), nearest] <= 3 * std
+    return int(len(np.unique(nearest[hq]))), float(hq.mean())
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) between Gaussians fitted to a and b."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    # Tr((S_a S_b)^1/2) = sum of sqrt(eigenvalues of S_a^1/2 S_b S_a^1/2), a symmetric PSD matrix:
+    # stable where the covariances are singular (dead ReLU features), unlike sqrtm of S_a S_b
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+    value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_covmean
+    return float(max(value, 0.0))
+
+
+def factor_alignment(codes: np.ndarray, factors: np.ndarray) -> float:
+    """Mean |Spearman rho| of continuous codes matched one-to-one to true factors (Hungarian).
+
+    1.0: each code is a monotone function of its own factor; near 0: codes ignore the factors.
+    """
+    k = codes.shape[1]
+    rho = np.zeros((k, factors.shape[1]))
+    for i in range(k):
+        for j in range(factors.shape[1]):
+            r = stats.spearmanr(codes[:, i], factors[:, j]).statistic
+            rho[i, j] = 0.0 if not np.isfinite(r) else abs(r)
+    rows, cols = optimize.linear_sum_assignment(rho, maximize=True)
+    return float(rho[rows, cols].mean())
+
+
+# --- the reference classifier for the Frechet distance ----------------------------------------
+
+_REFERENCE: dict[str, tuple[nn.Module, np.ndarray]] = {}
+
+
+def _reference_net(in_dim: int, classes: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_dim, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, classes)
+    )
+
+
+def reference_features(data: Dataset) -> tuple[nn.Module, np.ndarray]:
+    """(feature extractor, features of up to 10,000 real samples) for `data`.
+
+    Images with labels: the 64-d penultimate layer of a small MLP classifier trained once on the
+    dataset (seeded, 400 Adam steps), cached in memory and under $INFOGAN_CACHE_DIR (default
+    ~/.cache/infogan_core). 2-D data: the raw coordinates.
+    """
+    # the first 1 MB of the samples (a view, not a copy of the whole set) and the shape identify the data
+    head = data.x.reshape(-1)[: 1_000_000 // data.x.itemsize].tobytes()
+    digest = hashlib.sha256(head + str(data.x.shape).encode()).hexdigest()[:16]
+    key = f"{data.name}-{digest}"  # not the name alone: `mnist` from two folders are two datasets
+    if key in _REFERENCE:
+        return _REFERENCE[key]
+    x = torch.from_numpy(data.x[:10000])
+    if not data.is_image or data.labels is None:
+        net: nn.Module = nn.Flatten()
+    else:
+        cache = Path(os.environ.get(CACHE_DIR_ENV, Path.home() / ".cache" / "infogan_core"))
+        path = cache / f"reference-{key}.pt"
+        full = _reference_net(int(np.prod(data.sample_shape)), data.num_classes)
+        try:
+            full.load_state_dict(torch.load(path, weights_only=True))
+        except Exception:  # missing, truncated or foreign file (garbage raises KeyError, UnpicklingError): fit again
+            _fit_reference(full, data)
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(full.state_dict(), tmp)
+            os.replace(tmp, path)
+        net = full[:-1].eval()
+    with torch.no_grad():
+        feats = net(x).numpy().astype(np.float64)
+    _REFERENCE[key] = (net, feats)
+    return net, feats
+
+
+@torch.enable_grad()
+def _fit_reference(net: nn.Module, data: Dataset) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x_all, labels = torch.from_numpy(data.x), torch.from_numpy(data.labels)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(400):
+        idx = torch.randint(len(data.x), (256,), generator=gen)
+        loss = nn.functional.cross_entropy(net(x_all[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+
+
+# --- evaluation of a model --------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> dict[str, float]:
+    """The eval/* metrics that apply to this dataset and code layout."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out: dict[str, float] = {}
+    fake = model.generator(sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device).z).float().cpu()
+    real = torch.from_numpy(data.x[:10000])
+    want_cat = data.labels is not None and bool(cfg.cat_codes)
+    want_factors = data.factors is not None and bool(cfg.cont_codes)
+    if want_cat or want_factors:  # Q's posterior on real data, encoded once for both metrics
+        posterior = _encode_batched(model, real.to(device))
+    if want_cat:
+        out["eval/cat_acc"] = matched_accuracy(posterior.logits[0].argmax(1).cpu().numpy(), data.labels[:10000])
+    if data.modes is not None:
+        modes, hq = mode_coverage(fake.numpy(), data.modes, data.mode_std)
+        out["eval/modes"], out["eval/hq"] = float(modes), hq
+    if data.labels is not None or not data.is_image:
+        net, real_feats = reference_features(data)
+        fake_feats = net(fake).numpy().astype(np.float64)
+        out["eval/fd"] = frechet_distance(real_feats, fake_feats) if np.isfinite(fake_feats).all() else float("inf")
+    if want_factors:
+        out["eval/factor_align"] = factor_alignment(posterior.mean.cpu().numpy(), data.factors[:10000])
+    model.train(was_training)
+    return out
+
+
+def _encode_batched(model: InfoGAN, x: torch.Tensor, batch: int = 2048) -> Posterior:
+    """Q's posterior for every sample of x, encoded in batches; stds are not needed here."""
+    parts = [model.encode(x[i : i + batch]) for i in range(0, len(x), batch)]
+    logits = [torch.cat([p.logits[j] for p in parts]) for j in range(len(parts[0].logits))]
+    return Posterior(logits, torch.cat([p.mean for p in parts]), None)
+
+
+__all__ = [
+    "evaluate",
+    "factor_alignment",
+    "frechet_distance",
+    "matched_accuracy",
+    "mode_coverage",
+    "reference_features",
+]

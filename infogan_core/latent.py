@@ -1,0 +1,91 @@
+"""G's input: noise and codes drawn from their priors, and the fixed code grids that images sweep.
+
+One way to build a latent vector: noise (B, noise_dim), one one-hot block per categorical code,
+continuous codes (B, cont_codes), concatenated in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch.nn import functional as F
+
+from infogan_core.config import TrainConfig
+
+GRID_STEPS = 8  # columns of a continuous-code sweep, from -1 to 1
+
+
+class Latent(NamedTuple):
+    z: torch.Tensor  # (B, latent_dim): G's input
+    cat: list[torch.Tensor]  # each (B,): the category index of each categorical code
+    cont: torch.Tensor  # (B, cont_codes)
+
+
+def sample_noise(cfg: TrainConfig, n: int, gen: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
+    """(n, noise_dim) noise from cfg's noise prior."""
+    if cfg.noise_prior == "gaussian":
+        return torch.randn(n, cfg.noise_dim, generator=gen, device=device)
+    return torch.rand(n, cfg.noise_dim, generator=gen, device=device) * 2 - 1
+
+
+def sample_latent(
+    cfg: TrainConfig, prior_logits: Sequence[torch.Tensor], n: int, gen: torch.Generator, device: torch.device
+) -> Latent:
+    """Noise, categorical and continuous codes drawn from their priors, concatenated for G.
+
+    `prior_logits` holds one (k,) logit vector per categorical code (the model's `cat_prior`); they
+    matter only when the prior is learned, and are then sampled differentiably.
+    """
+    noise = sample_noise(cfg, n, gen, device)
+    if cfg.cont_prior == "uniform":
+        cont = torch.rand(n, cfg.cont_codes, generator=gen, device=device) * 2 - 1
+    else:
+        cont = torch.randn(n, cfg.cont_codes, generator=gen, device=device)
+    cats, onehots = [], []
+    for logits in prior_logits:
+        if cfg.learn_cat_prior:  # straight-through Gumbel-softmax: one-hot forward, gradient to the prior
+            u = torch.rand(n, len(logits), generator=gen, device=device).clamp_(1e-10, 1 - 1e-10)
+            soft = F.softmax(logits - (-u.log()).log(), dim=1)
+            idx = soft.argmax(1)
+            hard = F.one_hot(idx, len(logits)).to(soft.dtype)
+            onehots.append(hard - soft.detach() + soft)
+        else:
+            idx = torch.randint(len(logits), (n,), generator=gen, device=device)
+            onehots.append(F.one_hot(idx, len(logits)).float())
+        cats.append(idx)
+    return Latent(torch.cat([noise, *onehots, cont], 1), cats, cont)
+
+
+def _fixed(cfg: TrainConfig, noise: torch.Tensor, cats: Sequence[Sequence[int]], cont: torch.Tensor) -> torch.Tensor:
+    """G's input for given noise (B, noise_dim), category indices (B lists, one index per code) and codes (B, cont)."""
+    index = torch.tensor(cats, dtype=torch.int64).reshape(len(noise), len(cfg.cat_codes))  # (B, codes)
+    onehots = [F.one_hot(index[:, i], k).float() for i, k in enumerate(cfg.cat_codes)]
+    return torch.cat([noise, *onehots, cont], 1)
+
+
+def sample_grid_latent(cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    """(z, rows) for a sample grid: one row per value of the first categorical code (one noise vector
+    per row), columns the first continuous code swept from -1 to 1 (random noise when there is none)."""
+    rows = cfg.cat_codes[0] if cfg.cat_codes else 8
+    noise = sample_noise(cfg, rows, gen).repeat_interleave(GRID_STEPS, 0)  # one z per row
+    cont = torch.zeros(rows * GRID_STEPS, cfg.cont_codes)
+    if cfg.cont_codes:
+        cont[:, 0] = torch.linspace(-1, 1, GRID_STEPS).repeat(rows)
+    else:
+        noise = sample_noise(cfg, rows * GRID_STEPS, gen)
+    cats = [[r if i == 0 else 0 for i in range(len(cfg.cat_codes))] for r in range(rows) for _ in range(GRID_STEPS)]
+    return _fixed(cfg, noise, cats, cont), rows
+
+
+def traversal_latent(cfg: TrainConfig, gen: torch.Generator, code: int, rows: int) -> torch.Tensor:
+    """z for one continuous code's traversal: rows of fixed (noise, categories), columns the code swept."""
+    noise = sample_noise(cfg, rows, gen).repeat_interleave(GRID_STEPS, 0)
+    cont = torch.zeros(rows * GRID_STEPS, cfg.cont_codes)
+    cont[:, code] = torch.linspace(-1, 1, GRID_STEPS).repeat(rows)
+    cats = [int(torch.randint(k, (1,), generator=gen)) for k in cfg.cat_codes]
+    return _fixed(cfg, noise, [cats] * (rows * GRID_STEPS), cont)
+
+
+__all__ = ["GRID_STEPS", "Latent", "sample_grid_latent", "sample_latent", "sample_noise", "traversal_latent"]
