@@ -53,8 +53,13 @@ def run_sweep(root: Path, steps: int) -> dict[str, float]:
     summary = runner.run(study, store=store)
     trials = optuna.load_study(study_name=study.name, storage=store.storage()).trials
     span = max(t.user_attrs["ended_at"] for t in trials) - min(t.user_attrs["started_at"] for t in trials)
-    return {"trials": summary.completed, "trial_s": summary.trial_seconds, "wall_s": summary.wall_s,
-            "first_step_s": summary.first_step_s, "span_s": span}  # fmt: skip
+    return {
+        "trials": summary.completed,
+        "trial_s": summary.trial_seconds,
+        "wall_s": summary.wall_s,
+        "first_step_s": summary.first_step_s,
+        "span_s": span,
+    }
 
 
 def _plain_trainable(config: dict) -> None:
@@ -67,8 +72,14 @@ def _plain_trainable(config: dict) -> None:
     started, started_at = _time.perf_counter(), _time.time()
     cfg = TrainConfig.from_dict(config["train_config"])
     train(cfg, report=lambda step, metrics: tune.report(dict(metrics, step=step)))
-    tune.report({"trial_s": _time.perf_counter() - started, "step": cfg.steps, "started_at": started_at,
-                 "ended_at": _time.time()})  # fmt: skip
+    tune.report(
+        {
+            "trial_s": _time.perf_counter() - started,
+            "step": cfg.steps,
+            "started_at": started_at,
+            "ended_at": _time.time(),
+        }
+    )
 
 
 def run_plain(root: Path, steps: int) -> dict[str, float]:
@@ -137,14 +148,18 @@ def main() -> None:
         print(json.dumps(out))
         return
     print(f"{out['trials']} trials of {args.steps} steps on {slots} slots")
-    print(f"  sweep runner: wall {out['wall_s']:.1f} s, trial time {out['trial_s']:.1f} s, "
-          f"efficiency {out['efficiency']:.3f} (with Ray start-up {out['efficiency_with_ray_init']:.3f}), "
-          f"scheduling efficiency {out['scheduling_efficiency']:.3f}")  # fmt: skip
+    print(
+        f"  sweep runner: wall {out['wall_s']:.1f} s, trial time {out['trial_s']:.1f} s, "
+        f"efficiency {out['efficiency']:.3f} (with Ray start-up {out['efficiency_with_ray_init']:.3f}), "
+        f"scheduling efficiency {out['scheduling_efficiency']:.3f}"
+    )
     print(f"  first trial's first step after {out['first_step_s']:.1f} s (Ray start-up {ray_init_s:.1f} s before)")
     if plain:
-        print(f"  plain Ray Tune: wall {plain['wall_s']:.1f} s, efficiency {out['plain_efficiency']:.3f}, "
-              f"scheduling efficiency {out['plain_scheduling_efficiency']:.3f}; "
-              f"ratio sweep / plain {out['ratio_vs_plain']:.2f}")  # fmt: skip
+        print(
+            f"  plain Ray Tune: wall {plain['wall_s']:.1f} s, efficiency {out['plain_efficiency']:.3f}, "
+            f"scheduling efficiency {out['plain_scheduling_efficiency']:.3f}; "
+            f"ratio sweep / plain {out['ratio_vs_plain']:.2f}"
+        )
 
 
 if __name__ == "__main__":

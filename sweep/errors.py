@@ -1,4 +1,7 @@
-"""The sweep layer's errors: one base class, and below it study-file and trial errors."""
+"""The sweep layer's errors: one base class, and below it the study's own.
+
+Messages speak the library's vocabulary (study names, keys, fields); the CLI adds what to type next.
+"""
 
 from __future__ import annotations
 
@@ -11,5 +14,9 @@ class StudyError(SweepError):
     """A study file (or a study in the storage) is invalid or conflicts with what is stored."""
 
 
-class TrialError(SweepError):
-    """A trial could not be run."""
+class DefinitionConflictError(StudyError):
+    """The study's name is stored with a definition that gives its trials another meaning."""
+
+
+class AddressInUseError(SweepError):
+    """A server could not listen on the address it was given."""

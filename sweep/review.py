@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,9 +12,13 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna_dashboard import save_note, wsgi
 
-from sweep.errors import SweepError
+from sweep import analysis
+from sweep.errors import AddressInUseError
 from sweep.spec import Study, factor_levels, format_value
+from sweep.store import FINAL_IMAGES, TrialAttr, study_id
+from sweep.vocab import Outcome, counts, num
 
 if TYPE_CHECKING:
     from sweep.store import Store
@@ -28,11 +31,11 @@ STD_COLLAPSE = 0.05  # q/std_min below this is flagged "posterior std collapsed"
 def trial_flags(study: Study, final: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """Findings worth a reviewer's eye, in words: divergence, mode collapse, std collapse."""
     flags = []
-    metrics = final.get("metrics") or {}
-    outcome = final.get("outcome")
-    if outcome == "diverged":
-        flags.append(f"diverged at step {final.get('steps_run', '?')}")
-    if outcome == "crashed":
+    metrics = final.get(TrialAttr.METRICS) or {}
+    outcome = final.get(TrialAttr.OUTCOME)
+    if outcome == Outcome.DIVERGED:
+        flags.append(f"diverged at step {final.get(TrialAttr.STEPS_RUN, '?')}")
+    if outcome == Outcome.CRASHED:
         flags.append("crashed")
     modes = metrics.get("eval/modes")
     n_modes = {"ring8": 8, "grid25": 25}.get(config.get("dataset", ""))
@@ -51,34 +54,32 @@ def trial_flags(study: Study, final: dict[str, Any], config: dict[str, Any]) -> 
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if not math.isfinite(value) else f"{value:.4g}"
-    return format_value(value)
+    return num(value) if isinstance(value, float) else format_value(value)
 
 
 def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, final: dict[str, Any]) -> str:
     """Markdown: what differs from the base, the outcome and flags, the final metrics."""
     attrs = trial.user_attrs
-    config = attrs.get("config", {})
-    lines = [f"### {attrs.get('config_id', 'trial')} (seed {attrs.get('seed')})", ""]
+    config = attrs.get(TrialAttr.CONFIG, {})
+    lines = [f"### {attrs.get(TrialAttr.CONFIG_ID, 'trial')} (seed {attrs.get(TrialAttr.SEED)})", ""]
     if study.kind == "ablation":
-        factor = attrs.get("factor")
+        factor = attrs.get(TrialAttr.FACTOR)
         if factor is None:
             changed = "the base configuration"
         else:  # an ablation's first level of each factor is the base value (set in base, or the default)
             base_value = factor_levels(study)[factor][0]
-            changed = f"`{factor}` = {_fmt(attrs.get('level'))} (base: {_fmt(base_value)})"
+            changed = f"`{factor}` = {_fmt(attrs.get(TrialAttr.LEVEL))} (base: {_fmt(base_value)})"
         lines.append(f"- **Differs from the base:** {changed}")
     else:
         params = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in trial.params.items())
         lines.append(f"- **Parameters:** {params}")
-    outcome = final.get("outcome", "?")
-    lines.append(f"- **Outcome:** {outcome}" + (f" - {final['reason']}" if final.get("reason") else ""))
+    outcome = final.get(TrialAttr.OUTCOME, "?")
+    lines.append(f"- **Outcome:** {outcome}" + (f" - {final[TrialAttr.REASON]}" if final.get(TrialAttr.REASON) else ""))
     flags = trial_flags(study, final, config)
     lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
-    wall = final.get("wall_s")
-    lines.append(f"- **Steps:** {final.get('steps_run', '?')}" + (f" in {wall:.1f} s" if wall else ""))
-    metrics = final.get("metrics") or {}
+    wall = final.get(TrialAttr.WALL_S)
+    lines.append(f"- **Steps:** {final.get(TrialAttr.STEPS_RUN, '?')}" + (f" in {wall:.1f} s" if wall else ""))
+    metrics = final.get(TrialAttr.METRICS) or {}
     if metrics:
         lines += ["", "| metric | final |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
@@ -91,21 +92,18 @@ def attach_trial_review(study: Study, trial: optuna.Trial, final: dict[str, Any]
     Runs before the trial is told: Optuna refuses artifacts on finished trials.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in (final.get("images") or {}).items():
+        for name, data in (final.get(FINAL_IMAGES) or {}).items():
             path = Path(tmp) / f"{name}.png"
             path.write_bytes(base64.b64decode(data))
-            upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=trial,
-                            mimetype="image/png")  # fmt: skip
+            upload_artifact(
+                artifact_store=artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
+            )
         config_path = Path(tmp) / "config.json"
-        config_path.write_text(json.dumps(trial.user_attrs.get("config", {}), indent=2))
-        upload_artifact(artifact_store=artifact_store, file_path=str(config_path), study_or_trial=trial,
-                        mimetype="application/json")  # fmt: skip
-    try:
-        from optuna_dashboard import save_note
-
-        save_note(trial, trial_note(study, trial, final))
-    except ImportError:
-        pass
+        config_path.write_text(json.dumps(trial.user_attrs.get(TrialAttr.CONFIG, {}), indent=2))
+        upload_artifact(
+            artifact_store=artifact_store, file_path=str(config_path), study_or_trial=trial, mimetype="application/json"
+        )
+    save_note(trial, trial_note(study, trial, final))
 
 
 # --- the study's note -------------------------------------------------------------------------
@@ -113,20 +111,20 @@ def attach_trial_review(study: Study, trial: optuna.Trial, final: dict[str, Any]
 
 def study_note(study: Study, optuna_study: optuna.Study) -> str:
     """Markdown: the claim, kind, trials by outcome, best and worst configuration per objective, the verdict."""
-    from sweep import analysis
-
     frame = analysis.trials_frame(optuna_study)
     lines = [f"## {study.name}", ""]
     if study.claim:
         lines.append(f"**Claim:** {study.claim}")
     if study.description:
         lines.append(f"**About:** {study.description}")
-    shape = (f"{study.trials} sampled configurations ({study.sampler})" if study.kind == "search"
-             else f"factors {', '.join(f'`{k}`' for k in study.factors)}")  # fmt: skip
+    shape = (
+        f"{study.trials} sampled configurations ({study.sampler})"
+        if study.kind == "search"
+        else f"factors {', '.join(f'`{k}`' for k in study.factors)}"
+    )
     lines.append(f"**Kind:** {study.kind}, {shape}; {len(study.seed_list)} seeds, {study.budget.steps} steps each")
-    counts = frame["outcome"].value_counts() if len(frame) else {}
-    order = ("completed", "pruned", "diverged", "crashed", "interrupted")
-    lines.append("**Trials:** " + (", ".join(f"{counts[k]} {k}" for k in order if k in counts) or "none yet"))
+    tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
+    lines.append("**Trials:** " + (counts(tally) if tally else "none yet"))
     lines += ["", "| objective | best configuration | worst configuration |", "|---|---|---|"]
     for o in study.objectives:
         ranked = analysis.rank_configs(frame, o.metric, o.direction) if len(frame) else None
@@ -150,10 +148,8 @@ def study_note(study: Study, optuna_study: optuna.Study) -> str:
 def attach_study_review(study: Study, optuna_study: optuna.Study) -> None:
     """Write the study's note for optuna-dashboard; a failure is logged, never raised (the run is stored)."""
     try:
-        from optuna_dashboard import save_note
-
         save_note(optuna_study, study_note(study, optuna_study))
-    except Exception as exc:  # noqa: BLE001 - a note is not worth losing a finished run over
+    except Exception as exc:  # a note is not worth losing a finished run over
         log.warning("could not write the study note of %s: %s", study.name, exc)
 
 
@@ -161,7 +157,7 @@ def attach_study_review(study: Study, optuna_study: optuna.Study) -> None:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's signature
         pass
 
 
@@ -170,19 +166,17 @@ def dashboard_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080)
 
     Call `serve_forever()` on the result (and `server_close()` after); port 0 picks a free port.
     """
-    from optuna_dashboard import wsgi
-
     app = wsgi(store.storage(), artifact_store=store.artifact_store())
     try:
         return make_server(host, port, app, handler_class=_QuietHandler)
     except OSError as exc:
-        raise SweepError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another with --port") from exc
+        raise AddressInUseError(f"cannot listen on {host}:{port} ({exc.strerror})") from exc
 
 
 def dashboard_url(server: WSGIServer, optuna_study: optuna.Study | None = None) -> str:
     """The address to open: the study's page when a study is given."""
     host, port = server.server_address[:2]
-    path = f"/dashboard/studies/{optuna_study._study_id}" if optuna_study is not None else "/dashboard"
+    path = f"/dashboard/studies/{study_id(optuna_study)}" if optuna_study is not None else "/dashboard"
     return f"http://{host}:{port}{path}"
 
 

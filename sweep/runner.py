@@ -12,100 +12,32 @@ pair is run again.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import logging
 import math
 import os
-import socket
-import tempfile
 import time
-import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
+import ray
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
+from ray import tune
 from ray.tune import Callback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
 
+from sweep import review
 from sweep import spec as spec_module
-from sweep.errors import StudyError
+from sweep.errors import DefinitionConflictError
 from sweep.spec import Study, TrialSpec
-from sweep.store import (
-    ATTR_CONFIG,
-    ATTR_CONFIG_ID,
-    ATTR_FACTOR,
-    ATTR_HISTORY,
-    ATTR_INDEX,
-    ATTR_LEVEL,
-    ATTR_METRICS,
-    ATTR_OUTCOME,
-    ATTR_REASON,
-    ATTR_SEED,
-    FINISHED_OUTCOMES,
-    Store,
-)
-
-FINAL = "sweep/final"  # key of the last result a trainable reports (absent when stopped early)
-
-# Tune's default loggers write JSON, CSV and TensorBoard files for every result of every trial;
-# the Optuna storage is this tool's record, so they are pure overhead here (see benchmarks/).
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval metrics arrive later
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-
-
-# --- the trainable (runs in Ray workers, on any node) -----------------------------------------
-
-
-def trainable(config: dict[str, Any]) -> None:
-    """One (configuration, seed): train, report every `report_every` steps, then a final result."""
-    started_at = time.time()  # wall clock, for timelines across nodes
-    import ray
-    import torch
-    from ray import tune
-
-    from infogan_core import DivergedError, TrainConfig, train
-    from infogan_core.images import curves
-
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    cfg = TrainConfig.from_dict(config["train_config"])
-    started = time.perf_counter()
-    latest_eval: dict[str, float] = {}
-
-    def report(step: int, metrics: dict[str, float]) -> None:
-        latest_eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
-        tune.report({**metrics, **latest_eval, "step": step})
-
-    node_id = ray.get_runtime_context().get_node_id()
-    final: dict[str, Any] = {"node": socket.gethostname(), "node_id": node_id, "trial_dir": os.getcwd()}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            result = train(cfg, report=report, image_dir=tmp)
-            final.update(outcome="completed", metrics=result.metrics, history=result.history)
-            final.update(steps_run=result.steps_run, images=_read_images(result.images))
-        except DivergedError as exc:
-            final.update(outcome="diverged", reason=str(exc), steps_run=exc.step, history=exc.history)
-            if exc.history:
-                final["images"] = _read_images({"curves": str(curves(exc.history, Path(tmp) / "curves.png"))})
-        except Exception as exc:  # noqa: BLE001 - any crash is recorded on the trial, not lost
-            final.update(outcome="crashed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0])
-            final["traceback"] = traceback.format_exc()[-4000:]
-    final["wall_s"] = time.perf_counter() - started
-    final["started_at"], final["ended_at"] = started_at, time.time()
-    # one JSON string: Tune flattens nested dicts in results before searchers see them
-    tune.report({FINAL: json.dumps(final), "step": cfg.steps})
-
-
-def _read_images(paths: dict[str, str]) -> dict[str, str]:
-    return {name: base64.b64encode(Path(p).read_bytes()).decode() for name, p in paths.items()}
-
+from sweep.store import Store, StudyAttr, TrialAttr, close_stale_trials, end_trial
+from sweep.trainable import FINAL, trainable
+from sweep.vocab import FINISHED, Outcome
 
 # --- planning: which trials still have to run -------------------------------------------------
 
@@ -116,7 +48,7 @@ class Plan:
 
     pending: list[TrialSpec]
     finished: int  # pairs already finished in the storage
-    interrupted: int  # trials found RUNNING from a dead driver, marked FAIL and rerun
+    interrupted: int  # trials found open from a dead driver, marked FAIL and rerun
     search_remaining: int = 0  # search: configurations still to sample
 
 
@@ -147,24 +79,17 @@ def _from_optuna_value(study: Study, name: str, value: Any) -> Any:
 
 
 def _pair_key(trial: FrozenTrial) -> tuple[str, int] | None:
-    if ATTR_CONFIG_ID not in trial.user_attrs:
+    if TrialAttr.CONFIG_ID not in trial.user_attrs:
         return None
-    return trial.user_attrs[ATTR_CONFIG_ID], int(trial.user_attrs[ATTR_SEED])
+    return trial.user_attrs[TrialAttr.CONFIG_ID], int(trial.user_attrs[TrialAttr.SEED])
 
 
 def plan(study: Study, optuna_study: optuna.Study) -> Plan:
     """Mark trials of a dead driver as interrupted and list the (configuration, seed) pairs to run."""
-    interrupted = 0
-    for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        optuna_study._storage.set_trial_user_attr(trial._trial_id, ATTR_OUTCOME, "interrupted")
-        optuna_study._storage.set_trial_user_attr(
-            trial._trial_id, ATTR_REASON, "the driver stopped while this trial ran; its pair is run again"
-        )
-        optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        interrupted += 1
+    interrupted = close_stale_trials(optuna_study, "the driver stopped while this trial ran; its pair is run again")
     trials = optuna_study.get_trials(deepcopy=False)
     done = {
-        key for t in trials if t.user_attrs.get(ATTR_OUTCOME) in FINISHED_OUTCOMES and (key := _pair_key(t)) is not None
+        key for t in trials if t.user_attrs.get(TrialAttr.OUTCOME) in FINISHED and (key := _pair_key(t)) is not None
     }
     if study.kind != "search":
         pending = [s for s in spec_module.expand(study) if (s.config_id, s.seed) not in done]
@@ -172,8 +97,10 @@ def plan(study: Study, optuna_study: optuna.Study) -> Plan:
     # search: finish the seeds of configurations already sampled, then sample the rest
     configs: dict[str, dict[str, Any]] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        if ATTR_CONFIG_ID in t.user_attrs and t.user_attrs[ATTR_CONFIG_ID] not in configs:
-            configs[t.user_attrs[ATTR_CONFIG_ID]] = {k: _from_optuna_value(study, k, v) for k, v in t.params.items()}
+        if TrialAttr.CONFIG_ID in t.user_attrs and t.user_attrs[TrialAttr.CONFIG_ID] not in configs:
+            configs[t.user_attrs[TrialAttr.CONFIG_ID]] = {
+                k: _from_optuna_value(study, k, v) for k, v in t.params.items()
+            }
     pending = []
     for config_id, params in list(configs.items())[: study.trials]:
         for seed in study.seed_list:
@@ -186,7 +113,10 @@ def plan(study: Study, optuna_study: optuna.Study) -> Plan:
 
 
 def _sampler(study: Study) -> optuna.samplers.BaseSampler:
+    """The study's sampler; ablation and grid trials have every parameter fixed, so no sampler works for them."""
     seed = study.sampler_seed
+    if study.kind != "search":
+        return optuna.samplers.RandomSampler(seed=seed)
     return {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "gp": lambda: optuna.samplers.GPSampler(seed=seed),
@@ -198,33 +128,32 @@ def _sampler(study: Study) -> optuna.samplers.BaseSampler:
 
 def open_study(study: Study, store: Store, *, source: str = "") -> optuna.Study:
     """Create the Optuna study, or load it to resume; refuse one stored from a conflicting file."""
-    storage = store.storage()
     directions = [o.direction for o in study.objectives]
     optuna_study = optuna.create_study(
         study_name=study.name,
-        storage=storage,
+        storage=store.storage(),
         directions=directions,
         sampler=_sampler(study),
         load_if_exists=True,
     )
-    stored = optuna_study.user_attrs.get("fingerprint")
+    stored = optuna_study.user_attrs.get(StudyAttr.FINGERPRINT)
     if stored is None:
-        optuna_study.set_user_attr("fingerprint", study.fingerprint())
-        optuna_study.set_user_attr("kind", study.kind)
-        optuna_study.set_user_attr("created", time.strftime("%Y-%m-%d %H:%M:%S"))
+        optuna_study.set_user_attr(StudyAttr.FINGERPRINT, study.fingerprint())
+        optuna_study.set_user_attr(StudyAttr.KIND, study.kind)
+        optuna_study.set_user_attr(StudyAttr.CREATED, time.strftime("%Y-%m-%d %H:%M:%S"))
         with warnings.catch_warnings():  # "experimental since 3.2": it is what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna_study.set_metric_names([o.metric for o in study.objectives])
     elif stored != study.fingerprint():
-        raise StudyError(
+        raise DefinitionConflictError(
             f"study '{study.name}' in {store.url} was run from a different definition (base, factors, space, "
-            f"budget or objectives changed); run it under another name with --new-name NAME"
+            "budget or objectives changed)"
         )
     if [d.name.lower() for d in optuna_study.directions] != directions:
-        raise StudyError(f"study '{study.name}' is stored with other objective directions; use --new-name NAME")
+        raise DefinitionConflictError(f"study '{study.name}' is stored with other objective directions")
     # the latest definition (claim, verdict, seeds) is what reports read
-    optuna_study.set_user_attr("spec", study.model_dump(mode="json"))
-    optuna_study.set_user_attr("source", source)
+    optuna_study.set_user_attr(StudyAttr.SPEC, study.model_dump(mode="json"))
+    optuna_study.set_user_attr(StudyAttr.SOURCE, source)
     return optuna_study
 
 
@@ -253,14 +182,22 @@ class Tracker:
 class OptunaFront:
     """Hands Ray Tune the next (configuration, seed) and records each trial in Optuna.
 
-    Ablation and grid trials are created with their params fixed, in the expanded order; search
-    trials ask the study's sampler for params, and each sampled configuration is repeated for
-    every seed. Intermediate values go to Optuna for single-objective studies.
+    Ablation and grid trials are enqueued with their params fixed, in the expanded order, and asked
+    for at once; search trials ask the study's sampler for params, and each sampled configuration is
+    repeated for every seed. Intermediate values go to Optuna for single-objective studies.
     """
 
-    def __init__(self, study: Study, optuna_study: optuna.Study, store: Store, pending: list[TrialSpec],
-                 search_remaining: int, tracker: Tracker) -> None:  # fmt: skip
-        self.study, self.optuna_study, self.store = study, optuna_study, store
+    def __init__(
+        self,
+        study: Study,
+        optuna_study: optuna.Study,
+        store: Store,
+        *,
+        pending: list[TrialSpec],
+        search_remaining: int,
+        tracker: Tracker,
+    ) -> None:
+        self.study, self.optuna_study = study, optuna_study
         self.queue = list(pending)
         self.search_remaining = search_remaining
         self.tracker = tracker
@@ -280,21 +217,21 @@ class OptunaFront:
         """The next trial's Tune config and its (open) Optuna trial, or None when all are handed out."""
         if self.queue:
             spec = self.queue.pop(0)
-            trial = self._create_trial(spec)
+            trial = self._fixed_trial(spec)
         elif self.search_remaining > 0:
             spec, trial = self._sample_configuration()
         else:
             return None
         for key, value in (
-            (ATTR_CONFIG_ID, spec.config_id),
-            (ATTR_SEED, spec.seed),
-            (ATTR_INDEX, spec.index),
-            (ATTR_FACTOR, spec.factor),
-            (ATTR_LEVEL, spec.level),
+            (TrialAttr.CONFIG_ID, spec.config_id),
+            (TrialAttr.SEED, spec.seed),
+            (TrialAttr.INDEX, spec.index),
+            (TrialAttr.FACTOR, spec.factor),
+            (TrialAttr.LEVEL, spec.level),
         ):
             trial.set_user_attr(key, value)
         cfg = self.study.train_config(spec.params, spec.seed)
-        trial.set_user_attr(ATTR_CONFIG, cfg.to_dict())
+        trial.set_user_attr(TrialAttr.CONFIG, cfg.to_dict())
         config = {"train_config": cfg.to_dict(), "cpus": self.study.resources.cpus, "optuna_number": trial.number}
         return config, trial
 
@@ -308,14 +245,11 @@ class OptunaFront:
         self.queue = others + self.queue
         return first, trial
 
-    def _create_trial(self, spec: TrialSpec) -> optuna.Trial:
-        """An Optuna trial, RUNNING, with the spec's params fixed (no sampler involved)."""
+    def _fixed_trial(self, spec: TrialSpec) -> optuna.Trial:
+        """An Optuna trial, RUNNING, with the spec's params fixed: enqueued, then asked for at once."""
         params = {k: _optuna_value(v) for k, v in spec.params.items()}
-        frozen = optuna.trial.create_trial(
-            state=TrialState.RUNNING, params=params, distributions={k: self.distributions[k] for k in params}
-        )
-        trial_id = self.optuna_study._storage.create_new_trial(self.optuna_study._study_id, template_trial=frozen)
-        return optuna.Trial(self.optuna_study, trial_id)
+        self.optuna_study.enqueue_trial(params)
+        return self.optuna_study.ask({k: self.distributions[k] for k in params})
 
     # called by the Tune searcher adapter
     def on_result(self, tune_id: str, result: dict[str, Any]) -> None:
@@ -332,45 +266,32 @@ class OptunaFront:
         if len(self.study.objectives) == 1:
             value = result.get(self.study.objectives[0].metric)
             if value is not None and math.isfinite(value):
-                with contextlib.suppress(Exception):  # a repeated step is not worth failing a trial
-                    trial.report(float(value), int(result["step"]))
+                trial.report(float(value), int(result["step"]))
 
     def _finish(self, tune_id: str, final: dict[str, Any]) -> None:
-        from sweep.review import attach_trial_review
-
         trial = self.live.pop(tune_id)
-        outcome = final["outcome"]
-        for key in (
-            "started_at",
-            "ended_at",
-            "node",
-            "node_id",
-            "trial_dir",
-            "wall_s",
-            "steps_run",
-            "reason",
-            "traceback",
-        ):
+        outcome = Outcome(final[TrialAttr.OUTCOME])
+        for key in TrialAttr.FROM_WORKER:
             if key in final:
                 trial.set_user_attr(key, final[key])
-        if "metrics" in final:
-            trial.set_user_attr(ATTR_METRICS, _finite(final["metrics"]))
-        if final.get("history"):
-            trial.set_user_attr(ATTR_HISTORY, [_finite(h) for h in final["history"]])
-        self.tracker.trial_seconds += final.get("wall_s", 0.0)
+        if TrialAttr.METRICS in final:
+            trial.set_user_attr(TrialAttr.METRICS, _finite(final[TrialAttr.METRICS]))
+        if final.get(TrialAttr.HISTORY):
+            trial.set_user_attr(TrialAttr.HISTORY, [_finite(h) for h in final[TrialAttr.HISTORY]])
+        self.tracker.trial_seconds += final.get(TrialAttr.WALL_S, 0.0)
         values = None
-        if outcome == "completed":
-            values = [final["metrics"].get(o.metric) for o in self.study.objectives]
+        if outcome is Outcome.COMPLETED:
+            values = [final[TrialAttr.METRICS].get(o.metric) for o in self.study.objectives]
             missing = [o.metric for o, v in zip(self.study.objectives, values, strict=True) if v is None]
             if missing:
-                outcome = "crashed"
-                trial.set_user_attr(ATTR_REASON, f"objective {missing[0]} is not measured on this dataset")
+                outcome = Outcome.CRASHED
+                trial.set_user_attr(TrialAttr.REASON, f"objective {missing[0]} is not measured on this dataset")
             elif not all(math.isfinite(v) for v in values):
-                outcome = "diverged"
-                trial.set_user_attr(ATTR_REASON, "an objective value is not finite")
-        trial.set_user_attr(ATTR_OUTCOME, outcome)
-        attach_trial_review(self.study, trial, final, self.artifact_store)
-        if outcome == "completed":
+                outcome = Outcome.DIVERGED
+                trial.set_user_attr(TrialAttr.REASON, "an objective value is not finite")
+        trial.set_user_attr(TrialAttr.OUTCOME, outcome.value)
+        review.attach_trial_review(self.study, trial, final, self.artifact_store)
+        if outcome is Outcome.COMPLETED:
             self.optuna_study.tell(trial, values)
             self.tracker.done += 1
             if len(values) == 1:
@@ -381,14 +302,13 @@ class OptunaFront:
             self.tracker.failed += 1
         self.tracker.started.discard(tune_id)
 
-    def close_unfinished(self) -> int:
+    def close_unfinished(self) -> None:
         """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
+        reason = "the run was stopped before this trial finished; its pair is run again"
         for trial in self.live.values():
-            reason = "the run was stopped before this trial finished; its pair is run again"
-            self._end(trial, TrialState.FAIL, "interrupted", reason)
-        count, self.live = len(self.live), {}
+            end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+        self.live = {}
         self.tracker.started.clear()
-        return count
 
     def on_complete(self, tune_id: str, error: bool) -> None:
         """A Tune trial ended without its final result: stopped early (PRUNED) or lost (FAIL)."""
@@ -397,19 +317,15 @@ class OptunaFront:
             return
         self.tracker.started.discard(tune_id)
         if error:
-            self._end(trial, TrialState.FAIL, "crashed", "the Ray worker running this trial failed")
+            reason = "the Ray worker running this trial failed"
+            end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.CRASHED, reason)
             self.tracker.failed += 1
         else:
             step = self.last_step.get(tune_id)
-            trial.set_user_attr("steps_run", step)
-            self._end(trial, TrialState.PRUNED, "pruned", f"stopped early by ASHA at step {step}")
+            trial.set_user_attr(TrialAttr.STEPS_RUN, step)
+            reason = f"stopped early by ASHA at step {step}"
+            end_trial(self.optuna_study, trial, TrialState.PRUNED, Outcome.PRUNED, reason)
             self.tracker.pruned += 1
-
-    def _end(self, trial: optuna.Trial, state: TrialState, outcome: str, reason: str) -> None:
-        """Tell Optuna a trial ended without a final result, with the outcome and reason attached."""
-        trial.set_user_attr(ATTR_OUTCOME, outcome)
-        trial.set_user_attr(ATTR_REASON, reason)
-        self.optuna_study.tell(trial, state=state)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -417,31 +333,29 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
 
 
-def _searcher(front: OptunaFront):
-    from ray.tune.search import Searcher
+class _FrontSearcher(Searcher):
+    """Ray Tune's view of the OptunaFront: suggest the next trial, pass every result on."""
 
-    class OptunaFrontSearcher(Searcher):
-        def __init__(self) -> None:
-            super().__init__(metric=None, mode=None)
+    def __init__(self, front: OptunaFront) -> None:
+        super().__init__(metric=None, mode=None)
+        self.front = front
 
-        def suggest(self, trial_id: str):
-            nxt = front.next_config()
-            if nxt is None:
-                return Searcher.FINISHED
-            config, trial = nxt
-            front.live[trial_id] = trial
-            return config
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+        nxt = self.front.next_config()
+        if nxt is None:
+            return Searcher.FINISHED
+        config, trial = nxt
+        self.front.live[trial_id] = trial
+        return config
 
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            front.on_result(trial_id, result)
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.front.on_result(trial_id, result)
 
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            # a trial stopped by the scheduler gets its last result here, not in on_trial_result
-            if result and trial_id in front.live:
-                front.on_result(trial_id, result)
-            front.on_complete(trial_id, error)
-
-    return OptunaFrontSearcher()
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # a trial stopped by the scheduler gets its last result here, not in on_trial_result
+        if result and trial_id in self.front.live:
+            self.front.on_result(trial_id, result)
+        self.front.on_complete(trial_id, error)
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -476,25 +390,23 @@ class ProgressCallback(Callback):
     def __setstate__(self, state: dict) -> None:
         self.fn, self.tracker = None, None
 
-    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.tracker is not None:
             self.tracker.started.add(trial.trial_id)
         if self.fn:
             self.fn()
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if self.fn:
             self.fn()
 
-    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.fn:
             self.fn()
 
 
 def _slots(study: Study) -> int:
     """How many trials of this study can run at once on the cluster Ray is connected to."""
-    import ray
-
     resources = ray.cluster_resources()
     fit = int(resources.get("CPU", 1) // study.resources.cpus)
     if study.resources.gpus:
@@ -508,16 +420,19 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{trial.config.get('optuna_number', trial.trial_id)}"
 
 
-def _quiet_ray_logs() -> None:
-    """Tune's warnings about result files it was told not to write, and similar, are noise here."""
+def _quiet_ray() -> None:
+    """Tune's per-result files are off (the Optuna storage is the record, see benchmarks/), and its
+    warnings about files it was told not to write, and similar, are noise here."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval metrics arrive later
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     for name in ("ray.tune", "ray.train", "ray.air", "ray._private", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Join `address` (a Ray cluster, or "auto"), or start a local Ray on this machine's cores."""
-    import ray
-
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
@@ -525,6 +440,21 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=num_cpus, **kwargs)
+
+
+def _scheduler(study: Study) -> Any:
+    if study.early_stopping is None:
+        return FIFOScheduler()
+    es = study.early_stopping
+    return ASHAScheduler(
+        time_attr="step",
+        metric=es.metric,
+        mode=es.mode,
+        max_t=study.budget.steps,
+        grace_period=es.grace_period,
+        reduction_factor=es.reduction_factor,
+        stop_last_trials=False,  # a trial at its last step ends by itself, with its final result
+    )
 
 
 def run(
@@ -537,44 +467,35 @@ def run(
     storage_path: str | None = None,
 ) -> RunSummary:
     """Run every pending trial of `study` on Ray Tune, recorded in `store`; resumes what is stored."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
     started = time.perf_counter()
     optuna_study = open_study(study, store, source=source)
     the_plan = plan(study, optuna_study)
     tracker = Tracker(total=0)
-    front = OptunaFront(study, optuna_study, store, the_plan.pending, the_plan.search_remaining, tracker)
+    front = OptunaFront(
+        study,
+        optuna_study,
+        store,
+        pending=the_plan.pending,
+        search_remaining=the_plan.search_remaining,
+        tracker=tracker,
+    )
     tracker.total = front.total
     if tracker.total == 0:
         return RunSummary(study.name, 0, 0, 0, 0, the_plan.finished, the_plan.interrupted, 0, 0.0, 0.0, None, None)
 
+    _quiet_ray()
     ensure_ray(address)
-    _quiet_ray_logs()
     # Tune lets a custom searcher keep one trial pending at a time, so trial actors would start one
     # after another (~3 s each here); let every slot start its actor at once.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(_slots(study))
-    scheduler: Any = FIFOScheduler()
-    if study.early_stopping is not None:
-        es = study.early_stopping
-        scheduler = ASHAScheduler(
-            time_attr="step",
-            metric=es.metric,
-            mode=es.mode,
-            max_t=study.budget.steps,
-            grace_period=es.grace_period,
-            reduction_factor=es.reduction_factor,
-            stop_last_trials=False,  # a trial at its last step ends by itself, with its final result
-        )
-
     resources: dict[str, float] = {"cpu": study.resources.cpus}
     if study.resources.gpus:
         resources["gpu"] = study.resources.gpus
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(front),
-            scheduler=scheduler,
+            search_alg=_FrontSearcher(front),
+            scheduler=_scheduler(study),
             num_samples=tracker.total,
             max_concurrent_trials=study.resources.max_concurrent,
             reuse_actors=True,
@@ -595,9 +516,7 @@ def run(
     front.close_unfinished()
     if progress:
         progress(tracker)
-    from sweep.review import attach_study_review
-
-    attach_study_review(study, optuna_study)  # the study's note in optuna-dashboard: outcomes, best, verdict
+    review.attach_study_review(study, optuna_study)  # the study's note in optuna-dashboard: outcomes, best, verdict
     wall = time.perf_counter() - started
     first = tracker.first_step_at - started if tracker.first_step_at else None
     return RunSummary(
@@ -616,4 +535,4 @@ def run(
     )
 
 
-__all__ = ["Plan", "RunSummary", "Tracker", "ensure_ray", "open_study", "plan", "run", "trainable"]
+__all__ = ["Plan", "RunSummary", "Tracker", "ensure_ray", "open_study", "plan", "run"]

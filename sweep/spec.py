@@ -28,9 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from infogan_core.config import TrainConfig, field_docs, field_names
-from infogan_core.errors import ConfigError
-from infogan_core.metrics import METRIC_NAMES, METRICS, measured_metrics
+from sweep.core import METRIC_NAMES, METRICS, ConfigError, TrainConfig, field_names, field_schema, measured_metrics
 from sweep.errors import StudyError
 
 BUDGET_FIELDS = ("steps", "report_every", "eval_every")  # TrainConfig fields that `budget:` sets
@@ -73,14 +71,14 @@ class _Model(BaseModel):
 
 
 class Objective(_Model):
-    metric: Metric = Field(description="Metric to optimize, a name from infogan_core.metrics.METRIC_NAMES.")
+    metric: Metric = Field(description="Metric to optimize: one of " + ", ".join(METRIC_NAMES) + ".")
     direction: Literal["minimize", "maximize"] | None = Field(
         None, description="minimize | maximize; default: the metric's natural direction."
     )
 
     @model_validator(mode="after")
     def _default_direction(self) -> Objective:
-        self.direction = self.direction or METRICS[self.metric][0]  # type: ignore[assignment]
+        self.direction = self.direction or METRICS[self.metric].direction  # type: ignore[assignment]
         return self
 
 
@@ -93,7 +91,7 @@ class EarlyStopping(_Model):
     @model_validator(mode="after")
     def _default_mode(self) -> EarlyStopping:
         if self.metric and not self.mode:
-            self.mode = "min" if METRICS[self.metric][0] == "minimize" else "max"
+            self.mode = "min" if METRICS[self.metric].direction == "minimize" else "max"
         return self
 
 
@@ -567,18 +565,27 @@ def _no_duplicate_keys(node: yaml.Node | None, source: str, where: str = "") -> 
 
 
 def study_json_schema() -> dict[str, Any]:
-    """JSON schema of a study file (for editors and `sweep schema`), with TrainConfig fields under base."""
+    """JSON schema of a study file (for editors and `sweep schema`); `base` and `factors` carry each
+    TrainConfig field's own schema (type, range, choices, meaning), from its one declaration."""
     schema = Study.model_json_schema()
-    docs = field_docs()
-    fields = [f for f in field_names() if f not in (*BUDGET_FIELDS, "seed")]
+    settable = [f for f in field_names() if f not in (*BUDGET_FIELDS, "seed")]
     props = schema["properties"]
-    props["base"]["properties"] = {f: {"description": docs.get(f, "")} for f in fields}
+    props["base"]["properties"] = {f: field_schema(f) for f in settable}
     props["base"]["additionalProperties"] = False
+    props["factors"]["properties"] = {
+        f: {
+            "type": "array",
+            "minItems": 1,
+            "items": {k: v for k, v in field_schema(f).items() if k != "default"},
+            "description": f"levels of {f}",
+        }
+        for f in field_names()
+        if f != "seed"
+    }
+    props["factors"]["additionalProperties"] = False
     short_forms = [{"enum": list(METRIC_NAMES)}, {"type": "object", "maxProperties": 1}]
     props["objectives"]["items"] = {"anyOf": [props["objectives"]["items"], *short_forms]}
-    props["factors"]["propertyNames"] = props["space"]["propertyNames"] = {
-        "enum": [f for f in field_names() if f != "seed"]
-    }
+    props["space"]["propertyNames"] = {"enum": [f for f in field_names() if f != "seed"]}
     return schema
 
 

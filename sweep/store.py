@@ -1,37 +1,64 @@
 """Where studies live: the Optuna storage (the record of every trial), artifacts, Ray directories.
 
-Default root `./runs` (option `--root`, or $SWEEP_ROOT): `runs/sweep.db` is the SQLite Optuna
-storage of every study, `runs/artifacts/` the artifact store, `runs/ray/<study>/` Ray Tune's files.
-Any SQLAlchemy URL (`--storage`, or $SWEEP_STORAGE) can replace the SQLite file for a team.
+Default root `./runs`: `runs/sweep.db` is the SQLite Optuna storage of every study, `runs/artifacts/`
+the artifact store, `runs/ray/<study>/` Ray Tune's files. Any SQLAlchemy URL can replace the SQLite
+file for a team.
+
+Every attribute key the tool stores is named here, and the few calls below Optuna's public API
+(reaching a trial by its number after its driver died) are made here and nowhere else.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import StudyError
+from sweep.vocab import Outcome
 
-ROOT_ENV = "SWEEP_ROOT"
-STORAGE_ENV = "SWEEP_STORAGE"
 
-# user attributes of every trial (the contract between the runner, `show`, `export` and `report`)
-ATTR_CONFIG_ID = "config_id"  # canonical id of the configuration, e.g. "base", "d_batchnorm=joint"
-ATTR_SEED = "seed"
-ATTR_INDEX = "index"  # position in the study's expanded trial list (ablation, grid)
-ATTR_FACTOR = "factor"  # ablation: the factor changed from the base (None for the base)
-ATTR_LEVEL = "level"  # ablation: its value
-ATTR_OUTCOME = "outcome"  # completed | pruned | diverged | crashed | interrupted
-ATTR_REASON = "reason"  # why a trial failed or was pruned, one line
-ATTR_METRICS = "metrics"  # final metrics, name -> value
-ATTR_HISTORY = "history"  # every report: list of {step, metric: value}
-ATTR_CONFIG = "config"  # the resolved TrainConfig as a dict
-FINISHED_OUTCOMES = ("completed", "pruned", "diverged", "crashed")
+class TrialAttr:
+    """User-attribute keys of every trial: the contract between the runner, `show`, `export` and `report`."""
+
+    CONFIG_ID = "config_id"  # canonical id of the configuration, e.g. "base", "d_batchnorm=joint"
+    SEED = "seed"
+    INDEX = "index"  # position in the study's expanded trial list (ablation, grid)
+    FACTOR = "factor"  # ablation: the factor changed from the base (None for the base)
+    LEVEL = "level"  # ablation: its value
+    OUTCOME = "outcome"  # a vocab.Outcome value
+    REASON = "reason"  # why a trial failed or was pruned, one line
+    METRICS = "metrics"  # final metrics, name -> value
+    HISTORY = "history"  # every report: list of {step, metric: value}
+    CONFIG = "config"  # the resolved TrainConfig as a dict
+    STEPS_RUN = "steps_run"  # generator steps the trial trained
+    WALL_S = "wall_s"  # seconds the worker spent in the trial
+    STARTED_AT = "started_at"  # the worker's clock (epoch seconds) when the trial started, and ended
+    ENDED_AT = "ended_at"
+    NODE = "node"  # host name of the worker, and Ray's id of its node
+    NODE_ID = "node_id"
+    TRIAL_DIR = "trial_dir"  # the worker's Ray Tune trial folder
+    TRACEBACK = "traceback"  # the end of a crashed trial's traceback
+    # what a worker reports at the end of a trial and the driver stores as it is
+    FROM_WORKER = (STARTED_AT, ENDED_AT, NODE, NODE_ID, TRIAL_DIR, WALL_S, STEPS_RUN, REASON, TRACEBACK)
+
+
+class StudyAttr:
+    """User-attribute keys of every study."""
+
+    FINGERPRINT = "fingerprint"  # hash of what gives the trials their meaning (spec.Study.fingerprint)
+    KIND = "kind"  # ablation | grid | search
+    CREATED = "created"  # local time the study was first stored
+    SPEC = "spec"  # the latest definition the study was run from (claim, verdict, seeds)
+    SOURCE = "source"  # the study file it was read from
+
+
+FINAL_IMAGES = "images"  # in a worker's final result, beside the trial attributes: figure name -> base64 PNG
 
 
 @dataclass(frozen=True)
@@ -71,7 +98,7 @@ class Store:
             return optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-            known = ", ".join(names) if names else "none yet: run one with `sweep run STUDY.yaml`"
+            known = ", ".join(names) if names else "none yet"
             raise StudyError(f"no study named '{name}' in {self.url}; stored studies: {known}") from None
 
     def study_names(self) -> list[str]:
@@ -82,7 +109,6 @@ def _sqlite_wal(storage: optuna.storages.RDBStorage) -> None:
     """Write-ahead logging for SQLite: readers (a dashboard, `sweep show`) never block the driver,
     and each of the many small writes of a run costs no full fsync (synchronous=NORMAL, which WAL
     keeps safe against a killed process)."""
-    import sqlalchemy
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -102,10 +128,59 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def open_store(root: str | Path | None = None, storage: str | None = None) -> Store:
-    """The store under `root` (default $SWEEP_ROOT or ./runs), with `storage` URL if given."""
-    root_path = Path(root or os.environ.get(ROOT_ENV) or "runs")
-    url = storage or os.environ.get(STORAGE_ENV) or f"sqlite:///{root_path / 'sweep.db'}"
-    return Store(root=root_path, url=url)
+    """The store under `root` (default ./runs), with the `storage` URL if given (default: SQLite in root)."""
+    root_path = Path(root or "runs")
+    return Store(root=root_path, url=storage or f"sqlite:///{root_path / 'sweep.db'}")
 
 
-__all__ = ["FINISHED_OUTCOMES", "Store", "open_store"]
+# --- below Optuna's public API, in one place ----------------------------------------------------
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's id in its storage (optuna-dashboard's URLs use it); through the storage's public
+    lookup by name rather than the Study's private `_study_id`."""
+    return study._storage.get_study_id_from_name(study.study_name)
+
+
+def reopen_trial(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
+    """A live handle on a stored, unfinished trial, so that attributes can be set before it is told.
+
+    Needed only for trials a dead driver left RUNNING: Optuna's public API hands out live trials from
+    `ask()` alone. The id comes from the storage's public lookup by number.
+    """
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study_id(study), trial.number)
+    return optuna.Trial(study, trial_id)
+
+
+def close_stale_trials(study: optuna.Study, reason: str) -> int:
+    """Mark every trial a dead driver left open (RUNNING, or WAITING in the queue) FAIL, outcome
+    `interrupted`, with `reason`; returns how many. Their (configuration, seed) pairs run again."""
+    closed = 0
+    while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial = study.ask()  # pops the oldest waiting trial: the public way to take it out of the queue
+        end_trial(study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+        closed += 1
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        end_trial(study, reopen_trial(study, frozen), TrialState.FAIL, Outcome.INTERRUPTED, reason)
+        closed += 1
+    return closed
+
+
+def end_trial(study: optuna.Study, trial: optuna.Trial, state: TrialState, outcome: Outcome, reason: str) -> None:
+    """Tell Optuna a trial ended without values (PRUNED or FAIL), with its outcome and reason attached."""
+    trial.set_user_attr(TrialAttr.OUTCOME, outcome.value)
+    trial.set_user_attr(TrialAttr.REASON, reason)
+    study.tell(trial, state=state)
+
+
+__all__ = [
+    "FINAL_IMAGES",
+    "Store",
+    "StudyAttr",
+    "TrialAttr",
+    "close_stale_trials",
+    "end_trial",
+    "open_store",
+    "reopen_trial",
+    "study_id",
+]

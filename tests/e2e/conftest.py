@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
+from helpers import run_sweep
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-SWEEP = str(Path(sys.executable).parent / "sweep")
 
 
 def _sweep(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "120", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([SWEEP, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return run_sweep(*args, cwd=cwd, timeout=timeout, columns=120)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +93,7 @@ def review_study(ray_session, make_study, tmp_path_factory) -> StoredStudy:
             "baseline": 1.0,
             "treatment": 0.0,
             "direction": "less",
-        },  # fmt: skip
+        },
     )
     summary = runner.run(spec.load(path), store=open_store(tmp / "runs"))
     assert (summary.completed, summary.failed) == (6, 3), summary
@@ -150,15 +150,21 @@ class Browser:
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)  # fmt: skip
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session,
+        )
         self.pending.clear()
         self.send("Page.navigate", {"url": url}, session)
         self.wait_for("Page.loadEventFired")
-        script = ("JSON.stringify({title: document.title, images: [...document.images].map(i => ({complete: i.complete,"
-                  " naturalWidth: i.naturalWidth, alt: i.alt}))})")  # fmt: skip
-        result = self.send("Runtime.evaluate", {"expression": script, "returnByValue": True, "awaitPromise": True},
-                           session)  # fmt: skip
+        script = (
+            "JSON.stringify({title: document.title, images: [...document.images].map(i => ({complete: i.complete,"
+            " naturalWidth: i.naturalWidth, alt: i.alt}))})"
+        )
+        result = self.send(
+            "Runtime.evaluate", {"expression": script, "returnByValue": True, "awaitPromise": True}, session
+        )
         state = json.loads(result["result"]["value"])
         shot = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, session)["data"])
         self.send("Runtime.evaluate", {"expression": "1"}, session)  # flush events raised during the capture
@@ -197,11 +203,23 @@ def browser(tmp_path_factory) -> Browser:
         os.dup2(w, 4)
 
     profile = tmp_path_factory.mktemp("chromium-profile")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-             "--hide-scrollbars", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
-    process = subprocess.Popen([CHROMIUM, *flags], preexec_fn=child_fds, pass_fds=(3, 4),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--remote-debugging-pipe",
+        f"--user-data-dir={profile}",
+        "about:blank",
+    ]
+    process = subprocess.Popen(
+        [CHROMIUM, *flags], preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     os.close(commands_r)
     os.close(replies_w)
     events: queue.Queue = queue.Queue()

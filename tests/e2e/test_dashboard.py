@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from helpers import run_sweep, start_sweep
 
-SWEEP = str(Path(sys.executable).parent / "sweep")
+pytestmark = pytest.mark.slow
 
 
 def get(url: str) -> tuple[int, str, bytes]:
@@ -48,11 +45,17 @@ def read_until(process: subprocess.Popen, pattern: str, timeout: float = 60) -> 
 
 
 def test_dashboard_serves_trials_notes_and_artifacts_and_stops_on_ctrl_c(review_study):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    process = subprocess.Popen(
-        [SWEEP, "dashboard", review_study.name, "--port", "0", "--root", str(review_study.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    process = start_sweep(
+        "dashboard",
+        review_study.name,
+        "--port",
+        "0",
+        "--root",
+        str(review_study.root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         match, output = read_until(process, r"http://127\.0\.0\.1:(\d+)/dashboard/studies/(\d+)")
         assert match, (output, process.poll(), process.stderr.read() if process.poll() is not None else "")
@@ -109,12 +112,16 @@ def test_dashboard_server_in_a_thread_answers_on_a_free_port(review_study):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-    # a taken port is one line that says what to do
-    from sweep.errors import SweepError
+    # a taken port is an error naming the address; the CLI adds which flag picks another
+    from sweep.errors import AddressInUseError
 
     busy = dashboard_server(open_store(review_study.root), port=0)
     try:
-        with pytest.raises(SweepError, match="--port"):
-            dashboard_server(open_store(review_study.root), port=busy.server_address[1])
+        taken = busy.server_address[1]
+        with pytest.raises(AddressInUseError, match=f"cannot listen on 127.0.0.1:{taken}"):
+            dashboard_server(open_store(review_study.root), port=taken)
+        proc = run_sweep("dashboard", "--port", str(taken), "--root", str(review_study.root), timeout=60)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"127.0.0.1:{taken}" in proc.stderr and "pick another port with --port" in proc.stderr
     finally:
         busy.server_close()

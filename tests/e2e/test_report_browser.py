@@ -38,8 +38,17 @@ def test_html_report_opens_offline_with_every_image(review_study, browser, sweep
 
     html = out.read_text()
     assert not EXTERNAL.search(html), EXTERNAL.search(html)  # self-contained: no scripts, no external addresses
-    for text in ("without the information term", "Verdict", "mi/cat_ratio", "95% CI", "Welch", "3 crashed",
-                 "mnist", "Training curves", "H(c)"):  # fmt: skip
+    for text in (
+        "without the information term",
+        "Verdict",
+        "mi/cat_ratio",
+        "95% CI",
+        "Welch",
+        "3 crashed",
+        "mnist",
+        "Training curves",
+        "H(c)",
+    ):
         assert text in html, text
     assert re.search(r"\b(SUPPORTED|NOT SUPPORTED|INCONCLUSIVE)\b", html)
 
@@ -60,8 +69,9 @@ def test_html_report_opens_offline_with_every_image(review_study, browser, sweep
 
 
 def test_markdown_report_links_resolve(review_study, sweep_main, tmp_path):
-    code, out, err = sweep_main("report", review_study.name, "--root", str(review_study.root), "--format", "md",
-                                cwd=tmp_path)  # fmt: skip
+    code, out, err = sweep_main(
+        "report", review_study.name, "--root", str(review_study.root), "--format", "md", cwd=tmp_path
+    )
     assert code == 0, err
     path = tmp_path / "reports" / "review.md"  # the default place
     assert path.exists() and "reports/review.md" in out, out

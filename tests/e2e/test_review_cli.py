@@ -11,8 +11,17 @@ def test_show_effects_prints_the_table_and_the_verdict(review_study, sweep):
     proc = sweep("show", review_study.name, "--effects", "--root", str(review_study.root))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for text in ("review: mi/cat_ratio (maximize)", "review: loss/g (minimize)", "mean [95% CI]",
-                 "lambda_cat=0.0", "dataset=mnist", "3 crashed", "baseline", "Welch's t-test", "Verdict:"):  # fmt: skip
+    for text in (
+        "review: mi/cat_ratio (maximize)",
+        "review: loss/g (minimize)",
+        "mean [95% CI]",
+        "lambda_cat=0.0",
+        "dataset=mnist",
+        "3 crashed",
+        "baseline",
+        "Welch's t-test",
+        "Verdict:",
+    ):
         assert text in out, text
 
 
@@ -25,8 +34,16 @@ def test_unknown_study_is_one_line_naming_the_stored_ones(review_study, sweep_ma
     assert "no study named 'no-such-study'" in lines[0] and "review" in lines[0]
 
 
-def test_report_refuses_an_unknown_format(review_study, sweep_main, tmp_path):
-    code, _, err = sweep_main("report", review_study.name, "--root", str(review_study.root), "--format", "pdf",
-                              cwd=tmp_path)  # fmt: skip
-    assert code == 1
-    assert err.strip().splitlines() == ["error: --format must be html or md, but got 'pdf'"]
+@pytest.mark.parametrize(
+    ("args", "choices"),
+    [
+        (("report", "review", "--format", "pdf"), "'html', 'md'"),
+        (("export", "review", "--format", "xlsx"), "'csv', 'json'"),
+    ],
+    ids=["report", "export"],
+)
+def test_an_unknown_format_is_a_usage_error(args, choices, review_study, sweep_main, tmp_path):
+    code, _, err = sweep_main(*args, "--root", str(review_study.root), cwd=tmp_path)
+    assert code == 2  # Typer validates the choice: a usage error, before any work
+    assert "Invalid value for '--format'" in err and choices in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written

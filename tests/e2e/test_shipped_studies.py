@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -13,20 +10,30 @@ from optuna.trial import TrialState
 
 from sweep import spec
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import REPO, run_sweep
+
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
-SWEEP = str(Path(sys.executable).parent / "sweep")
 
 
 def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "250"}
-    return subprocess.run([SWEEP, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+    return run_sweep(*args, cwd=REPO, timeout=timeout, columns=250)
 
 
 def test_studies_are_shipped():
     names = {p.stem for p in STUDIES}
-    required = {"balance", "batchnorm", "clipping", "freeze", "noise", "posterior", "priors", "paper_fig1",
-                "paper_categorical", "imbalanced", "search"}  # fmt: skip
+    required = {
+        "balance",
+        "batchnorm",
+        "clipping",
+        "freeze",
+        "noise",
+        "posterior",
+        "priors",
+        "paper_fig1",
+        "paper_categorical",
+        "imbalanced",
+        "search",
+    }
     assert required <= names
     table = (REPO / "studies" / "README.md").read_text()
     for name in names:

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import subprocess
-import sys
-from pathlib import Path
 
+import click
 import pytest
+import typer
 
-from sweep import runner, spec
+from sweep import cli, runner, spec
 from sweep.store import open_store
 
-SWEEP = str(Path(sys.executable).parent / "sweep")
+from helpers import run_sweep
 
-
-def sweep(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "200"}
-    env.pop("SWEEP_DEBUG", None)
-    return subprocess.run([SWEEP, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+sweep = run_sweep
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -30,13 +26,46 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_help_lists_commands_and_each_has_an_example():
+COMMANDS = sorted(c.name or c.callback.__name__ for c in cli.app.registered_commands)
+
+
+def test_every_command_is_registered():
+    # the control for the help test below: it must see every command the app has
+    assert set(COMMANDS) >= {
+        "run",
+        "validate",
+        "show",
+        "list",
+        "train",
+        "export",
+        "schema",
+        "report",
+        "dashboard",
+        "claims",
+    }
+
+
+def test_top_level_help_lists_every_command():
     proc = sweep("--help")
     assert proc.returncode == 0
-    for command in ("run", "validate", "show", "list", "train", "export", "schema"):
-        assert command in proc.stdout
-        sub = sweep(command, "--help")
-        assert sub.returncode == 0 and "Example:" in sub.stdout, sub.stdout
+    for command in COMMANDS:
+        assert re.search(rf"^\W*{command}\b", proc.stdout, re.MULTILINE), (command, proc.stdout)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_help_with_an_example_and_every_option_explained(command):
+    sub = sweep(command, "--help")
+    assert sub.returncode == 0, sub.stderr
+    assert "Example: sweep " + command in sub.stdout, sub.stdout
+    click_command = typer.main.get_command(cli.app).commands[command]
+    for param in click_command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert param.help, f"sweep {command} {param.opts[0]} has no help text"
+
+
+def test_environment_variables_are_shown_in_help():
+    text = sweep("list", "--help").stdout
+    assert "SWEEP_ROOT" in text and "SWEEP_STORAGE" in text
 
 
 def test_usage_error_exits_2():
@@ -95,9 +124,22 @@ def test_validate_run_dry_run_and_schema(tiny_study):
 
 def test_train_one_run_writes_images(tmp_path):
     proc = sweep(
-        "train", "--set", "dataset=ring8", "--set", "arch=mlp", "--set", "cat_codes=[8]", "--set", "cont_codes=0",
-        "--set", "steps=30", "--set", "report_every=10", "--image-dir", str(tmp_path / "img"),
-    )  # fmt: skip
+        "train",
+        "--set",
+        "dataset=ring8",
+        "--set",
+        "arch=mlp",
+        "--set",
+        "cat_codes=[8]",
+        "--set",
+        "cont_codes=0",
+        "--set",
+        "steps=30",
+        "--set",
+        "report_every=10",
+        "--image-dir",
+        str(tmp_path / "img"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "eval/modes" in proc.stdout
     assert (tmp_path / "img" / "scatter.png").stat().st_size > 1000

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,10 +13,11 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import runner, spec
-from sweep.errors import StudyError
+from sweep.errors import DefinitionConflictError
 from sweep.store import open_store
 
-SWEEP = str(Path(sys.executable).parent / "sweep")
+from helpers import run_sweep, start_sweep
+
 pytestmark = pytest.mark.slow
 
 
@@ -54,13 +53,17 @@ def test_tiny_study_records_every_trial_in_optuna(ray_session, tiny_study, tmp_p
     assert len(_load(tmp_path / "runs", "tiny").trials) == 4
 
 
-def test_changed_definition_is_refused(ray_session, make_study, tmp_path):
+def test_changed_definition_is_refused(make_study, tmp_path):
     store = open_store(tmp_path / "runs")
     path = make_study(tmp_path / "s.yaml", name="conflict", seeds=1)
     runner.open_study(spec.load(path), store)
     changed = make_study(tmp_path / "s2.yaml", name="conflict", seeds=1, budget={"steps": 30, "report_every": 10})
-    with pytest.raises(StudyError, match="--new-name"):
+    with pytest.raises(DefinitionConflictError, match="was run from a different definition"):
         runner.open_study(spec.load(changed), store)
+    # the CLI says which flag resolves it; the library speaks of studies, not flags
+    proc = run_sweep("run", str(changed), "--root", str(tmp_path / "runs"))
+    assert proc.returncode == 1 and "different definition" in proc.stderr and "--new-name NAME" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     # more seeds is not a conflict: the same experiment, extended
     runner.open_study(spec.load(make_study(tmp_path / "s3.yaml", name="conflict", seeds=3)), store)
 
@@ -121,7 +124,7 @@ def _wait_for(predicate, timeout: float) -> bool:
 def _states(root: Path, name: str) -> Counter:
     try:
         return Counter(t.state for t in _load(root, name).get_trials(deepcopy=False))
-    except (KeyError, Exception):  # noqa: BLE001 - not created yet, or the file is being written
+    except Exception:  # not created yet, or the file is being written
         return Counter()
 
 
@@ -136,12 +139,15 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
         resources={"cpus": 1, "max_concurrent": 2},
     )
     address = ray_session.get_runtime_context().gcs_address
-    cmd = [SWEEP, "run", str(path), "--root", str(root), "--address", address]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cmd = ("run", str(path), "--root", str(root), "--address", address)
+    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        started = _wait_for(lambda: _states(root, "resume")[TrialState.COMPLETE] >= 1
-                            and _states(root, "resume")[TrialState.RUNNING] >= 1, 120)  # fmt: skip
+        started = _wait_for(
+            lambda: (
+                _states(root, "resume")[TrialState.COMPLETE] >= 1 and _states(root, "resume")[TrialState.RUNNING] >= 1
+            ),
+            120,
+        )
         assert started, f"the study did not get going: {_states(root, 'resume')}"
     finally:
         driver.send_signal(signal.SIGKILL)
@@ -149,7 +155,7 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
     before = _states(root, "resume")
     assert before[TrialState.COMPLETE] < 6 and before[TrialState.RUNNING] >= 1
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    rerun = run_sweep(*cmd, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     trials = _load(root, "resume").get_trials()
     complete = Counter(
@@ -165,9 +171,8 @@ def test_ctrl_c_marks_open_trials_interrupted_and_a_rerun_finishes(ray_session, 
     root = tmp_path / "runs"
     path = make_study(tmp_path / "int.yaml", name="ctrlc", seeds=2, budget={"steps": 600, "report_every": 50})
     address = ray_session.get_runtime_context().gcs_address
-    cmd = [SWEEP, "run", str(path), "--root", str(root), "--address", address]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    cmd = ("run", str(path), "--root", str(root), "--address", address)
+    driver = start_sweep(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for(lambda: _states(root, "ctrlc")[TrialState.RUNNING] >= 1, 120)
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
@@ -175,7 +180,7 @@ def test_ctrl_c_marks_open_trials_interrupted_and_a_rerun_finishes(ray_session, 
     assert "run the same command again" in stderr
     states = _states(root, "ctrlc")
     assert states[TrialState.RUNNING] == 0 and states[TrialState.FAIL] >= 1  # nothing left open
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    rerun = run_sweep(*cmd, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     trials = _load(root, "ctrlc").get_trials()
     complete = Counter(
@@ -195,9 +200,7 @@ def test_two_node_cluster_runs_trials_on_both_nodes(make_study, tmp_path):
         # trials long enough (~5 s) that the second node's worker is up before the first is free
         path = make_study(tmp_path / "c.yaml", name="cluster", seeds=1, budget={"steps": 2000, "report_every": 500})
         root = tmp_path / "runs"
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        done = subprocess.run([SWEEP, "run", str(path), "--root", str(root), "--address", cluster.address],
-                              capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        done = run_sweep("run", str(path), "--root", str(root), "--address", cluster.address, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         trials = _load(root, "cluster").get_trials()
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
@@ -218,7 +221,7 @@ def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(
             "lr_g": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
             "noise_dim": {"type": "int", "low": 2, "high": 8},
             "d_batchnorm": {"type": "categorical", "choices": ["none", "separate"]},
-        },  # fmt: skip
+        },
         sampler=sampler,
         trials=3,
         seeds=2,
@@ -229,7 +232,14 @@ def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(
     optuna_study = runner.open_study(study, store)
     plan = runner.plan(study, optuna_study)
     assert (plan.pending, plan.search_remaining) == ([], 3)
-    front = runner.OptunaFront(study, optuna_study, store, plan.pending, plan.search_remaining, runner.Tracker(0))
+    front = runner.OptunaFront(
+        study,
+        optuna_study,
+        store,
+        pending=plan.pending,
+        search_remaining=plan.search_remaining,
+        tracker=runner.Tracker(0),
+    )
     assert front.total == 6
     handed = [front.next_config() for _ in range(6)]
     assert front.next_config() is None

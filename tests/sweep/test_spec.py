@@ -5,7 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from sweep import spec
 from sweep.errors import StudyError
@@ -308,9 +310,42 @@ def test_fingerprint_ignores_description_and_seeds_but_not_base_or_budget(tmp_pa
 
 def test_json_schema_lists_properties_and_trainconfig_fields() -> None:
     schema = spec.study_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
     assert isinstance(schema, dict) and "budget" in schema["properties"]
-    assert "lr_d" in schema["properties"]["base"]["properties"]
+    lr_d = schema["properties"]["base"]["properties"]["lr_d"]
+    assert (lr_d["type"], lr_d["exclusiveMinimum"], lr_d["maximum"]) == ("number", 0, 1)  # from TrainConfig's knob
+    assert "Adam learning rate of D" in lr_d["description"] and "in (0.0, 1.0]" in lr_d["description"]
     assert schema["properties"]["kind"]["description"]
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_study_satisfies_the_json_schema(path: Path) -> None:
+    jsonschema.validate(yaml.safe_load(path.read_text()), spec.study_json_schema())
+
+
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [
+        ("base", {"lr_g": -1.0}),
+        ("base", {"d_batchnorm": "both"}),
+        ("base", {"lr_gg": 1e-3}),
+        ("factors", {"noise_dim": [8, 2000]}),
+        ("factors", {"clip": ["max"]}),
+        ("factors", {"no_such_knob": [1]}),
+    ],
+)
+def test_the_json_schema_refuses_what_validation_refuses(section: str, value: dict, tmp_path: Path) -> None:
+    # an editor using `sweep schema` flags the same mistakes `sweep validate` does
+    data = yaml.safe_load(SHIPPED[0].read_text())
+    data[section] = {**data.get(section, {}), **value}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, spec.study_json_schema())
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(StudyError):
+        spec.load(tmp_path / "s.yaml")
 
 
 def test_objective_not_measured_on_the_dataset_is_an_error(tmp_path: Path) -> None:

@@ -1,0 +1,318 @@
+"""All terminal output, on rich: the run's plan, live progress and summary, tables of studies and
+trials, effect tables and verdicts, claims, and the one-line errors.
+
+Numbers, outcomes and verdict colours come from `vocab`, so the terminal, the notes and the report
+write them alike. The CLI parses and calls; everything it shows is drawn here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from sweep.vocab import MISSING, STATUS_COLOURS, Status, num
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from sweep.runner import RunSummary, Tracker
+    from sweep.spec import Study, TrialSpec
+
+out = Console()
+err = Console(stderr=True)
+
+
+def error(message: str) -> None:
+    """One red line on stderr."""
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def status_text(status: Status | str) -> str:
+    """A verdict in its colour (rich markup); other words as they are."""
+    colour = STATUS_COLOURS.get(status)  # type: ignore[call-overload]  # words that are no verdict have none
+    return f"[bold {colour}]{status}[/]" if colour else str(status)
+
+
+def _cell(value: Any) -> str:
+    return num(value) if isinstance(value, float) or value is None else str(value)
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def print_plan(study: Study, trials: list[TrialSpec] | None) -> None:
+    """The expanded trial table of an ablation or grid study, or the search space of a search study."""
+    from sweep.spec import format_value  # lazy: pydantic and the core's config load only for commands that plan
+
+    if trials is None:
+        out.print(
+            f"[bold]{study.name}[/]: search with the {study.sampler} sampler over {len(study.space)} "
+            f"parameters, {study.trials} configurations x {len(study.seed_list)} seeds "
+            f"= {study.trial_count} trials of {study.budget.steps} steps"
+        )
+        for name, dist in study.space.items():
+            out.print(f"  {name}: {dist.model_dump(exclude_none=True)}")
+        return
+    table = Table(title=f"{study.name}: {study.kind}, {len(trials)} trials of {study.budget.steps} steps")
+    for col in ("index", "config", "seed", *study.factors):
+        table.add_column(col)
+    for t in trials:
+        table.add_row(str(t.index), t.config_id, str(t.seed), *(format_value(t.params[f]) for f in study.factors))
+    out.print(table)
+
+
+class ProgressView:
+    """Live progress of a run: trials done / running / failed / pruned, best so far, time left."""
+
+    def __init__(self, study: Study) -> None:
+        self.metric = study.objectives[0].metric if len(study.objectives) == 1 else None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("left {task.fields[eta]}"),
+            console=err,
+            transient=False,
+        )
+        self.task: Any = None
+        self.started = time.perf_counter()
+
+    def __call__(self, tracker: Tracker) -> None:
+        finished = tracker.done + tracker.failed + tracker.pruned
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("trials", total=tracker.total, info="", eta="?")
+        best = f" best {self.metric} {num(tracker.best)}" if self.metric and tracker.best is not None else ""
+        info = f"done {tracker.done} running {tracker.running} failed {tracker.failed} pruned {tracker.pruned}{best}"
+        elapsed = time.perf_counter() - self.started
+        eta = "?" if finished == 0 else f"{elapsed / finished * (tracker.total - finished):.0f}s"
+        self.progress.update(self.task, completed=finished, info=info, eta=eta)
+        if finished >= tracker.total:
+            self.progress.stop()
+
+
+def print_run_summary(study: Study, summary: RunSummary, location_flags: str) -> None:
+    """What a run did, and the commands that look further (with the user's --root/--storage)."""
+    if summary.planned == 0:
+        out.print(
+            f"[green]Study '{study.name}' is complete[/]: all {summary.skipped} (configuration, seed) "
+            "pairs are already stored; nothing to run."
+        )
+    else:
+        table = Table(title=f"{study.name}: {summary.planned} trials in {summary.wall_s:.0f} s")
+        for col in ("completed", "pruned", "failed", "already stored", "rerun after interruption"):
+            table.add_column(col, justify="right")
+        table.add_row(
+            *(str(x) for x in (summary.completed, summary.pruned, summary.failed, summary.skipped, summary.interrupted))
+        )
+        out.print(table)
+    if summary.unfinished:
+        err.print(
+            f"[yellow]stopped before the end[/]: {summary.unfinished} trials did not finish; run the same "
+            "command again to resume (finished pairs are never run twice)"
+        )
+    out.print("Look further:")
+    out.print(f"  sweep show {study.name}{location_flags}            trials, params, metrics")
+    out.print(f"  sweep report {study.name}{location_flags}          effects, curves, images and the verdict (HTML)")
+    out.print(f"  sweep dashboard {study.name}{location_flags}       every trial in optuna-dashboard")
+
+
+# --- validate, list, show ------------------------------------------------------------------------
+
+
+def print_valid(path: Path, study: Study) -> None:
+    out.print(
+        f"[green]ok[/] {path}: {study.kind}, {study.trial_count} trials of {study.budget.steps} steps", highlight=False
+    )
+
+
+def print_invalid(message: str) -> None:
+    err.print(f"[red]{message}[/]", highlight=False, soft_wrap=True)
+
+
+def print_studies(url: str, rows: Iterable[dict[str, Any]]) -> None:
+    """One row per stored study: kind, trials by state, creation time."""
+    rows = list(rows)
+    if not rows:
+        out.print(f"No studies in {url} yet: run one with `sweep run studies/balance.yaml`.")
+        return
+    table = Table(title=f"Studies in {url}")
+    columns = ("study", "kind", "trials", "complete", "pruned", "failed", "running", "created")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(_cell(row.get(col, MISSING)) for col in columns))
+    out.print(table)
+
+
+def print_trials(name: str, frame: pd.DataFrame, objectives: list[str]) -> None:
+    """Each trial: configuration, seed, outcome, parameters, objective values, and why it failed."""
+    params = [c for c in frame.columns if c.startswith("params.")]
+    table = Table(title=f"{name}: {len(frame)} trials")
+    for col in ("#", "config", "seed", "state", *(p.removeprefix("params.") for p in params), *objectives, "note"):
+        table.add_column(col)
+    for _, row in frame.iterrows():
+        note = row.get("reason") if isinstance(row.get("reason"), str) else ""
+        table.add_row(
+            str(row["number"]),
+            str(row["config_id"]),
+            _cell(row["seed"]),
+            str(row["outcome"]),
+            *(_cell(row[p]) for p in params),
+            *(_cell(row.get(o)) for o in objectives),
+            str(note)[:60],
+        )
+    out.print(table)
+
+
+def print_effects(optuna_study: optuna.Study) -> None:
+    """The effect table per objective (and the verdict, when the study has a rule)."""
+    from sweep import analysis  # lazy: scipy and pandas load only for the commands that analyse
+    from sweep.report.tables import effect_tables, method_text  # lazy: pandas loads only to print effects
+
+    study = analysis.study_spec(optuna_study)
+    frame = analysis.trials_frame(optuna_study)
+    test = study.verdict.test if study.verdict else "welch"
+    effects = analysis.effects(frame, study, test=test)
+    if effects.empty:
+        out.print(f"No effect table for {study.name}: no trials yet, or no categorical factor to compare.")
+        return
+    wide = out.width >= 110  # a narrow terminal gets each interval on its own line
+    sep = " " if wide else "\n"
+    for t in effect_tables(effects, study, test):
+        table = Table(title=f"{study.name}: {t.metric} ({t.direction})", title_justify="left")
+        h = t.headers
+        table.add_column("level", overflow="fold")
+        table.add_column("ok/runs", justify="right")
+        table.add_column("not finished", style="yellow")
+        table.add_column("mean [95% CI]", justify="right", no_wrap=wide)
+        table.add_column(f"{h[7]} [95% CI]", justify="right", no_wrap=wide)
+        table.add_column(h[9], justify="right")
+        table.add_column("p", justify="right")
+        for row in t.rows:
+            c = row.cells
+            style = "dim" if row.reference else ("bold green" if row.significant else None)
+            diff = c[7] if row.reference else f"{c[7]}{sep}{c[8]}".strip()
+            table.add_row(
+                f"{c[0]}={c[1]}", f"{c[3]}/{c[2]}", c[4], f"{c[5]}{sep}{c[6]}".strip(), diff, c[9], c[10], style=style
+            )
+        out.print(table)
+    out.print(f"[dim]{method_text(study, test)}[/]")
+    result = analysis.verdict(frame, study)
+    if result is not None:
+        out.print(f"\nVerdict: {status_text(result.status)}: {result.message}", highlight=False)
+        for line in result.lines():
+            out.print(f"  {line}", highlight=False)
+
+
+def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: str) -> None:
+    """Every study file's claim, its default cost, and its verdict where it has been run."""
+    table = Table(title=f"Claims of the studies in {studies_dir}", show_lines=True)
+    for col in ("study", "claim", "default cost", "verdict", "deciding numbers"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        numbers = row["numbers"]
+        if row["verdict"] == "not run":
+            numbers = f"sweep run {row['file']}{location_flags}"
+        elif row["verdict"] == "no rule":
+            numbers = f"see sweep report {row['study']}{location_flags}"
+        table.add_row(row["study"], row["claim"], row["cost"], status_text(row["verdict"]), numbers)
+    out.print(table)
+
+
+# --- report, export, dashboard -------------------------------------------------------------------
+
+
+def print_verdict_line(status: Status, message: str) -> None:
+    out.print(f"verdict: {status_text(status)}: {message}", highlight=False)
+
+
+def print_wrote(path: Path, what: str = "") -> None:
+    (err if what else out).print(f"wrote {what + ' to ' if what else ''}{path}", highlight=False, soft_wrap=True)
+
+
+def print_dashboard(url: str, storage_url: str, exposed: bool) -> None:
+    out.print(f"optuna-dashboard for {storage_url} at [bold]{url}[/]", highlight=False, soft_wrap=True)
+    if exposed:
+        out.print("[yellow]the dashboard has no authentication: anyone who can reach this address can edit notes[/]")
+    out.print("Press Ctrl-C to stop.")
+
+
+# --- train --------------------------------------------------------------------------------------
+
+TRAIN_PROGRESS_METRICS = ("loss/d", "loss/g", "mi/cat_ratio", "eval/cat_acc", "eval/modes")
+
+
+class TrainProgress:
+    """A progress bar over one training run's steps, with its latest key metrics."""
+
+    def __init__(self, steps: int) -> None:
+        self.progress = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self.task = self.progress.add_task("train", total=steps, info="")
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        info = " ".join(f"{k} {num(metrics[k], 3)}" for k in TRAIN_PROGRESS_METRICS if k in metrics)
+        self.progress.update(self.task, completed=step, info=info)
+
+
+def print_final_metrics(metrics: dict[str, float], steps: int, wall_s: float, images: dict[str, str]) -> None:
+    table = Table(title=f"final metrics after {steps} steps ({wall_s:.1f} s)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in sorted(metrics.items()):
+        table.add_row(k, num(v))
+    out.print(table)
+    for name, path in images.items():
+        out.print(f"{name}: {path}")
+
+
+__all__ = [
+    "ProgressView",
+    "TrainProgress",
+    "err",
+    "error",
+    "out",
+    "print_claims",
+    "print_dashboard",
+    "print_effects",
+    "print_final_metrics",
+    "print_invalid",
+    "print_plan",
+    "print_run_summary",
+    "print_studies",
+    "print_trials",
+    "print_valid",
+    "print_verdict_line",
+    "print_wrote",
+    "status_text",
+]

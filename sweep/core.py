@@ -1,0 +1,73 @@
+"""The sweep layer's one door into infogan_core: the configuration class and its field declarations,
+the metric table, what each dataset provides, and training itself.
+
+Every other sweep module reaches the core through these names, never through the core's internals.
+Importing this module loads no torch: `train`, `curves_png` and `set_threads` load it on first use,
+which happens in the Ray worker that trains, not in the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import infogan_core
+from infogan_core import (
+    DATASETS,
+    METRIC_NAMES,
+    METRICS,
+    ConfigError,
+    DivergedError,
+    InfoGANError,
+    TrainConfig,
+    field_docs,
+    field_names,
+    field_schema,
+    measured_metrics,
+)
+
+if TYPE_CHECKING:
+    from infogan_core import TrainResult
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    report: Callable[[int, dict[str, float]], bool | None] | None = None,
+    image_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train one run of `cfg` (the core's `train`, loaded with torch on first use)."""
+    return infogan_core.train(cfg, report=report, image_dir=image_dir)
+
+
+def curves_png(history: Sequence[dict[str, float]], path: Path) -> Path:
+    """The training-curves figure of a history (for runs that ended without their other figures)."""
+    from infogan_core.images import curves  # lazy: matplotlib and torch load in the worker, not the driver
+
+    return curves(history, path)
+
+
+def set_threads(count: int) -> None:
+    """Intra-op threads torch may use in this process (a trial's share of the CPU)."""
+    import torch  # lazy: only a process that trains loads torch
+
+    torch.set_num_threads(max(1, count))
+
+
+__all__ = [
+    "DATASETS",
+    "METRICS",
+    "METRIC_NAMES",
+    "ConfigError",
+    "DivergedError",
+    "InfoGANError",
+    "TrainConfig",
+    "curves_png",
+    "field_docs",
+    "field_names",
+    "field_schema",
+    "measured_metrics",
+    "set_threads",
+    "train",
+]

@@ -1,0 +1,204 @@
+"""Build a study's report from the storage alone, into one document model that every renderer shares.
+
+The `Report` holds text and pictures ready to lay out: the summary, the verdict, the effect tables,
+hyperparameter importance, training curves, and sample images of the best and worst run per level.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.trial import FrozenTrial
+
+from sweep import analysis
+from sweep.analysis import VerdictResult
+from sweep.report.figures import Picture, curve_figures, effect_figure, slug
+from sweep.report.tables import EffectTable, effect_tables, method_text, summary_rows
+from sweep.spec import Study, format_value
+from sweep.store import Store
+from sweep.vocab import NOT_FINISHED, STATUS_COLOURS, Outcome, counts, num
+
+SAMPLE_IMAGES = ("samples.png", "scatter.png")  # the first one a trial has is shown
+
+
+@dataclass(frozen=True)
+class Sample:
+    caption: str  # "best: trial 3, seed 2, eval/modes 7"
+    picture: Picture | None
+    note: str = ""  # why there is no picture
+
+
+@dataclass(frozen=True)
+class SampleGroup:
+    title: str  # "d_batchnorm = joint"
+    samples: list[Sample]
+    note: str = ""  # e.g. "no finished runs: 3 diverged"
+
+
+@dataclass(frozen=True)
+class Importance:
+    metric: str
+    scores: dict[str, float]  # parameter -> importance, largest first; empty when skipped
+    skipped: str = ""  # why it was not estimated
+
+
+@dataclass
+class Report:
+    """Everything a report shows, computed from the storage; rendered by `render.html` or `render.markdown`."""
+
+    study: Study
+    outcomes: str  # "6 completed, 3 crashed"
+    summary: list[tuple[str, str]]
+    verdict: VerdictResult | None
+    verdict_colour: str  # the verdict's colour (vocab.STATUS_COLOURS), "" without a verdict
+    verdict_note: str  # why there is no verdict, "" with one
+    effect_figure: Picture | None
+    effect_tables: list[EffectTable]
+    effects_note: str  # how the numbers were computed, or why there is no table
+    alpha: float  # p-values below it are marked
+    importance: list[Importance]
+    importance_note: str
+    curves: list[Picture]
+    samples: list[SampleGroup]
+    samples_note: str
+    generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    def pictures(self) -> list[Picture]:
+        """Every picture in the report, in reading order."""
+        found = [self.effect_figure] if self.effect_figure else []
+        found += self.curves
+        return found + [s.picture for g in self.samples for s in g.samples if s.picture]
+
+
+def _sample_image(trial: FrozenTrial, storage: Any, artifact_store: Any) -> tuple[bytes, str] | None:
+    """The trial's sample grid (or 2-D scatter) from the artifact store, and its file name."""
+    metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=storage)}
+    for name in SAMPLE_IMAGES:
+        if name in metas:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / name
+                download_artifact(
+                    artifact_store=artifact_store, file_path=str(path), artifact_id=metas[name].artifact_id
+                )
+                return path.read_bytes(), name
+    return None
+
+
+def _sample_groups(study: Study, frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    if study.kind == "ablation":
+        ids = dict.fromkeys(frame["config_id"].dropna())
+        return [
+            ("base configuration" if cid == "base" else cid.replace("=", " = "), frame["config_id"] == cid)
+            for cid in ids
+        ]
+    groups = [
+        (f"{factor} = {format_value(level)}", mask)
+        for factor, levels in analysis.level_masks(frame, study).items()
+        for level, mask in levels
+    ]
+    return groups or [("all configurations", pd.Series(True, index=frame.index))]
+
+
+def _samples(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame, store: Store | None) -> list[SampleGroup]:
+    """The best and the worst finished run (by the first objective) of each level."""
+    if store is None or not len(frame):
+        return []
+    storage, artifact_store = store.storage(), store.artifact_store()
+    objective = study.objectives[0]
+    trials = {t.number: t for t in optuna_study.get_trials(deepcopy=False)}
+    result = []
+    for title, mask in _sample_groups(study, frame):
+        rows = frame[mask & (frame["outcome"] == Outcome.COMPLETED)]
+        values = pd.to_numeric(rows.get(objective.metric, pd.Series(dtype=float)), errors="coerce").dropna()
+        tally = frame.loc[mask, "outcome"].value_counts().to_dict()
+        not_done = counts({k: tally.get(k, 0) for k in NOT_FINISHED}) if any(tally.get(k) for k in NOT_FINISHED) else ""
+        if values.empty:
+            result.append(SampleGroup(title, [], note="no finished runs" + (f": {not_done}" if not_done else "")))
+            continue
+        ordered = values.sort_values(ascending=objective.direction == "minimize", kind="stable")
+        picks = [("best", ordered.index[0])] + ([("worst", ordered.index[-1])] if len(ordered) > 1 else [])
+        samples = []
+        for which, idx in picks:
+            row = frame.loc[idx]
+            caption = (
+                f"{which}: trial {row['number']}, seed {row['seed']}, {objective.metric} {num(float(values[idx]))}"
+            )
+            found = _sample_image(trials[int(row["number"])], storage, artifact_store)
+            if found is None:
+                samples.append(Sample(caption, None, note="no sample image stored"))
+            else:
+                image, kind = found
+                name = f"{slug(title.replace(' = ', '-'))}-{which}-{kind}"
+                samples.append(Sample(caption, Picture(name, title, caption, image)))
+        result.append(SampleGroup(title, samples, f"also at this level: {not_done} (not shown)" if not_done else ""))
+    return result
+
+
+def _importance(optuna_study: optuna.Study, study: Study, completed: int) -> tuple[list[Importance], str]:
+    sections = [
+        Importance(metric, value) if isinstance(value, dict) else Importance(metric, {}, skipped=value)
+        for metric, value in analysis.importance(optuna_study, study).items()
+    ]
+    note = ""
+    if any(s.scores for s in sections):
+        note = (
+            f"Optuna's get_param_importances with its default evaluator, over the {completed} completed trials, "
+            "one objective at a time; importances sum to 1. With few trials the estimate is coarse: read it "
+            "next to the effect table."
+        )
+    return sections, note
+
+
+def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
+    """Read a stored study into a `Report`; `store` is where its images are (None leaves them out)."""
+    study = analysis.study_spec(optuna_study)
+    frame = analysis.trials_frame(optuna_study)
+    history = analysis.history_frame(optuna_study)
+    test = study.verdict.test if study.verdict else "welch"
+    effects = analysis.effects(frame, study, test=test)
+    tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
+    verdict = analysis.verdict(frame, study) if len(frame) else None
+    if verdict is None:
+        why = (
+            "This study has no verdict: rule, so no claim is decided."
+            if study.verdict is None
+            else ("No trials yet: the verdict needs finished runs.")
+        )
+    if effects.empty:
+        effects_note = (
+            "No effect table: this search study has no categorical parameter to compare levels of; "
+            "see the importance below."
+            if study.kind == "search"
+            else "No effect table: no trials yet."
+        )
+    else:
+        effects_note = method_text(study, test)
+    importance, importance_note = _importance(optuna_study, study, int(tally.get(Outcome.COMPLETED, 0)))
+    samples = _samples(study, optuna_study, frame, store)
+    return Report(
+        study=study,
+        outcomes=counts({k: int(v) for k, v in tally.items()}),
+        summary=summary_rows(study, optuna_study, frame),
+        verdict=verdict,
+        verdict_colour=STATUS_COLOURS[verdict.status] if verdict else "",
+        verdict_note="" if verdict else why,
+        effect_figure=effect_figure(effects, study),
+        effect_tables=effect_tables(effects, study, test),
+        effects_note=effects_note,
+        alpha=study.verdict.alpha if study.verdict else 0.05,
+        importance=importance,
+        importance_note=importance_note,
+        curves=curve_figures(study, frame, history),
+        samples=samples,
+        samples_note="" if samples else "No sample images (no artifact store, or no trials).",
+    )
+
+
+__all__ = ["Importance", "Report", "Sample", "SampleGroup", "build"]

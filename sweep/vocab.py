@@ -1,0 +1,112 @@
+"""The tool's vocabulary, each term defined once: trial outcomes, verdicts, their order and colours,
+and how numbers are written in the terminal, notes and reports.
+
+Imports nothing heavy, so every layer (storage, analysis, console, report) can share it.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any
+
+
+class Outcome(str, Enum):
+    """How a trial ended, as stored in its `outcome` attribute."""
+
+    COMPLETED = "completed"  # trained to the end; its objectives are its values
+    PRUNED = "pruned"  # stopped early by the scheduler (ASHA)
+    DIVERGED = "diverged"  # a loss or an objective became non-finite: a measured outcome of its configuration
+    CRASHED = "crashed"  # the trial failed for a reason outside training (an error, a lost worker)
+    INTERRUPTED = "interrupted"  # the driver stopped while it ran; its pair is run again
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED = (Outcome.COMPLETED, Outcome.PRUNED, Outcome.DIVERGED, Outcome.CRASHED)  # never run again
+NOT_FINISHED = (Outcome.PRUNED, Outcome.DIVERGED, Outcome.CRASHED)  # counted at a level, not averaged
+
+
+class Status(str, Enum):
+    """A verdict on a study's claim."""
+
+    SUPPORTED = "SUPPORTED"
+    NOT_SUPPORTED = "NOT SUPPORTED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# one colour per verdict, for the terminal (rich accepts hex) and the report alike
+STATUS_COLOURS: dict[Status, str] = {
+    Status.SUPPORTED: "#2e7d32",
+    Status.NOT_SUPPORTED: "#c62828",
+    Status.INCONCLUSIVE: "#b7791f",
+}
+
+MISSING = "-"  # how a value that does not exist is written, everywhere
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number with `digits` significant digits; infinities as inf; missing values as MISSING."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}g}"
+
+
+def signed(value: Any) -> str:
+    """A difference, with its sign: +0.12, -3."""
+    text = num(value)
+    return "+" + text if not is_missing(value) and value > 0 else text
+
+
+def p_value(p: Any) -> str:
+    if is_missing(p):
+        return MISSING
+    return "<0.0001" if p < 1e-4 else f"{p:.3g}"
+
+
+def interval(low: Any, high: Any) -> str:
+    """[low, high], or MISSING when the interval does not exist (fewer than 2 runs)."""
+    return MISSING if is_missing(low) or is_missing(high) else f"[{num(low)}, {num(high)}]"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def counts(tally: dict[Any, int], order: tuple = tuple(Outcome)) -> str:
+    """'3 completed, 1 diverged': non-zero counts in the given order, then any others."""
+    keys = [k for k in order if tally.get(k)] + [k for k in tally if k not in order and tally[k]]
+    return ", ".join(f"{tally[k]} {k}" for k in keys) or "none"
+
+
+__all__ = [
+    "FINISHED",
+    "MISSING",
+    "NOT_FINISHED",
+    "STATUS_COLOURS",
+    "Outcome",
+    "Status",
+    "counts",
+    "duration",
+    "interval",
+    "is_missing",
+    "num",
+    "p_value",
+    "signed",
+]
