@@ -15,6 +15,31 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEP = str(Path(sys.executable).parent / "sweep")  # the console script installed beside this interpreter
 
 
+# tiny configurations (TrainConfig keyword arguments): the tests need a real loop, not a good model
+TINY_RING = {
+    "dataset": "ring8",
+    "arch": "mlp",
+    "cat_codes": [8],
+    "cont_codes": 0,
+    "noise_dim": 4,
+    "batch_size": 32,
+    "g_width": 0.25,
+    "d_width": 0.25,
+    "eval_samples": 100,
+    "device": "cpu",
+}
+TINY_DIGITS = {
+    "dataset": "digits",
+    "arch": "conv",
+    "noise_dim": 8,
+    "batch_size": 16,
+    "g_width": 0.1,
+    "d_width": 0.1,
+    "eval_samples": 100,
+    "device": "cpu",
+}
+
+
 def sweep_env(columns: int = 200, **extra: str) -> dict[str, str]:
     """The environment every `sweep` subprocess of the tests runs in: a local Ray without token prompts,
     unbuffered output, a terminal width, and no SWEEP_DEBUG (errors stay one line)."""
@@ -37,4 +62,4 @@ def start_sweep(*args: str, **popen: Any) -> subprocess.Popen:
     return subprocess.Popen([SWEEP, *args], env=sweep_env(), **popen)
 
 
-__all__ = ["REPO", "SWEEP", "run_sweep", "start_sweep", "sweep_env"]
+__all__ = ["REPO", "SWEEP", "TINY_DIGITS", "TINY_RING", "run_sweep", "start_sweep", "sweep_env"]

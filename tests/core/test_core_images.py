@@ -11,36 +11,14 @@ import pytest
 from infogan_core import TrainConfig, train
 from infogan_core.images import curves
 
+from helpers import TINY_DIGITS, TINY_RING
+
 pytestmark = pytest.mark.usefixtures("core_env")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-IMAGE_RUN = TrainConfig(
-    dataset="digits",
-    arch="conv",
-    noise_dim=8,
-    batch_size=16,
-    g_width=0.1,
-    d_width=0.1,
-    eval_samples=100,
-    report_every=2,
-    steps=4,
-    device="cpu",
-)
-POINT_RUN = TrainConfig(
-    dataset="ring8",
-    arch="mlp",
-    cat_codes=[8],
-    cont_codes=0,
-    noise_dim=4,
-    batch_size=32,
-    g_width=0.25,
-    d_width=0.25,
-    eval_samples=100,
-    report_every=2,
-    steps=4,
-    device="cpu",
-)
+IMAGE_RUN = TrainConfig(**TINY_DIGITS, report_every=2, steps=4)
+POINT_RUN = TrainConfig(**TINY_RING, report_every=2, steps=4)
 
 
 def assert_valid_png(path: str | Path, folder: Path) -> None:

@@ -16,37 +16,13 @@ from infogan_core import training as train_module
 from infogan_core.latent import sample_latent
 from infogan_core.models import InfoGAN, QHead
 
+from helpers import TINY_DIGITS, TINY_RING
+
 pytestmark = pytest.mark.usefixtures("core_env")
 
 # tiny 2-D and image configurations: the knob tests need a real loop, not a good model
-RING = TrainConfig(
-    dataset="ring8",
-    arch="mlp",
-    cat_codes=[8],
-    cont_codes=0,
-    noise_dim=4,
-    batch_size=32,
-    g_width=0.25,
-    d_width=0.25,
-    eval_samples=100,
-    eval_every=10**6,
-    report_every=1,
-    steps=3,
-    device="cpu",
-)
-DIGITS = TrainConfig(
-    dataset="digits",
-    arch="conv",
-    noise_dim=8,
-    batch_size=16,
-    g_width=0.1,
-    d_width=0.1,
-    eval_samples=100,
-    eval_every=10**6,
-    report_every=1,
-    steps=3,
-    device="cpu",
-)
+RING = TrainConfig(**TINY_RING, eval_every=10**6, report_every=1, steps=3)
+DIGITS = TrainConfig(**TINY_DIGITS, eval_every=10**6, report_every=1, steps=3)
 
 # The documented 2-D configuration: InfoGAN with one Cat(8) code on ring8 covers (nearly) every mode
 # in a few seconds. MLPs of 128 units, no BN in D, equal Adam rates of 5e-4. Measured at step 800 over
