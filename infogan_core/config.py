@@ -81,10 +81,20 @@ class TrainConfig:
     cat_codes: tuple[int, ...] = _knob((10,), "categories of each categorical code", "", "[2, 1000]", paper="[10]")
     cont_codes: int = _knob(2, "number of continuous codes", "codes", "[0, 16]", paper="2")
     cont_prior: str = _knob("uniform", "continuous codes drawn from U(-1,1) or N(0,1)", "", "uniform | gaussian")
-    learn_cat_prior: bool = _knob(False, "learn the categorical prior's logits (straight-through Gumbel-softmax)")
+    learn_cat_prior: bool = _knob(False, "learn the categorical prior's logits from the adversarial loss")
+    prior_grad: str = _knob(
+        "score",
+        "how a learned prior gets its gradient from the adversarial loss: score (the score-function "
+        "estimator with a mean baseline) or straight_through (Elastic-InfoGAN's Gumbel-softmax path through G)",
+        "",
+        "score | straight_through",
+    )
     # --- architecture -------------------------------------------------------------------------
     arch: str = _knob(
-        "conv", "network family: mlp (vectors), conv (images), paper (Table 1, 28x28)", "", "mlp | conv | paper"
+        "auto",
+        "network family: auto (mlp for vectors, conv for images), mlp, conv, or paper (Table 1, 28x28, widths 1)",
+        "",
+        "auto | mlp | conv | paper",
     )
     g_width: float = _knob(1.0, "generator capacity: multiplier on the layer widths", "x", "(0, 8]", paper="1")
     d_width: float = _knob(1.0, "discriminator and encoder capacity: multiplier on the layer widths", "x", "(0, 8]")
@@ -98,6 +108,16 @@ class TrainConfig:
         "none | joint | separate",
     )
     encoder: str = _knob("shared", "Q reads D's trunk (shared) or has a trunk of its own", "", "shared | isolated")
+    q_width: float | None = _knob(
+        None, "Q's capacity (its hidden layer, and an isolated trunk); null: d_width", "x", "(0, 8]"
+    )
+    init: str = _knob(
+        "auto",
+        "weight init: auto (normal for paper, else pytorch), pytorch's defaults, or the "
+        "paper code's normal (N(0, 0.02) weights, N(1, 0.02) BN scales)",
+        "",
+        "auto | pytorch | normal",
+    )
     # --- objective ----------------------------------------------------------------------------
     g_loss: str = _knob(
         "nonsaturating",
@@ -116,15 +136,39 @@ class TrainConfig:
     lambda_cont: float = _knob(0.1, "weight of the continuous information term", "weight", "[0, 100]", paper="0.1")
     q_std: str = _knob("fixed", "posterior std of the continuous codes: fixed at 1, or learned", "", "fixed | learned")
     q_min_std: float = _knob(0.0, "floor added to a learned posterior std (0 allows collapse)", "std", "[0, 1]")
+    q_update: str = _knob(
+        "d_step",
+        "where Q learns the information loss. d_step (the paper's code): the D step's loss includes "
+        "lambda * the information loss, so D's shared trunk, Q's head and an isolated encoder learn to recover the "
+        "codes at D's learning rate, while G gets the same term in the G step. g_step: Q's head (and an isolated "
+        "encoder) learn in the G step at G's learning rate, and a shared trunk never sees the information loss",
+        "",
+        "d_step | g_step",
+    )
+    loss_space: str = _knob(
+        "logits",
+        "where the adversarial losses are computed: logits (softplus, stable) or probs (the paper code's "
+        "-log(D + 1e-8) on sigmoid probabilities)",
+        "",
+        "logits | probs",
+    )
     # --- optimization -------------------------------------------------------------------------
-    lr_g: float = _knob(1e-3, "Adam learning rate of G and Q", "per step", "(0, 1]", paper="1e-3")
+    optimizer: str = _knob(
+        "adam", "optimizer of every network: adam (betas) or sgd (with momentum)", "", "adam | sgd", paper="adam"
+    )
+    lr_g: float = _knob(1e-3, "learning rate of G (and of Q with q_update: g_step)", "per step", "(0, 1]", paper="1e-3")
     lr_d: float = _knob(
-        2e-4, "Adam learning rate of D (unused when lr_ratio is set)", "per step", "(0, 1]", paper="2e-4"
+        2e-4,
+        "learning rate of D (and of Q with q_update: d_step); unused when lr_ratio is set",
+        "per step",
+        "(0, 1]",
+        paper="2e-4",
     )
     lr_ratio: float | None = _knob(None, "when set, D's learning rate is lr_g * lr_ratio", "x", "(0, 1000]")
     betas: tuple[float, float] = _knob(
         (0.5, 0.999), "Adam's beta1 and beta2", "", "[0, 1)", length=2, paper="[0.5, 0.999] (public code)"
     )
+    momentum: float = _knob(0.9, "SGD's momentum (optimizer: sgd)", "", "[0, 1)")
     clip: str = _knob(
         "none", "gradient clipping: by global L2 norm per optimizer, or by value", "", "none | norm | value"
     )
@@ -132,16 +176,19 @@ class TrainConfig:
     d_steps: int = _knob(1, "discriminator steps per generator step", "steps", "[1, 10]", paper="1")
     freeze_d_in_g_step: bool = _knob(
         True,
-        "true: every parameter of D (trunk, head, and the trunk Q shares) is frozen while the G/Q step runs, "
-        "so that step updates only G, Q's head and an isolated encoder. false: the G/Q step's optimizer also holds "
-        "D's trunk, so the generator's adversarial loss (and the information loss) move the shared trunk towards "
-        "calling fakes real, the failure mode of forgetting to freeze; D's head is never touched by the G/Q step",
+        "true: every parameter of D (trunk and head) is frozen while the G step runs, so that step updates G "
+        "alone (and Q, with q_update: g_step). false changes one thing: the G step's losses (adversarial and "
+        "information) also flow into D's trunk, and D's optimizer applies that gradient to the trunk at D's "
+        "learning rate; D's head is never updated by the G step",
     )
     # --- run ----------------------------------------------------------------------------------
     steps: int = _knob(2000, "generator steps to train", "steps", "[1, 10000000]")
     report_every: int = _knob(50, "steps between reports of the training metrics", "steps", "[1, 10000000]")
     eval_every: int = _knob(500, "steps between evaluations (and one at the end)", "steps", "[1, 10000000]")
     eval_samples: int = _knob(2000, "generated samples per evaluation", "samples", "[100, 100000]")
+    eval_last: int = _knob(
+        3, "a run's eval/* scores are the mean of its last eval_last evaluations", "evaluations", "[1, 1000]"
+    )
     seed: int = _knob(0, "seeds torch, numpy and the data order (CPU runs repeat exactly)", "", "[0, 4294967295]")
     device: str = _knob("auto", "where to train: auto (cuda when available), cpu or cuda", "", "auto | cpu | cuda")
 
@@ -154,6 +201,25 @@ class TrainConfig:
     def lr_d_effective(self) -> float:
         """D's learning rate: lr_g * lr_ratio when lr_ratio is set, else lr_d."""
         return self.lr_g * self.lr_ratio if self.lr_ratio is not None else self.lr_d
+
+    @property
+    def family(self) -> str:
+        """The network family `arch` resolves to: auto is mlp for vector data, conv for images."""
+        if self.arch != "auto":
+            return self.arch
+        return "conv" if DATASETS[self.dataset].is_image else "mlp"
+
+    @property
+    def q_scale(self) -> float:
+        """Q's width multiplier: q_width, or d_width when q_width is null."""
+        return self.q_width if self.q_width is not None else self.d_width
+
+    @property
+    def init_scheme(self) -> str:
+        """The weight init `init` resolves to: auto is the paper code's normal for arch paper, else pytorch."""
+        if self.init != "auto":
+            return self.init
+        return "normal" if self.family == "paper" else "pytorch"
 
     @property
     def cat_dim(self) -> int:
@@ -338,8 +404,30 @@ def _validate(cfg: TrainConfig) -> None:
         _fail("noise_dim", "> 0 when there are no codes (G needs an input)", cfg.noise_dim)
     if cfg.learn_cat_prior and not cfg.cat_codes:
         _fail("learn_cat_prior", "false when there are no categorical codes", cfg.learn_cat_prior)
-    if cfg.arch == "paper" and (cfg.g_depth != 2 or cfg.d_depth != 2):
-        _fail("g_depth/d_depth", "2 with arch=paper (Table 1 fixes the depth)", (cfg.g_depth, cfg.d_depth))
+    _validate_network(cfg)
+
+
+def _validate_network(cfg: TrainConfig) -> None:
+    """The network family against the data's sample shape, known from the registry without loading it."""
+    shape = DATASETS[cfg.dataset].sample_shape
+    family = cfg.family
+    if family in ("conv", "paper") and len(shape) != 3:
+        _fail("arch", f"mlp (or auto) for dataset `{cfg.dataset}`, whose samples are vectors of shape {shape}", family)
+    if family == "paper":
+        if shape != (1, 28, 28):
+            _fail("arch", f"conv for dataset `{cfg.dataset}` of shape {shape}: paper is the 28x28 network", family)
+        widths = {"g_width": cfg.g_width, "d_width": cfg.d_width, "q_width": cfg.q_scale}
+        for name, value in widths.items():
+            if value != 1.0:
+                _fail(name, "1 with arch: paper (Table 1's network exactly); for other widths use arch: conv", value)
+        if cfg.g_depth != 2 or cfg.d_depth != 2:
+            _fail("g_depth/d_depth", "2 with arch: paper (Table 1 fixes the depth)", (cfg.g_depth, cfg.d_depth))
+    if family in ("conv", "paper"):
+        _, height, width = shape
+        for name in ("d_depth", "g_depth"):
+            depth = getattr(cfg, name)
+            if height % 2**depth or width % 2**depth:
+                _fail(name, f"small enough that {height}x{width} images divide by 2**{name}", depth)
 
 
 __all__ = ["Knob", "TrainConfig", "field_docs", "field_names", "field_schema", "knob"]

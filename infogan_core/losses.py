@@ -12,18 +12,43 @@ import torch
 from torch.nn import functional as F
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+TINY = 1e-8  # the paper code's guard inside log(D + TINY) when losses are computed on probabilities
 
 
-def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def _log_d(logits: torch.Tensor, space: str) -> torch.Tensor:
+    """log D(x) = log sigmoid(logit): exact from logits, or the paper code's log(sigmoid + TINY)."""
+    return -F.softplus(-logits) if space == "logits" else torch.log(torch.sigmoid(logits) + TINY)
+
+
+def _log_not_d(logits: torch.Tensor, space: str) -> torch.Tensor:
+    """log(1 - D(x)) = log sigmoid(-logit), exact or as log(1 - sigmoid + TINY)."""
+    return -F.softplus(logits) if space == "logits" else torch.log(1 - torch.sigmoid(logits) + TINY)
+
+
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, space: str = "logits") -> torch.Tensor:
     """Binary cross-entropy of D: real -> 1, fake -> 0 (sum of the two means)."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    return -_log_d(real_logits, space).mean() - _log_not_d(fake_logits, space).mean()
 
 
-def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+def g_loss(fake_logits: torch.Tensor, kind: str, space: str = "logits") -> torch.Tensor:
     """nonsaturating: -log D(G(z)); saturating: log(1 - D(G(z))) (steep where D(G(z)) -> 0)."""
-    if kind == "nonsaturating":
-        return F.softplus(-fake_logits).mean()
-    return -F.softplus(fake_logits).mean()
+    return g_loss_per_sample(fake_logits, kind, space).mean()
+
+
+def g_loss_per_sample(fake_logits: torch.Tensor, kind: str, space: str = "logits") -> torch.Tensor:
+    """The generator's adversarial loss of each sample, (B,)."""
+    return -_log_d(fake_logits, space) if kind == "nonsaturating" else _log_not_d(fake_logits, space)
+
+
+def prior_score_surrogate(
+    prior_logits: list[torch.Tensor], codes: list[torch.Tensor], per_sample_loss: torch.Tensor
+) -> torch.Tensor:
+    """A surrogate whose gradient in the prior's logits is the score-function estimate of d E[loss] / d logits:
+    mean((L_i - mean L) * log p(c_i)), with the batch mean as baseline. Codes whose samples D finds more
+    fake than average lose probability: the prior moves toward the data's class frequencies."""
+    advantage = (per_sample_loss - per_sample_loss.mean()).detach()  # (B,)
+    log_p = sum(F.log_softmax(logits, 0)[c] for logits, c in zip(prior_logits, codes, strict=True))  # (B,)
+    return (advantage * log_p).mean()
 
 
 def cat_cross_entropy(logits: list[torch.Tensor], codes: list[torch.Tensor]) -> torch.Tensor:
@@ -63,5 +88,7 @@ __all__ = [
     "cont_prior_entropy",
     "d_loss",
     "g_loss",
+    "g_loss_per_sample",
     "gaussian_nll",
+    "prior_score_surrogate",
 ]

@@ -29,11 +29,20 @@ METRICS: dict[str, Metric] = {
     "grad/d": Metric("minimize", "L2 norm of D's gradient before clipping"),
     "grad/g": Metric("minimize", "L2 norm of G's gradient before clipping"),
     "grad/q": Metric("minimize", "L2 norm of Q's gradient before clipping"),
+    "grad/peak": Metric("minimize", "largest gradient norm of any network so far, before clipping: spikes"),
     "q/std_min": Metric("maximize", "smallest predicted posterior std of the continuous codes"),
     "mi/cat": Metric("maximize", "lower bound on I(c_cat; G(z,c)) = H(c) - CE, nats"),
     "mi/cat_ratio": Metric("maximize", "mi/cat / H(c); 1.0 is the maximum"),
-    "mi/cont": Metric("maximize", "lower bound on I(c_cont; G(z,c)) = H(c_cont) - NLL, nats"),
+    "mi/cont": Metric(
+        "maximize",
+        "lower bound on I(c_cont; G(z,c)) = H(c_cont) - NLL, nats; it can be negative: with a fixed std of 1 "
+        "on U(-1,1) codes it is at most ln 2 - ln(2 pi)/2 = -0.23 nats per code",
+    ),
+    # eval/*: a run's final score is the mean of its last `eval_last` evaluations; each one is in the history
     "eval/cat_acc": Metric("maximize", "accuracy of Q's categorical code on real labelled data, best matching"),
+    "eval/prior_kl": Metric(
+        "minimize", "KL(categorical prior || the data's class frequencies), nats, each category matched to a class"
+    ),
     "eval/modes": Metric("maximize", "mixture modes covered by at least one high-quality sample"),
     "eval/hq": Metric("maximize", "fraction of samples within 3 std of their nearest mode"),
     "eval/fd": Metric("minimize", "Frechet distance in a reference classifier's features"),
@@ -45,16 +54,18 @@ METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 
 def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
     """Metric name -> "" for each metric a run of cfg reports, or -> why it is not measured."""
-    provides = DATASETS[cfg.dataset].provides
+    entry = DATASETS[cfg.dataset]
+    labels = "labels" in entry.provides
     why = {
         "mi/cat": "" if cfg.cat_codes else "there are no categorical codes (cat_codes is empty)",
         "mi/cont": "" if cfg.cont_codes else "there are no continuous codes (cont_codes is 0)",
-        "eval/cat_acc": ""
-        if cfg.cat_codes and "labels" in provides
-        else "it needs categorical codes and labelled data",
-        "eval/modes": "" if "modes" in provides else "it needs a 2-D mixture dataset (ring8, grid25)",
+        "eval/cat_acc": "" if cfg.cat_codes and labels else "it needs categorical codes and labelled data",
+        "eval/prior_kl": ""
+        if cfg.cat_codes and labels and cfg.cat_codes[0] == entry.classes
+        else "it needs labelled data and a first categorical code with one category per class",
+        "eval/modes": "" if "modes" in entry.provides else "it needs a 2-D mixture dataset (ring8, grid25)",
         "eval/factor_align": ""
-        if cfg.cont_codes and "factors" in provides
+        if cfg.cont_codes and "factors" in entry.provides
         else "it needs continuous codes and `shapes`",
     }
     why["mi/cat_ratio"] = why["mi/cat"]

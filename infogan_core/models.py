@@ -1,9 +1,10 @@
 """Generator, discriminator trunk + head, and the encoder Q (shared with D's trunk or isolated).
 
 Families (registry ARCHS): `mlp` for vector data (images are flattened), `conv` for images of any
-size divisible by 2**depth, `paper` = the InfoGAN paper's MNIST network (Table 1) for 28x28.
-Every fully connected layer of the paper is an nn.Linear, never a convolution with a full-size
-kernel: the same arithmetic, and far less time in backward passes on a CPU.
+size divisible by 2**depth, `paper` = the InfoGAN paper's MNIST network (Table 1) for 28x28, at
+widths 1, initialised as the paper's code does. Which family fits which data is checked once, by
+TrainConfig. Every fully connected layer of the paper is an nn.Linear, never a convolution with a
+full-size kernel: the same arithmetic, and far less time in backward passes on a CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 
 from infogan_core.config import TrainConfig
-from infogan_core.errors import ConfigError
+
+PAPER_INIT_STD = 0.02  # the paper's code: weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0
 
 
 def _scaled(units: int, width: float) -> int:
@@ -35,14 +37,13 @@ def _bn2d(n: int, on: bool) -> list[nn.Module]:
 @dataclass
 class Family:
     generator: nn.Module  # (B, latent_dim) -> (B, *sample_shape)
-    trunk: Callable[[], nn.Module]  # builds a D-like trunk: (B, *sample_shape) -> (B, features)
-    features: int  # width of the trunk's output
-    q_hidden: int  # width of Q's hidden layer
+    trunk: Callable[[float], tuple[nn.Module, int]]  # width -> a D-like trunk (B, *shape) -> (B, features), features
+    q_hidden: Callable[[float], int]  # width -> units of Q's hidden layer
 
 
 def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     out = math.prod(shape)
-    g_units, d_units = _scaled(128, cfg.g_width), _scaled(128, cfg.d_width)
+    g_units = _scaled(128, cfg.g_width)
     g_layers: list[nn.Module] = []
     width = cfg.latent_dim
     for _ in range(cfg.g_depth):
@@ -52,37 +53,33 @@ def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     if len(shape) > 1:  # images: pixels in [-1, 1]
         g_layers += [nn.Tanh(), nn.Unflatten(1, shape)]
 
-    def trunk() -> nn.Module:
+    def trunk(scale: float) -> tuple[nn.Module, int]:
+        units = _scaled(128, scale)
         layers: list[nn.Module] = [nn.Flatten()]
         width = out
         for i in range(cfg.d_depth):
-            layers += [nn.Linear(width, d_units), *_bn1d(d_units, bn_d and i > 0), nn.LeakyReLU(0.2)]
-            width = d_units
-        return nn.Sequential(*layers)
+            layers += [nn.Linear(width, units), *_bn1d(units, bn_d and i > 0), nn.LeakyReLU(0.2)]
+            width = units
+        return nn.Sequential(*layers), units
 
-    return Family(nn.Sequential(*g_layers), trunk, d_units, d_units)
+    return Family(nn.Sequential(*g_layers), trunk, lambda scale: _scaled(128, scale))
 
 
 def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
-    if len(shape) != 3:
-        raise ConfigError(f"`arch` conv needs image data, but dataset `{cfg.dataset}` gives shape {shape}")
     channels, height, width = shape
-    for depth, who in ((cfg.d_depth, "d_depth"), (cfg.g_depth, "g_depth")):
-        if height % 2**depth or width % 2**depth:
-            raise ConfigError(f"`{who}` must leave {height}x{width} images divisible by 2**{who}, but got {depth}")
-    # D: conv 64 (no BN) -> conv 128 (BN) -> ... -> FC 1024 (BN), leaky ReLU 0.1 (paper Table 1)
-    d_ch = [_scaled(64 * 2**i, cfg.d_width) for i in range(cfg.d_depth)]
-    d_fc = _scaled(1024, cfg.d_width)
-    dh, dw = height // 2**cfg.d_depth, width // 2**cfg.d_depth
 
-    def trunk() -> nn.Module:
+    # D: conv 64 (no BN) -> conv 128 (BN) -> ... -> FC 1024 (BN), leaky ReLU 0.1 (paper Table 1)
+    def trunk(scale: float) -> tuple[nn.Module, int]:
+        d_ch = [_scaled(64 * 2**i, scale) for i in range(cfg.d_depth)]
+        d_fc = _scaled(1024, scale)
+        dh, dw = height // 2**cfg.d_depth, width // 2**cfg.d_depth
         layers: list[nn.Module] = []
         c_in = channels
         for i, c in enumerate(d_ch):
             layers += [nn.Conv2d(c_in, c, 4, 2, 1), *_bn2d(c, bn_d and i > 0), nn.LeakyReLU(0.1)]
             c_in = c
         layers += [nn.Flatten(), nn.Linear(c_in * dh * dw, d_fc), *_bn1d(d_fc, bn_d), nn.LeakyReLU(0.1)]
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers), d_fc
 
     # G: FC 1024 -> FC (128, h, w) -> upconv 64 -> upconv C, BN + ReLU, tanh output (paper Table 1)
     g_ch = [_scaled(64 * 2**i, cfg.g_width) for i in reversed(range(cfg.g_depth))]
@@ -95,19 +92,13 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     for c_in, c_out in zip(g_ch, g_ch[1:], strict=False):
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), *_bn2d(c_out, bn), nn.ReLU()]
     layers += [nn.ConvTranspose2d(g_ch[-1], channels, 4, 2, 1), nn.Tanh()]
-    return Family(nn.Sequential(*layers), trunk, d_fc, _scaled(128, cfg.d_width))
-
-
-def _paper(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
-    if tuple(shape) != (1, 28, 28):
-        raise ConfigError(f"`arch` paper is the 28x28 MNIST network, but dataset `{cfg.dataset}` gives {shape}")
-    return _conv(cfg, shape, bn_d)
+    return Family(nn.Sequential(*layers), trunk, lambda scale: _scaled(128, scale))
 
 
 ARCHS: dict[str, Callable[[TrainConfig, tuple[int, ...], bool], Family]] = {
     "mlp": _mlp,
     "conv": _conv,
-    "paper": _paper,
+    "paper": _conv,  # Table 1 is the conv family at widths 1 and depth 2, which TrainConfig holds it to
 }
 
 
@@ -144,22 +135,35 @@ class QHead(nn.Module):
         return Posterior(logits, mean, std)
 
 
+def _paper_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights and zero biases for linear and conv layers, N(1, 0.02) batch-norm scales."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0.0, PAPER_INIT_STD)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.normal_(m.weight, 1.0, PAPER_INIT_STD)
+            nn.init.zeros_(m.bias)
+
+
 class InfoGAN(nn.Module):
     """All networks of one run; `q_trunk` is None when Q shares D's trunk."""
 
     def __init__(self, cfg: TrainConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__()
         bn_d = cfg.d_batchnorm != "none"
-        family = ARCHS[cfg.arch](cfg, tuple(sample_shape), bn_d)
+        family = ARCHS[cfg.family](cfg, tuple(sample_shape), bn_d)
         self.generator = family.generator
-        self.d_trunk = family.trunk()
-        self.d_head = nn.Linear(family.features, 1)
-        self.q_trunk = family.trunk() if cfg.encoder == "isolated" else None
-        self.q_head = QHead(cfg, family.features, family.q_hidden, bn_d)
+        self.d_trunk, d_features = family.trunk(cfg.d_width)
+        self.d_head = nn.Linear(d_features, 1)
+        self.q_trunk, q_features = family.trunk(cfg.q_scale) if cfg.encoder == "isolated" else (None, d_features)
+        self.q_head = QHead(cfg, q_features, family.q_hidden(cfg.q_scale), bn_d)
         # logits of the categorical prior, learned only when cfg.learn_cat_prior
         self.cat_prior = nn.ParameterList(
             [nn.Parameter(torch.zeros(k), requires_grad=cfg.learn_cat_prior) for k in cfg.cat_codes]
         )
+        if cfg.init_scheme == "normal":
+            _paper_init(self)
 
     def encode(self, x: torch.Tensor, features: torch.Tensor | None = None) -> Posterior:
         """Q's posterior for samples x; `features` are D's trunk output for x when already computed."""
@@ -168,4 +172,4 @@ class InfoGAN(nn.Module):
         return self.q_head(self.d_trunk(x) if features is None else features)
 
 
-__all__ = ["ARCHS", "InfoGAN", "Posterior", "QHead"]
+__all__ = ["ARCHS", "PAPER_INIT_STD", "InfoGAN", "Posterior", "QHead"]

