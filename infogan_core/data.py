@@ -3,13 +3,15 @@
 Images are (N, C, H, W) float32 in [-1, 1] (G ends in tanh); 2-D mixtures are (N, 2) float32.
 Each registry entry declares its sample shape and what it provides, so that a study can be checked
 without loading anything. Arrays are numpy: this module imports no torch (training converts them).
-Nothing here downloads: MNIST-style data is read from IDX files the user already has.
+Nothing here downloads on its own: MNIST-style data is read from IDX files the user has, which
+`fetch_idx` (the CLI's `sweep fetch mnist`) can download once, where the network is reachable.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import importlib.util
 import math
 import os
@@ -225,6 +227,88 @@ def mnist_5k(data_dir: str | None = None) -> Dataset:
     return Dataset("mnist-5k", images, labels=table[:, -1].astype(np.int64))
 
 
+@dataclass(frozen=True)
+class IdxSource:
+    """Where a dataset's original IDX training files can be fetched, and their published MD5 sums."""
+
+    mirrors: tuple[str, ...]  # base URLs, tried in turn
+    files: dict[str, str]  # file name -> MD5 of the original
+
+
+IDX_SOURCES: dict[str, IdxSource] = {
+    "mnist": IdxSource(
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        },
+    ),
+    "fashion-mnist": IdxSource(
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        },
+    ),
+}
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_idx(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    mirror: str | None = None,
+    timeout: float = 60.0,
+    checksums: dict[str, str] | None = None,
+) -> Path:
+    """Download a dataset's original IDX training files into `data_dir/<name>/` (default: $INFOGAN_DATA_DIR,
+    else ./data) and check them against their published MD5 sums; files already there and intact are kept.
+    Returns the folder. The only function here that uses the network; nothing calls it implicitly."""
+    import urllib.request  # lazy: http and ssl load only when something is fetched
+
+    if name not in IDX_SOURCES:
+        raise DataError(f"`{name}` cannot be fetched; datasets with IDX files to fetch: {', '.join(IDX_SOURCES)}")
+    source = IDX_SOURCES[name]
+    expected = checksums or source.files
+    folder = Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data") / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, md5 in expected.items():
+        target = folder / file_name
+        if target.is_file() and _md5(target) == md5:
+            continue
+        failures = []
+        for base in (mirror,) if mirror else source.mirrors:
+            url = base.rstrip("/") + "/" + file_name
+            part = target.with_suffix(f".{os.getpid()}.part")
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as out:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+            except (OSError, ValueError) as exc:  # unreachable host, HTTP error, bad URL
+                failures.append(f"{url}: {exc}")
+                part.unlink(missing_ok=True)
+                continue
+            got = _md5(part)
+            if got != md5:
+                part.unlink()
+                failures.append(f"{url}: checksum mismatch (MD5 {got}, expected {md5})")
+                continue
+            os.replace(part, target)
+            break
+        else:
+            raise DataError(f"could not fetch {file_name} for `{name}`: " + "; ".join(failures))
+        read_idx(target)  # a file that passed its checksum and still does not parse is reported here
+    return folder
+
+
 def mnist(data_dir: str | None = None) -> Dataset:
     """MNIST from IDX files (folder data_dir or $INFOGAN_DATA_DIR, or its mnist/ subfolder)."""
     return _idx_dataset("mnist", data_dir)
@@ -275,4 +359,14 @@ def _load_cached(name: str, data_dir: str | None) -> Dataset:
     return DATASETS[name].load(data_dir)
 
 
-__all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetEntry", "load_dataset", "read_idx"]
+__all__ = [
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "IDX_SOURCES",
+    "Dataset",
+    "DatasetEntry",
+    "IdxSource",
+    "fetch_idx",
+    "load_dataset",
+    "read_idx",
+]

@@ -36,7 +36,7 @@ RootOpt = Annotated[
         "--root",
         envvar="SWEEP_ROOT",
         show_default=False,
-        help="Folder for the default SQLite storage, artifacts and Ray files [default: ./runs].",
+        help="Folder for the default SQLite storage, artifacts and Ray files (default: ./runs).",
     ),
 ]
 StorageOpt = Annotated[
@@ -45,7 +45,7 @@ StorageOpt = Annotated[
         "--storage",
         envvar="SWEEP_STORAGE",
         show_default=False,
-        help="Optuna storage URL (any SQLAlchemy URL) [default: sqlite:///ROOT/sweep.db].",
+        help="Optuna storage URL (any SQLAlchemy URL) (default: sqlite:///ROOT/sweep.db).",
     ),
 ]
 StudyArg = Annotated[str, typer.Argument(help="Study name (see `sweep list`).", show_default=False)]
@@ -126,7 +126,7 @@ def run(
         str | None, typer.Option("--new-name", help="Run under this study name instead of the file's.")
     ] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) [default: a local Ray].")
+        str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) (default: a local Ray).")
     ] = None,
     storage_path: Annotated[
         str | None, typer.Option(help="Ray's storage_path; must be shared storage on a multi-node cluster.")
@@ -259,7 +259,7 @@ def show(
 def export(
     study_name: StudyArg,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.CSV,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write [default: stdout].")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")] = None,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -285,13 +285,13 @@ def export(
 def report(
     study_name: StudyArg,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File to write [default: reports/STUDY.html or .md].")
+        Path | None, typer.Option("-o", "--output", help="File to write (default: reports/STUDY.html or .md).")
     ] = None,
     fmt: Annotated[
         ReportFormat | None,
         typer.Option(
             "--format",
-            help="html: one self-contained file; md: Markdown with PNGs beside it [default: -o's suffix, else html].",
+            help="html: one self-contained file; md: Markdown with PNGs beside it (default: -o's suffix, else html).",
         ),
     ] = None,
     root: RootOpt = None,
@@ -319,7 +319,7 @@ def report(
 @app.command()
 def dashboard(
     study_name: Annotated[
-        str | None, typer.Argument(help="Study to open [default: the list of studies].", show_default=False)
+        str | None, typer.Argument(help="Study to open (default: the list of studies).", show_default=False)
     ] = None,
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
@@ -383,6 +383,32 @@ def train(
         result = core.train(cfg, report=progress, image_dir=image_dir)
     console.print_final_metrics(result.metrics, result.steps_run, result.wall_s, result.images)
     (image_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+
+@app.command()
+def fetch(
+    dataset: Annotated[str, typer.Argument(help="mnist or fashion-mnist.", show_default=False)],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="INFOGAN_DATA_DIR",
+            show_default=False,
+            help="Folder the IDX files go to, under DATASET/ (default: ./data).",
+        ),
+    ] = None,
+    mirror: Annotated[
+        str | None, typer.Option(help="Base URL to fetch from instead of the known mirrors (files are checked).")
+    ] = None,
+) -> None:
+    """Download a dataset's original IDX training files once, checked against their published MD5 sums.
+
+    Example: sweep fetch mnist --data-dir data
+    """
+    from sweep import core  # lazy: the core's data module loads only for commands that use data
+
+    folder = core.fetch_idx(dataset, data_dir, mirror=mirror)
+    console.print_fetched(dataset, folder, data_dir)
 
 
 # --- entry point ----------------------------------------------------------------------------

@@ -179,6 +179,14 @@ def print_trials(name: str, frame: pd.DataFrame, objectives: list[str]) -> None:
             str(note)[:60],
         )
     out.print(table)
+    for line in _caveats(objectives):
+        out.print(f"[dim]{line}[/]", highlight=False)
+
+
+def _caveats(metrics: Iterable[str]) -> list[str]:
+    from sweep.core import caveats  # lazy: the core's metric table loads only where metrics are shown
+
+    return caveats(metrics)
 
 
 def print_effects(optuna_study: optuna.Study) -> None:
@@ -196,7 +204,8 @@ def print_effects(optuna_study: optuna.Study) -> None:
     wide = out.width >= 110  # a narrow terminal gets each interval on its own line
     sep = " " if wide else "\n"
     for t in effect_tables(effects, study, test):
-        table = Table(title=f"{study.name}: {t.metric} ({t.direction})", title_justify="left")
+        caption = f"[dim]{t.caveat}[/]" if t.caveat else None
+        table = Table(title=f"{study.name}: {t.metric} ({t.direction})", title_justify="left", caption=caption)
         h = t.headers
         table.add_column("level", overflow="fold")
         table.add_column("ok/runs", justify="right")
@@ -254,6 +263,16 @@ def print_dashboard(url: str, storage_url: str, exposed: bool) -> None:
     out.print("Press Ctrl-C to stop.")
 
 
+def print_fetched(dataset: str, folder: Path, data_dir: Path | None) -> None:
+    out.print(f"[green]ok[/] {dataset}: {folder}", highlight=False, soft_wrap=True)
+    root = data_dir or folder.parent
+    out.print(
+        f"Use it with --set dataset={dataset} --set data_dir={root}, or export INFOGAN_DATA_DIR={root}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 # --- train --------------------------------------------------------------------------------------
 
 TRAIN_PROGRESS_METRICS = ("loss/d", "loss/g", "mi/cat_ratio", "eval/cat_acc", "eval/modes")
@@ -292,6 +311,8 @@ def print_final_metrics(metrics: dict[str, float], steps: int, wall_s: float, im
     for k, v in sorted(metrics.items()):
         table.add_row(k, num(v))
     out.print(table)
+    for line in _caveats(metrics):
+        out.print(f"[dim]{line}[/]", highlight=False)
     for name, path in images.items():
         out.print(f"{name}: {path}")
 
@@ -305,6 +326,7 @@ __all__ = [
     "print_claims",
     "print_dashboard",
     "print_effects",
+    "print_fetched",
     "print_final_metrics",
     "print_invalid",
     "print_plan",

@@ -1,5 +1,5 @@
 """The sweep layer's one door into infogan_core: the configuration class and its field declarations,
-the metric table, what each dataset provides, and training itself.
+the metric table, what each dataset provides (and fetching IDX files), and training itself.
 
 Every other sweep module reaches the core through these names, never through the core's internals.
 Importing this module loads no torch: `train`, `curves_png` and `set_threads` load it on first use,
@@ -26,9 +26,15 @@ from infogan_core import (
     field_schema,
     measured_metrics,
 )
+from infogan_core.data import IDX_SOURCES, fetch_idx
 
 if TYPE_CHECKING:
     from infogan_core import TrainResult
+
+
+def caveats(metrics: object) -> list[str]:
+    """What a reader must know about these metrics (e.g. that mi/cont can be negative), one line each."""
+    return [METRICS[m].caveat for m in dict.fromkeys(metrics) if m in METRICS and METRICS[m].caveat]  # type: ignore[call-overload]
 
 
 def train(
@@ -57,15 +63,18 @@ def set_threads(count: int) -> None:
 
 __all__ = [
     "DATASETS",
+    "IDX_SOURCES",
     "METRICS",
     "METRIC_NAMES",
     "ConfigError",
     "DivergedError",
     "InfoGANError",
     "TrainConfig",
+    "caveats",
     "curves_png",
     "field_docs",
     "field_names",
+    "fetch_idx",
     "field_schema",
     "measured_metrics",
     "set_threads",

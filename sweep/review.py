@@ -15,6 +15,7 @@ from optuna.artifacts import upload_artifact
 from optuna_dashboard import save_note, wsgi
 
 from sweep import analysis
+from sweep.core import caveats
 from sweep.errors import AddressInUseError
 from sweep.spec import Study, factor_levels, format_value
 from sweep.store import FINAL_IMAGES, TrialAttr, study_id
@@ -83,6 +84,7 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
     if metrics:
         lines += ["", "| metric | final |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+        lines += [f"\n_{line}_" for line in caveats(metrics)]
     return "\n".join(lines)
 
 

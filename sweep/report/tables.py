@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
+from sweep.core import caveats
 from sweep.spec import Study, format_value
 from sweep.store import StudyAttr
 from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, num, p_value, signed
@@ -31,6 +32,7 @@ class EffectTable:
     direction: str  # minimize | maximize
     headers: list[str]
     rows: list[EffectRow]
+    caveat: str = ""  # what a reader of this metric must know (vocabulary of the metric table)
 
 
 def reference_word(study: Study) -> str:
@@ -99,7 +101,8 @@ def effect_tables(effects: pd.DataFrame, study: Study, test: str) -> list[Effect
             )
             for _, row in part.iterrows()
         ]
-        tables.append(EffectTable(str(metric), str(part["direction"].iloc[0]), headers(test, ref), rows))
+        caveat = " ".join(caveats([metric]))
+        tables.append(EffectTable(str(metric), str(part["direction"].iloc[0]), headers(test, ref), rows, caveat))
     return tables
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import http.server
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from infogan_core import DATASETS, DataError, Dataset, load_dataset
-from infogan_core.data import DATA_DIR_ENV, read_idx
+from infogan_core.data import DATA_DIR_ENV, fetch_idx, read_idx
 
 pytestmark = pytest.mark.usefixtures("core_env")
 
@@ -253,3 +256,53 @@ def test_mismatched_image_and_label_counts(tmp_path: Path) -> None:
     write_idx(tmp_path / LABELS, labels[:-1])
     with pytest.raises(DataError, match="do not match"):
         load_dataset("mnist", str(tmp_path))
+
+
+# --- fetching IDX files (a local server stands in for the mirror: tests never download) -------------
+
+
+@pytest.fixture
+def mirror(tmp_path: Path):
+    """A loopback HTTP server over a folder holding tiny MNIST-format files; yields (base URL, MD5 sums, hits)."""
+    served = tmp_path / "served"
+    write_mnist(served, seed=5, gz=True)
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args) -> None:
+            hits.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.iterdir()}
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", sums, hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_idx_downloads_checks_and_keeps_intact_files(mirror, tmp_path: Path) -> None:
+    url, sums, hits = mirror
+    folder = fetch_idx("mnist", tmp_path / "data", mirror=url, checksums=sums)
+    assert folder == tmp_path / "data" / "mnist" and sorted(p.name for p in folder.iterdir()) == sorted(sums)
+    images, labels = tiny_mnist(seed=5)
+    assert_is_mnist(load_dataset("mnist", str(tmp_path / "data")), images, labels)
+    served = len(hits)
+    fetch_idx("mnist", tmp_path / "data", mirror=url, checksums=sums)  # intact files are not fetched again
+    assert len(hits) == served == 2
+
+
+def test_fetch_idx_refuses_a_file_that_is_not_the_original(mirror, tmp_path: Path) -> None:
+    url, sums, _ = mirror
+    with pytest.raises(DataError, match=r"could not fetch train-images-idx3-ubyte.gz .*checksum mismatch"):
+        fetch_idx("mnist", tmp_path / "data", mirror=url)  # the published sums: these tiny files are not MNIST
+    assert not list((tmp_path / "data" / "mnist").iterdir())  # nothing half-written is left behind
+    with pytest.raises(DataError, match=r"could not fetch train-.*: http://127\.0\.0\.1:9/train-.*refused"):
+        fetch_idx("mnist", tmp_path / "data", mirror="http://127.0.0.1:9/", checksums=sums, timeout=5)
+    with pytest.raises(DataError, match="datasets with IDX files to fetch: mnist, fashion-mnist"):
+        fetch_idx("digits", tmp_path)

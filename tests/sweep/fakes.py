@@ -65,6 +65,7 @@ def ablation_frame(baseline: list, treatment: list, metric: str = "mi/cat_ratio"
 
 def stored_study(study: spec.Study, trials: list[tuple[dict, str, float | None]]) -> optuna.Study:
     """An in-memory Optuna study holding `study` and trials (params, outcome, value), as the runner stores them."""
+    metric = study.objectives[0].metric
     stored = optuna.create_study(study_name=study.name, directions=[o.direction for o in study.objectives])
     stored.set_user_attr("spec", study.model_dump(mode="json"))
     stored.set_user_attr("kind", study.kind)
@@ -83,10 +84,9 @@ def stored_study(study: spec.Study, trials: list[tuple[dict, str, float | None]]
                     "seed": i % 3,
                     "outcome": outcome,
                     "wall_s": 1.0,
-                    "metrics": {"mi/cat_ratio": value} if value is not None else {},
+                    "metrics": {metric: value} if value is not None else {},
                     "history": [
-                        {"step": s, "mi/cat_ratio": (value or 0) * s / 20, "loss/d": 1.3, "loss/g": 0.7}
-                        for s in (10, 20)
+                        {"step": s, metric: (value or 0) * s / 20, "loss/d": 1.3, "loss/g": 0.7} for s in (10, 20)
                     ],
                 },
             )

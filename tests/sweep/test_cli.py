@@ -163,3 +163,11 @@ def test_show_list_export_read_the_storage(ray_session, tiny_study, tmp_path):
     assert len(csv_path.read_text().splitlines()) == 5
     line = one_line_error(sweep("show", "nosuch", "--root", str(root)))
     assert "nosuch" in line and "tiny" in line
+
+
+def test_fetch_says_what_failed_in_one_line(tmp_path):
+    proc = sweep("fetch", "mnist", "--data-dir", str(tmp_path), "--mirror", "http://127.0.0.1:9/")
+    line = one_line_error(proc)
+    assert "could not fetch train-" in line and "127.0.0.1:9" in line
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing half-written
+    assert "mnist, fashion-mnist" in one_line_error(sweep("fetch", "digits", "--data-dir", str(tmp_path)))

@@ -9,9 +9,10 @@ import sys
 import optuna
 
 from sweep.report import build, render
+from sweep.review import trial_note
 from sweep.vocab import STATUS_COLOURS, Status
 
-from fakes import GRID, grid_trials, make_study, stored_study
+from fakes import BASE, GRID, grid_trials, make_study, stored_study
 
 
 def test_report_of_a_stored_grid_renders_every_section(tmp_path):
@@ -82,3 +83,21 @@ def test_building_a_report_switches_no_matplotlib_backend():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_metric_with_a_caveat_carries_it_wherever_it_is_shown():
+    base = {**BASE, "cont_codes": 2}
+    study = make_study(
+        kind="grid",
+        factors=GRID,
+        base=base,
+        objectives=["mi/cont"],
+        verdict={"metric": "mi/cont", "factor": "lambda_cat", "baseline": 1.0, "treatment": 0.0, "direction": "less"},
+    )
+    built = build.build(stored_study(study, grid_trials()))
+    caveat = "mi/cont is a lower bound that can be negative"
+    assert caveat in built.effect_tables[0].caveat
+    assert caveat in render.html(built) and caveat in render.markdown(built, "img")[0]
+    frozen = stored_study(study, grid_trials()).get_trials()[0]
+    assert caveat in trial_note(study, frozen, {"outcome": "completed", "metrics": {"mi/cont": -0.4}})
+    assert caveat not in trial_note(study, frozen, {"outcome": "completed", "metrics": {"mi/cat": 1.2}})

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from sweep import spec
+from sweep import core, spec
 from sweep.errors import StudyError
 
 ABLATION = """\
@@ -314,8 +314,13 @@ def test_json_schema_lists_properties_and_trainconfig_fields() -> None:
     assert isinstance(schema, dict) and "budget" in schema["properties"]
     lr_d = schema["properties"]["base"]["properties"]["lr_d"]
     assert (lr_d["type"], lr_d["exclusiveMinimum"], lr_d["maximum"]) == ("number", 0, 1)  # from TrainConfig's knob
-    assert "Adam learning rate of D" in lr_d["description"] and "in (0.0, 1.0]" in lr_d["description"]
+    assert "learning rate of D" in lr_d["description"] and "in (0.0, 1.0]" in lr_d["description"]
     assert schema["properties"]["kind"]["description"]
+    documented = schema["properties"]["base"]["properties"]
+    settable = [f for f in core.field_names() if f not in (*spec.BUDGET_FIELDS, "seed")]
+    assert list(documented) == settable  # every knob, the newest too (q_update, optimizer, loss_space, ...)
+    assert all(len(documented[f]["description"].split()) >= 4 for f in settable)
+    assert documented["q_update"]["enum"] == ["d_step", "g_step"] and documented["q_update"]["default"] == "d_step"
 
 
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
