@@ -261,8 +261,17 @@ class Study(_Model):
         def is_int(x: Any) -> bool:
             return isinstance(x, int) and not isinstance(x, bool)
 
-        if is_int(seeds) and seeds >= 1 or isinstance(seeds, dict | SeedPlan):
+        if is_int(seeds) and seeds >= 1 or isinstance(seeds, SeedPlan):
             return seeds
+        if isinstance(seeds, dict):  # validated here, so that a problem is named at its own key
+            try:
+                return SeedPlan.model_validate(seeds)
+            except ValidationError as e:
+                inner = e.errors()[0]
+                cause = (inner.get("ctx") or {}).get("error")
+                raise _At(
+                    tuple(inner["loc"]) + (cause.path if isinstance(cause, _At) else ()), _message(inner)
+                ) from None
         if isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds):
             if len(set(seeds)) < len(seeds):
                 raise ValueError(f"must not repeat a seed, but got {seeds}")

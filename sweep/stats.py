@@ -130,8 +130,12 @@ def mde_std(n: int, alpha: float, power: float = POWER) -> float:
     """The smallest standardized paired effect d_z detected with `power` at n pairs (inf when n < 2)."""
     if n < 2:
         return math.inf
-    ncp = optimize.brentq(lambda d: power_t(n, d, alpha) - power, 0.0, 200.0, xtol=1e-10) * math.sqrt(n)
-    return ncp / math.sqrt(n)
+    high = 1.0
+    while power_t(n, high, alpha) < power:  # tiny alphas (an early look) need large effects
+        high *= 2
+        if high > 1e6:
+            return math.inf
+    return float(optimize.brentq(lambda d: power_t(n, d, alpha) - power, 0.0, high, xtol=1e-10))
 
 
 def pairs_for(effect_std: float, alpha: float, power: float = POWER, limit: int = 100_000) -> int | None:
