@@ -76,6 +76,15 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=BASE_COLUMNS)
+    return _levels_as_written(frame, rows)
+
+
+def _levels_as_written(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Keep factor levels as the values they are (pandas would make a column of 10 and None floats: 10.0),
+    so that they match the study's levels as written."""
+    for column in ["level", *(c for c in frame if c.startswith("params."))]:
+        if column in frame:
+            frame[column] = pd.Series([row.get(column) for row in rows], index=frame.index, dtype=object)
     return frame
 
 
@@ -162,19 +171,18 @@ def design_frame(frame: pd.DataFrame, study: Study) -> pd.DataFrame:
     its latest finished trial; outcome "missing" where none finished yet. Each pair counts once, however
     often it was run (an interrupted trial is run again; only the finished one counts)."""
     order = {seed: i for i, seed in enumerate(study.seed_list)}
-    design = pd.DataFrame(
-        [
-            {
-                "config_id": s.config_id,
-                "seed": s.seed,
-                "seed_index": order[s.seed],
-                "factor": s.factor,
-                "level": s.level,
-                **{f"params.{k}": v for k, v in s.params.items()},
-            }
-            for s in expand(study)
-        ]
-    )
+    expected = [
+        {
+            "config_id": s.config_id,
+            "seed": s.seed,
+            "seed_index": order[s.seed],
+            "factor": s.factor,
+            "level": s.level,
+            **{f"params.{k}": v for k, v in s.params.items()},
+        }
+        for s in expand(study)
+    ]
+    design = _levels_as_written(pd.DataFrame(expected), expected)
     stored = frame[frame["outcome"].isin(FINISHED_OUTCOMES)] if len(frame) else frame
     stored = stored[stored["seed"].notna() & stored["config_id"].notna()] if len(stored) else stored
     if not len(stored):
@@ -766,9 +774,10 @@ def _result(study: Study, rule: Verdict, units: pd.DataFrame, looks: list[Look])
     notes = []
     e = deciding.estimate if deciding else None
     if e is not None and e.method == "rank" and sum(failed) and rule.metric != DIVERGED:
+        runs = "1 run" if sum(failed) == 1 else f"{sum(failed)} runs"
         notes.append(
-            f"{sum(failed)} runs failed (diverged, non-finite or pruned): they count as the worst outcome of their "
-            "arm, so the rank test decides, not the t-test"
+            f"{runs} failed (diverged, non-finite or pruned): a failure is the worst outcome of its arm, so the "
+            "signed-rank test decides, not the t-test"
         )
     if (
         status in (Status.SUPPORTED, Status.CONTRADICTED)

@@ -304,15 +304,18 @@ def signed_rank(d: Any, *, alpha: float = 0.05) -> Estimate:
 
 def estimate(d: Any, *, alpha: float = 0.05, test: str = "t") -> Estimate:
     """Paired differences d (last axis) estimated by the t path, or by the rank path (`signed_rank`) where a
-    difference is not finite (a failed run), where every difference is the same (no spread for t), or
-    always with test="rank"."""
+    difference is not finite (a failed run), where every difference is the same up to rounding (no spread
+    for t), or always with test="rank"."""
     if test not in ("t", "rank"):
         raise ValueError(f"unknown test {test!r}; expected 't' or 'rank'")
     d = np.asarray(d, dtype=float)
     ranks = signed_rank(d, alpha=alpha)
     if test == "rank" or d.shape[-1] < 2:
         return ranks if d.shape[-1] >= 1 else paired_t(d, alpha=alpha)
-    use_rank = ~np.isfinite(d).all(axis=-1) | (np.ptp(np.where(np.isfinite(d), d, 0.0), axis=-1) == 0)
+    finite_d = np.where(np.isfinite(d), d, 0.0)
+    # equal differences, up to floating-point rounding: t has no variance to work with
+    no_spread = np.ptp(finite_d, axis=-1) <= 1e-9 * np.abs(finite_d).max(axis=-1)
+    use_rank = ~np.isfinite(d).all(axis=-1) | no_spread
     if not use_rank.any():
         return paired_t(d, alpha=alpha)
     # rows on the rank path get placeholder values with spread, so the t path computes without warnings

@@ -43,7 +43,7 @@ def reference_word(study: Study) -> str:
     return "base" if study.kind == "ablation" else "reference"
 
 
-DIVERGED_P = "diverged p (Holm)"  # the column shown when a level of the study had diverged runs
+DIVERGED_P = "diverged, p (Holm)"  # the column shown when a level of the study had diverged runs
 
 
 def headers(ref: str, *, divergence: bool = False) -> list[str]:
@@ -154,9 +154,9 @@ def method_text(study: Study, test: str = "t") -> str:
         f"run or a non-finite value counts as the worst outcome of its arm, and then (or when every difference is "
         f"equal) the Wilcoxon signed-rank test decides, with the Hodges-Lehmann estimate and its exact interval "
         f"(effect size r, the rank-biserial correlation). Crashed runs are left out; pruned runs {pruned_text}. "
-        f"p: two-sided; p (Holm): adjusted over every comparison in these tables, and only it is marked (below "
-        f"{TABLE_ALPHA:g}). Divergence rates (diverged among completed and diverged runs) are compared with the "
-        f"{ref} level by Fisher's exact test, Holm-adjusted over the levels."
+        "p: two-sided; p (Holm): adjusted over every comparison in these tables (Holm's step-down method), the "
+        "only p that is ever marked. Divergence rates (diverged among completed and diverged runs) are compared "
+        f"with the {ref} level by Fisher's exact test, Holm-adjusted over the levels."
     )
 
 

@@ -21,9 +21,11 @@ def test_report_of_a_stored_grid_renders_every_section(tmp_path):
     page = render.html(built)
     for text in (
         "SUPPORTED",
-        "Welch",
+        "paired t-test",
         "1 diverged",
-        "marginal means per level",
+        "the same levels of the other factors",
+        "p (Holm)",
+        "Wilcoxon signed-rank",
         "importance",
         "data:image/png;base64,",
     ):

@@ -285,7 +285,10 @@ def test_early_stopping_with_a_verdict_must_say_how_pruned_runs_count(tmp_path: 
 def test_a_claim_about_divergence_names_no_reported_metric(tmp_path: Path) -> None:
     rule = RULE.replace("eval/cat_acc", "diverged") % ", min_effect: 0.2"
     assert spec.load(write(tmp_path, ABLATION + rule)).verdict.metric == "diverged"
-    target = "verdict: {metric: diverged, factor: d_batchnorm, treatment: joint, target: 0.1, direction: less, min_effect: 0.1}\n"
+    target = (
+        "verdict: {metric: diverged, factor: d_batchnorm, treatment: joint, target: 0.1, direction: less,\n"
+        "          min_effect: 0.1}\n"
+    )
     assert "verdict.target: a claim about 'diverged' compares two levels" in error(tmp_path, ABLATION + target)
     assert "did you mean 'eval/modes'" in error(
         tmp_path, ABLATION + RULE.replace("eval/cat_acc", "eval/mode") % ", min_effect: 1"
@@ -327,7 +330,10 @@ def test_a_replication_runs_the_same_study_on_disjoint_seeds(tmp_path: Path) -> 
 
 
 def test_a_search_study_has_no_verdict(tmp_path: Path) -> None:
-    rule = "verdict: {metric: eval/cat_acc, factor: clip, baseline: none, treatment: norm, direction: less, min_effect: 0.1}\n"
+    rule = (
+        "verdict: {metric: eval/cat_acc, factor: clip, baseline: none, treatment: norm, direction: less,\n"
+        "          min_effect: 0.1}\n"
+    )
     message = error(tmp_path, SEARCH.replace("objectives: [eval/cat_acc]\n", "objectives: [eval/cat_acc]\n" + rule))
     assert "verdict: is for ablation and grid studies" in message
 
