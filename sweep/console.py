@@ -199,7 +199,7 @@ def print_effects(optuna_study: optuna.Study) -> None:
     effects = analysis.effects(frame, study, test=test)
     if effects.empty:
         out.print(f"No effect table for {study.name}: no trials yet, or no categorical factor to compare.")
-    wide = out.width >= 110  # a narrow terminal gets each interval on its own line
+    wide = out.width >= 140  # a narrower terminal gets each interval, and the Holm p, on a line of its own
     sep = " " if wide else "\n"
     for t in effect_tables(effects, study):
         table = Table(title=f"{study.name}: {t.metric} ({t.direction})", title_justify="left")
@@ -217,7 +217,7 @@ def print_effects(optuna_study: optuna.Study) -> None:
             c = dict(zip(h, row.cells, strict=True))
             style = "dim" if row.reference else None
             diff = c[h[7]] if row.reference else f"{c[h[7]]}{sep}{c['95% CI of diff']}".strip()
-            p = f"{c['p']} ({c['p (Holm)']})" if c["p"] else ""
+            p = f"{c['p']}{sep}({c['p (Holm)']})" if c["p"] else ""
             p = f"[bold green]{p}[/]" if row.significant else p
             cells = [f"{c['factor']}={c['level']}", f"{c['finished']}/{c['runs']}", c["not finished"]]
             cells += [f"{c['mean']}{sep}{c['95% CI']}".strip(), diff, c["effect size"], p]
