@@ -935,6 +935,10 @@ def related_studies(store: Store, name: str) -> list[Related]:
 
 def is_complete(frame: pd.DataFrame, study: Study) -> bool:
     """Whether a run of the study has nothing left to do: decisive at a look, or every pair finished."""
+    if study.kind == "search":
+        finished = frame[frame["outcome"].isin(FINISHED_OUTCOMES)] if len(frame) else frame
+        per_config = finished.groupby("config_id")["seed"].nunique() if len(finished) else pd.Series([], dtype=int)
+        return int((per_config >= len(study.seed_list)).sum()) >= (study.trials or 0)
     result = verdict(frame, study)
     if result is not None and result.deciding is not None and result.deciding.status in DECISIVE:
         return True
