@@ -178,11 +178,16 @@ def _check_seed_plan(study: Study, optuna_study: optuna.Study) -> None:
     if not data:
         return
     stored = spec_module.parse_stored(data, source=f"stored study {study.name}")
-    if stored.verdict is None or stored.model_dump(mode="json")["seeds"] == study.model_dump(mode="json")["seeds"]:
+
+    def plan_of(s: Study) -> tuple:
+        return s.seed_list, s.looks, s.seeds.spending if isinstance(s.seeds, spec_module.SeedPlan) else None
+
+    if stored.verdict is None or plan_of(stored) == plan_of(study):
         return
     result = analysis.verdict(analysis.trials_frame(optuna_study), stored)
     look = result.deciding if result is not None else None
-    if look is not None:
+    # a look with fewer pairs than the rule's min_seeds could not decide anything: nothing was spent there
+    if look is not None and look.pairs >= stored.verdict.min_seeds:
         raise SeedPlanConflictError(
             f"study '{study.name}' already has a verdict ({look.status}) at {look.seeds} seeds; changing its seeds "
             "after a verdict was seen is optional stopping, which inflates false positives"

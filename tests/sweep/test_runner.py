@@ -329,3 +329,50 @@ def test_replicate_runs_fresh_seeds_and_shows_both_verdicts(ray_session, make_st
     built = build.build(_load(tmp_path / "runs", "tiny"), store=open_store(tmp_path / "runs"))
     assert [(r.name, r.role) for r in built.replications] == [("tiny-rep1", "replication 1")]
     assert "tiny-rep1" in render.html(built) and "| tiny-rep1 | replication 1 |" in render.markdown(built, "i")[0]
+
+
+def test_seeds_are_fixed_once_a_verdict_could_decide(make_study, tmp_path):
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    rule = {"metric": "eval/modes", "factor": "d_batchnorm", "baseline": "none", "treatment": "separate"}
+    path = make_study(
+        tmp_path / "s.yaml", name="fixed", seeds=3, verdict={**rule, "direction": "greater", "min_effect": 1}
+    )
+    study, store = spec.load(path), open_store(tmp_path / "runs")
+    stored = runner.open_study(study, store)
+
+    def add(config_id: str, level: str, seed: int) -> None:
+        stored.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE,
+                values=[float(seed)],
+                params={"d_batchnorm": level},
+                distributions={"d_batchnorm": CategoricalDistribution(["none", "separate"])},
+                user_attrs={
+                    "config_id": config_id,
+                    "seed": seed,
+                    "outcome": "completed",
+                    "metrics": {"eval/modes": seed},
+                },
+            )
+        )
+
+    for seed in range(2):
+        add("base", "none", seed)
+        add("d_batchnorm=separate", "separate", seed)
+    runner.open_study(study.with_overrides(seeds=[0, 1, 2]), store)  # the same seeds, written another way
+    runner.open_study(study.with_overrides(seeds=5), store)  # no look taken yet: more seeds are fine
+    runner.open_study(study, store)  # and back: still no look
+    add("base", "none", 2)
+    add("d_batchnorm=separate", "separate", 2)
+    with pytest.raises(SeedPlanConflictError, match=r"already has a verdict \(\w+\) at 3 seeds"):
+        runner.open_study(study.with_overrides(seeds=5), store)
+    runner.open_study(study, store)  # resuming with the same seeds is not a change
+    # a look with fewer pairs than min_seeds (a smoke test) could decide nothing: more seeds are fine
+    smoke = study.model_copy(update={"name": "smoke", "seeds": 2})
+    stored = runner.open_study(smoke, store)
+    for seed in range(2):
+        add("base", "none", seed)
+        add("d_batchnorm=separate", "separate", seed)
+    runner.open_study(smoke.model_copy(update={"seeds": 4}), store)
