@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from sweep.stats import (
     mean_ci,
     pairs_for,
     rate_difference,
+    rate_mde,
     spending,
 )
 from sweep.store import Store, StudyAttr, TrialAttr
@@ -467,11 +468,15 @@ class ArmCounts:
     ok: int  # with a finite value
     failed: dict[str, int]  # why -> runs counted as the worst outcome (diverged, non-finite, pruned)
     excluded: dict[str, int]  # why -> runs left out (crashed, pruned)
-    mean: float  # over the finite values
+    mean: float  # over the finite values (NaN for a claim about the divergence rate)
+    rates: bool = False  # a claim about the divergence rate: failures are the outcome, not the worst value
 
     def text(self) -> str:
         worst = counts(self.failed, ()) if any(self.failed.values()) else ""
         out = counts(self.excluded, ()) if any(self.excluded.values()) else ""
+        if self.rates:
+            parts = [f"{self.runs} runs", worst or "none failed"]
+            return ", ".join(parts + ([f"{out} (left out)"] if out else []))
         parts = [f"{self.runs} runs", f"mean {num(self.mean)} over {self.ok} with a value"]
         parts += [f"{worst} (counted as the worst outcome)"] if worst else []
         parts += [f"{out} (left out)"] if out else []
@@ -536,8 +541,10 @@ class VerdictResult:
         e = self.estimate
         if e is None:
             return f"n {self.n}"
-        mde = f", MDE {num(e.mde, 3)}" if e.method != "rates" else ""
-        return f"effect {signed(e.effect)}, {_ci_label(self.alpha)} {interval(e.low, e.high)}{mde}, n {self.n}"
+        return (
+            f"effect {signed(e.effect)}, {_ci_label(self.alpha)} {interval(e.low, e.high)}, MDE {num(e.mde, 3)}, "
+            f"n {self.n}"
+        )
 
     def lines(self) -> list[str]:
         """The numbers, one fact a line (for the terminal, notes and reports)."""
@@ -560,8 +567,7 @@ class VerdictResult:
                     f"equivalence (two one-sided tests at alpha {num(self.alpha, 3)}): "
                     f"{_ci_label(2 * self.alpha)} {interval(e.eq_low, e.eq_high)} against +-{num(r.min_effect)}"
                 )
-            if e.method != "rates":
-                out.append(self._mde_line(e))
+            out.append(self._mde_line(e))
         if self.divergence is not None and r.metric != DIVERGED:
             out.append(self._divergence_line(self.divergence))
         if self.sequential:
@@ -592,6 +598,14 @@ class VerdictResult:
         )
 
     def _mde_line(self, e: Estimate) -> str:
+        if e.method == "rates":
+            base = self.baseline
+            rate = sum(base.failed.values()) / max(1, base.runs - sum(base.excluded.values())) if base else math.nan
+            return (
+                f"minimum detectable effect at n = {self.n} (80% power, alpha {num(self.alpha, 3)}, arcsine "
+                f"approximation): a rate {num(e.mde, 3)} away from the baseline's {num(rate, 3)} (Cohen's h "
+                f"{num(e.mde_std, 3)})"
+            )
         if math.isinf(e.mde_std):
             return (
                 f"minimum detectable effect: none at n = {self.n}: the signed-rank test cannot reach alpha "
@@ -660,7 +674,7 @@ def _statistic(e: Estimate) -> str:
     return ""
 
 
-def _arm_counts(units: pd.DataFrame, prefix: str, label: str) -> ArmCounts:
+def _arm_counts(units: pd.DataFrame, prefix: str, label: str, *, rates: bool) -> ArmCounts:
     kind, why = units[f"{prefix}_kind"], units[f"{prefix}_why"]
     finished = kind != MISSING_RUN
     values = units.loc[kind == "ok", f"{prefix}_value"]
@@ -670,7 +684,8 @@ def _arm_counts(units: pd.DataFrame, prefix: str, label: str) -> ArmCounts:
         ok=int((kind == "ok").sum()),
         failed={w: int(((kind == "failed") & (why == w)).sum()) for w in ("diverged", "non-finite", "pruned")},
         excluded={w: int(((kind == "excluded") & (why == w)).sum()) for w in ("crashed", "pruned")},
-        mean=float(values.mean()) if len(values) else math.nan,
+        mean=float(values.mean()) if len(values) and not rates else math.nan,
+        rates=rates,
     )
 
 
@@ -691,6 +706,8 @@ def _decide_look(units: pd.DataFrame, study: Study, rule: Verdict, alpha: float)
         x_t, x_b = int((units["t_kind"] == "failed").sum()), int((units["b_kind"] == "failed").sum())
         if n:
             est = rate_difference(x_t, n, x_b, n, alpha=alpha).item()
+            mde, _ = rate_mde(x_b / n, n, alpha, up=rule.direction == "greater")  # towards the claim
+            est = replace(est, mde=float(mde))
     elif n >= 2:
         better = better_direction(study, rule.metric)
         d = differences(units, better, origin=rule.target or 0.0)
@@ -756,8 +773,13 @@ def _result(study: Study, rule: Verdict, units: pd.DataFrame, looks: list[Look])
     deciding = taken[-1] if taken else None
     seeds = deciding.seeds if deciding else looks[0].seeds
     part = units[units["seed_index"] < seeds]
-    treat = _arm_counts(part, "t", f"{rule.factor}={format_value(rule.treatment)}")
-    base = _arm_counts(part, "b", f"{rule.factor}={format_value(rule.baseline)}") if "b_kind" in part else None
+    rates = rule.metric == DIVERGED
+    treat = _arm_counts(part, "t", f"{rule.factor}={format_value(rule.treatment)}", rates=rates)
+    base = (
+        _arm_counts(part, "b", f"{rule.factor}={format_value(rule.baseline)}", rates=rates)
+        if "b_kind" in part
+        else None
+    )
     usable = _usable(part)
     excluded = {w: 0 for w in ("crashed", "pruned")}
     for prefix in ("t", "b") if base else ("t",):

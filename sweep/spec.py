@@ -722,6 +722,8 @@ def study_json_schema() -> dict[str, Any]:
 
 
 __all__ = [
+    "DIVERGED",
+    "REPLICATION_SEED_OFFSET",
     "Budget",
     "CategoricalDistribution",
     "Distribution",
@@ -729,8 +731,6 @@ __all__ = [
     "FloatDistribution",
     "IntDistribution",
     "Objective",
-    "DIVERGED",
-    "REPLICATION_SEED_OFFSET",
     "Resources",
     "SeedPlan",
     "Study",

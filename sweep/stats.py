@@ -82,7 +82,7 @@ class Estimate:
     df: Any  # degrees of freedom of t (NaN otherwise)
     standardized: Any  # d_z = mean / sd of the differences (t), or the rank-biserial r in [-1, 1] (rank)
     mde: Any  # minimum detectable effect at this n (80% power, alpha), in the effect's units
-    mde_std: Any  # the same, standardized (d_z units)
+    mde_std: Any  # the same, standardized (d_z units; Cohen's h for rates)
     alpha: float
 
     @property
@@ -353,9 +353,22 @@ def fisher_two_sided(x_a: int, n_a: int, x_b: int, n_b: int) -> float:
     return float(stats.fisher_exact([[x_a, n_a - x_a], [x_b, n_b - x_b]]).pvalue)
 
 
+def rate_mde(p_base: Any, n: Any, alpha: float, *, up: bool = True, power: float = POWER) -> tuple[Any, Any]:
+    """(change, h): the smallest change of a rate from `p_base` (up or down) that two arms of n runs detect
+    with `power` at two-sided alpha, from Cohen's arcsine effect size h = 2 asin(sqrt(p1)) - 2 asin(sqrt(p0))
+    and its normal approximation, h = (z_{1 - alpha/2} + z_power) sqrt(2 / n); nan for n = 0."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * np.sqrt(2 / n)
+    angle = np.arcsin(np.sqrt(np.asarray(p_base, dtype=float)))
+    moved = np.clip(angle + h / 2 if up else angle - h / 2, 0, math.pi / 2)
+    return np.abs(np.sin(moved) ** 2 - np.sin(angle) ** 2), h
+
+
 def rate_difference(x_a: Any, n_a: Any, x_b: Any, n_b: Any, *, alpha: float = 0.05) -> Estimate:
     """Proportion a minus proportion b (say, divergence rates), with Newcombe's hybrid score interval
-    (Newcombe 1998, method 10, from Wilson's intervals) and Fisher's exact one-sided p-values."""
+    (Newcombe 1998, method 10, from Wilson's intervals) and Fisher's exact one-sided p-values. The
+    minimum detectable effect is an increase from b's rate (`rate_mde` for a decrease)."""
     x_a, n_a, x_b, n_b = (np.asarray(v, dtype=float) for v in (x_a, n_a, x_b, n_b))
     with np.errstate(invalid="ignore", divide="ignore"):
         p_a, p_b = x_a / n_a, x_b / n_b
@@ -370,6 +383,7 @@ def rate_difference(x_a: Any, n_a: Any, x_b: Any, n_b: Any, *, alpha: float = 0.
     greater, less = fisher_one_sided(x_a.astype(int), n_a.astype(int), x_b.astype(int), n_b.astype(int))
     shape = diff.shape
     nan = np.full(shape, NAN)
+    mde, h = rate_mde(p_b, np.minimum(n_a, n_b), alpha)
     return Estimate(
         method=np.full(shape, "rates"),
         n=np.minimum(n_a, n_b),
@@ -383,8 +397,8 @@ def rate_difference(x_a: Any, n_a: Any, x_b: Any, n_b: Any, *, alpha: float = 0.
         statistic=nan,
         df=nan,
         standardized=nan,
-        mde=nan,
-        mde_std=nan,
+        mde=mde,
+        mde_std=h,
         alpha=alpha,
     )
 
@@ -482,6 +496,7 @@ __all__ = [
     "pairs_for",
     "power_t",
     "rate_difference",
+    "rate_mde",
     "signed_rank",
     "signed_rank_cdf",
     "spending",

@@ -268,7 +268,9 @@ def test_a_claim_about_the_divergence_rate_compares_rates():
     assert result.status == SUPPORTED and result.estimate.method == "rates"
     assert result.estimate.effect == pytest.approx(-0.75)
     assert result.estimate.p_less == pytest.approx(stats.fisher_exact([[0, 8], [6, 2]], alternative="less").pvalue)
-    assert "divergence rate" in result.lines()[0] and "Newcombe" in "\n".join(result.lines())
+    text = "\n".join(result.lines())
+    assert "divergence rate" in result.lines()[0] and "Newcombe" in text and "arcsine approximation" in text
+    assert result.baseline.text() == "8 runs, 6 diverged" and "MDE" in result.summary()
 
 
 def planned(spending: str = "pocock") -> object:

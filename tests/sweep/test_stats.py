@@ -147,6 +147,15 @@ def test_rates_use_scipys_wilson_interval_and_fisher_test():
     assert e.low > 0 and st.decide(e, direction="greater", min_effect=0.1) == Status.INCONCLUSIVE
 
 
+def test_rate_mde_is_cohens_arcsine_effect_size():
+    change, h = st.rate_mde(0.1, 16, 0.05)
+    assert h == pytest.approx((1.959964 + 0.841621) * math.sqrt(2 / 16), rel=1e-5)  # 0.9905
+    assert change == pytest.approx(math.sin(math.asin(math.sqrt(0.1)) + h / 2) ** 2 - 0.1)
+    down, _ = st.rate_mde(0.1, 16, 0.05, up=False)
+    assert down == pytest.approx(0.1)  # a decrease from 0.1 can go no further than 0
+    assert st.rate_difference(2, 16, 1, 16).item().mde == pytest.approx(st.rate_mde(1 / 16, 16, 0.05)[0])
+
+
 def test_the_decision_reads_the_interval():
     def est(low: float, high: float, eq_low: float, eq_high: float) -> st.Estimate:
         return st.Estimate("t", 8, 0.0, low, high, eq_low, eq_high, 0.5, 0.5, 0, 7, 0, 0, 0, 0.05)
