@@ -609,7 +609,7 @@ class VerdictResult:
         if math.isinf(e.mde_std):
             return (
                 f"minimum detectable effect: none at n = {self.n}: the signed-rank test cannot reach alpha "
-                f"{num(self.alpha, 3)} with so few pairs (its smallest p is 2^-{self.n}); add seeds"
+                f"{num(self.alpha, 3)} with so few pairs (its smallest p is 2^-{self.n}); plan more seeds"
             )
         line = (
             f"minimum detectable effect at n = {self.n} (80% power, alpha {num(self.alpha, 3)}): "
@@ -876,7 +876,7 @@ def _message(study: Study, rule: Verdict, looks: list[Look], deciding: Look | No
     if e is not None and e.method != "rates" and math.isinf(e.mde_std):
         return Status.INCONCLUSIVE, (
             f"the signed-rank test cannot reach alpha {num(deciding.alpha, 3)} with {deciding.pairs} pairs "
-            f"(its smallest p is 2^-{deciding.pairs}): add seeds{later}"
+            f"(its smallest p is 2^-{deciding.pairs}): plan more seeds{later}"
         )
     reach = ""
     if rule.min_effect > 0 and rule.target is None:

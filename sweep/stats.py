@@ -109,8 +109,9 @@ def _where(mask: np.ndarray, a: Estimate, b: Estimate) -> Estimate:
 
 
 def _nan_estimate(shape: tuple[int, ...], n: int, alpha: float, method: str) -> Estimate:
-    nan = np.full(shape, NAN)
-    return Estimate(np.full(shape, method), np.full(shape, n), *([nan] * 12), alpha=alpha)
+    """Too few units to estimate anything: every number NaN."""
+    numbers = {f.name: np.full(shape, NAN) for f in fields(Estimate) if f.name not in ("method", "n", "alpha")}
+    return Estimate(method=np.full(shape, method), n=np.full(shape, n), alpha=alpha, **numbers)
 
 
 # --- power ----------------------------------------------------------------------------------------

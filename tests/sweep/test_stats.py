@@ -158,7 +158,10 @@ def test_rate_mde_is_cohens_arcsine_effect_size():
 
 def test_the_decision_reads_the_interval():
     def est(low: float, high: float, eq_low: float, eq_high: float) -> st.Estimate:
-        return st.Estimate("t", 8, 0.0, low, high, eq_low, eq_high, 0.5, 0.5, 0, 7, 0, 0, 0, 0.05)
+        zero = dict.fromkeys(
+            ("effect", "p_greater", "p_less", "statistic", "df", "standardized", "mde", "mde_std"), 0.0
+        )
+        return st.Estimate(method="t", n=8, low=low, high=high, eq_low=eq_low, eq_high=eq_high, alpha=0.05, **zero)
 
     def decide(e: st.Estimate, direction: str = "greater", **kw) -> str:
         return str(st.decide(e, direction=direction, min_effect=0.5, **kw))
