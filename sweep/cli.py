@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sweep import console
-from sweep.errors import AddressInUseError, DefinitionConflictError, StudyError, SweepError
+from sweep.errors import AddressInUseError, DefinitionConflictError, SeedPlanConflictError, StudyError, SweepError
 from sweep.report.render import Format as ReportFormat
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ StudyArg = Annotated[str, typer.Argument(help="Study name (see `sweep list`).", 
 
 # what to type next, for the library's errors that a flag resolves
 HINTS: dict[type[Exception], str] = {
+    SeedPlanConflictError: "confirm the verdict on fresh seeds with --replicate, or plan looks (seeds: {start, max}) "
+    "under --new-name NAME",
     DefinitionConflictError: "run it under another name with --new-name NAME",
     AddressInUseError: "pick another port with --port",
 }
@@ -131,6 +133,14 @@ def run(
     storage_path: Annotated[
         str | None, typer.Option(help="Ray's storage_path; must be shared storage on a multi-node cluster.")
     ] = None,
+    replicate: Annotated[
+        bool,
+        typer.Option(
+            "--replicate",
+            help="Run the study again on fresh seeds (each offset by 10000 per replication) as NAME-rep1, "
+            "NAME-rep2, ...; resumes the latest one while it is unfinished.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded trial table and stop.")] = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
@@ -148,6 +158,12 @@ def run(
         )
     if new_name:
         study = study.model_copy(update={"name": new_name})
+    original, index = None, None
+    if replicate:
+        from sweep import runner  # lazy: Ray and Optuna load only when a study runs
+
+        original = study.name
+        study, index = runner.next_replication(study, _store(root, storage))
     if dry_run:
         console.print_plan(study, None if study.kind == "search" else spec.expand(study))
         return
@@ -161,6 +177,8 @@ def run(
         progress=console.ProgressView(study),
         source=str(study_file),
         storage_path=storage_path,
+        replication_of=original,
+        replicate=index,
     )
     console.print_run_summary(study, summary, _location_flags(root, storage))
     if summary.unfinished:

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sweep.vocab import MISSING, STATUS_COLOURS, Status, num
+from sweep.vocab import MISSING, STATUS_COLOURS, Status, num, p_value
 
 if TYPE_CHECKING:
     import optuna
@@ -67,7 +67,9 @@ def print_plan(study: Study, trials: list[TrialSpec] | None) -> None:
         for name, dist in study.space.items():
             out.print(f"  {name}: {dist.model_dump(exclude_none=True)}")
         return
-    table = Table(title=f"{study.name}: {study.kind}, {len(trials)} trials of {study.budget.steps} steps")
+    looks = f", run in looks at {', '.join(map(str, study.looks))} seeds" if study.sequential else ""
+    title = f"{study.name}: {study.kind}, {'up to ' if looks else ''}{len(trials)} trials of {study.budget.steps} steps"
+    table = Table(title=title + looks)
     for col in ("index", "config", "seed", *study.factors):
         table.add_column(col)
     for t in trials:
@@ -91,27 +93,31 @@ class ProgressView:
             transient=False,
         )
         self.task: Any = None
+        self.live = False
         self.started = time.perf_counter()
 
     def __call__(self, tracker: Tracker) -> None:
         finished = tracker.done + tracker.failed + tracker.pruned
         if self.task is None:
-            self.progress.start()
             self.task = self.progress.add_task("trials", total=tracker.total, info="", eta="?")
+        if not self.live and finished < tracker.total:  # the first call, or the next look's seeds
+            self.progress.start()
+            self.live = True
         best = f" best {self.metric} {num(tracker.best)}" if self.metric and tracker.best is not None else ""
         info = f"done {tracker.done} running {tracker.running} failed {tracker.failed} pruned {tracker.pruned}{best}"
         elapsed = time.perf_counter() - self.started
         eta = "?" if finished == 0 else f"{elapsed / finished * (tracker.total - finished):.0f}s"
-        self.progress.update(self.task, completed=finished, info=info, eta=eta)
-        if finished >= tracker.total:
+        self.progress.update(self.task, total=tracker.total, completed=finished, info=info, eta=eta)
+        if self.live and finished >= tracker.total:
             self.progress.stop()
+            self.live = False
 
 
 def print_run_summary(study: Study, summary: RunSummary, location_flags: str) -> None:
     """What a run did, and the commands that look further (with the user's --root/--storage)."""
     if summary.planned == 0:
         out.print(
-            f"[green]Study '{study.name}' is complete[/]: all {summary.skipped} (configuration, seed) "
+            f"[green]Study '{study.name}' is complete[/]: its {summary.skipped} (configuration, seed) "
             "pairs are already stored; nothing to run."
         )
     else:
@@ -127,6 +133,8 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
             f"[yellow]stopped before the end[/]: {summary.unfinished} trials did not finish; run the same "
             "command again to resume (finished pairs are never run twice)"
         )
+    if summary.verdict is not None:
+        print_verdict(summary.verdict)
     out.print("Look further:")
     out.print(f"  sweep show {study.name}{location_flags}            trials, params, metrics")
     out.print(f"  sweep report {study.name}{location_flags}          effects, curves, images and the verdict (HTML)")
@@ -137,9 +145,8 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
 
 
 def print_valid(path: Path, study: Study) -> None:
-    out.print(
-        f"[green]ok[/] {path}: {study.kind}, {study.trial_count} trials of {study.budget.steps} steps", highlight=False
-    )
+    trials = f"up to {study.trial_count}" if study.sequential else str(study.trial_count)
+    out.print(f"[green]ok[/] {path}: {study.kind}, {trials} trials of {study.budget.steps} steps", highlight=False)
 
 
 def print_invalid(message: str) -> None:
@@ -192,18 +199,17 @@ def _caveats(metrics: Iterable[str]) -> list[str]:
 def print_effects(optuna_study: optuna.Study) -> None:
     """The effect table per objective (and the verdict, when the study has a rule)."""
     from sweep import analysis  # lazy: scipy and pandas load only for the commands that analyse
-    from sweep.report.tables import effect_tables, method_text  # lazy: pandas loads only to print effects
+    from sweep.report.tables import DIVERGED_P, effect_tables, method_text  # lazy: pandas loads only to print effects
 
     study = analysis.study_spec(optuna_study)
     frame = analysis.trials_frame(optuna_study)
-    test = study.verdict.test if study.verdict else "welch"
+    test = study.verdict.test if study.verdict else "t"
     effects = analysis.effects(frame, study, test=test)
     if effects.empty:
         out.print(f"No effect table for {study.name}: no trials yet, or no categorical factor to compare.")
-        return
-    wide = out.width >= 110  # a narrow terminal gets each interval on its own line
+    wide = out.width >= 140  # a narrower terminal gets each interval, and the Holm p, on a line of its own
     sep = " " if wide else "\n"
-    for t in effect_tables(effects, study, test):
+    for t in effect_tables(effects, study):
         caption = f"[dim]{t.caveat}[/]" if t.caveat else None
         table = Table(title=f"{study.name}: {t.metric} ({t.direction})", title_justify="left", caption=caption)
         h = t.headers
@@ -212,37 +218,60 @@ def print_effects(optuna_study: optuna.Study) -> None:
         table.add_column("not finished", style="yellow")
         table.add_column("mean [95% CI]", justify="right", no_wrap=wide)
         table.add_column(f"{h[7]} [95% CI]", justify="right", no_wrap=wide)
-        table.add_column(h[9], justify="right")
-        table.add_column("p", justify="right")
+        table.add_column("effect size", justify="right")
+        table.add_column("p (Holm)", justify="right")
+        if DIVERGED_P in h:
+            table.add_column(DIVERGED_P, justify="right")
         for row in t.rows:
-            c = row.cells
-            style = "dim" if row.reference else ("bold green" if row.significant else None)
-            diff = c[7] if row.reference else f"{c[7]}{sep}{c[8]}".strip()
-            table.add_row(
-                f"{c[0]}={c[1]}", f"{c[3]}/{c[2]}", c[4], f"{c[5]}{sep}{c[6]}".strip(), diff, c[9], c[10], style=style
-            )
+            c = dict(zip(h, row.cells, strict=True))
+            style = "dim" if row.reference else None
+            diff = c[h[7]] if row.reference else f"{c[h[7]]}{sep}{c['95% CI of diff']}".strip()
+            p = f"{c['p']}{sep}({c['p (Holm)']})" if c["p"] else ""
+            p = f"[bold green]{p}[/]" if row.significant else p
+            cells = [f"{c['factor']}={c['level']}", f"{c['finished']}/{c['runs']}", c["not finished"]]
+            cells += [f"{c['mean']}{sep}{c['95% CI']}".strip(), diff, c["effect size"], p]
+            table.add_row(*cells, *([c[DIVERGED_P]] if DIVERGED_P in h else []), style=style)
         out.print(table)
-    out.print(f"[dim]{method_text(study, test)}[/]")
+    if not effects.empty:
+        out.print(f"[dim]{method_text(study, test)}[/]")
     result = analysis.verdict(frame, study)
     if result is not None:
-        out.print(f"\nVerdict: {status_text(result.status)}: {result.message}", highlight=False)
-        for line in result.lines():
-            out.print(f"  {line}", highlight=False)
+        print_verdict(result)
+
+
+def print_verdict(result: Any) -> None:
+    """A verdict, its reason and its numbers (an analysis.VerdictResult)."""
+    out.print(f"\nVerdict: {status_text(result.status)}: {result.message}", highlight=False)
+    for line in result.lines():
+        out.print(f"  {line}", highlight=False)
 
 
 def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: str) -> None:
-    """Every study file's claim, its default cost, and its verdict where it has been run."""
+    """Every study file's claim, its default cost, its verdict where it has been run (with the effect, its
+    interval, the MDE, n and the p-value Holm-adjusted over the claims), and its replications' verdicts."""
     table = Table(title=f"Claims of the studies in {studies_dir}", show_lines=True)
-    for col in ("study", "claim", "default cost", "verdict", "deciding numbers"):
+    for col in ("study", "claim", "default cost", "verdict", "effect, interval, MDE, n; p (Holm over claims)"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        numbers = row["numbers"]
+        verdict = status_text(row["verdict"])
+        numbers = row["summary"]
         if row["verdict"] == "not run":
             numbers = f"sweep run {row['file']}{location_flags}"
         elif row["verdict"] == "no rule":
             numbers = f"see sweep report {row['study']}{location_flags}"
-        table.add_row(row["study"], row["claim"], row["cost"], status_text(row["verdict"]), numbers)
+        elif row["verdict"] == "INVALID":
+            numbers = row["message"]
+        else:
+            numbers += f"; p {p_value(row['p'])} ({p_value(row['p_holm'])})\n{row['message']}"
+        for name, status, summary in row["replications"]:
+            verdict += f"\n{name}: {status_text(status)}"
+            numbers += f"\n{name}: {summary}" if summary else ""
+        table.add_row(row["study"], row["claim"], row["cost"], verdict, numbers)
     out.print(table)
+    out.print(
+        "[dim]p: two-sided, scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims "
+        "listed. A verdict reads off the effect's interval (studies/README.md: 'Reading a verdict').[/]"
+    )
 
 
 # --- report, export, dashboard -------------------------------------------------------------------
@@ -334,6 +363,7 @@ __all__ = [
     "print_studies",
     "print_trials",
     "print_valid",
+    "print_verdict",
     "print_verdict_line",
     "print_wrote",
     "status_text",

@@ -18,5 +18,9 @@ class DefinitionConflictError(StudyError):
     """The study's name is stored with a definition that gives its trials another meaning."""
 
 
+class SeedPlanConflictError(DefinitionConflictError):
+    """New seeds for a study whose verdict was already seen at fewer (optional stopping)."""
+
+
 class AddressInUseError(SweepError):
     """A server could not listen on the address it was given."""

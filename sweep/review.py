@@ -124,7 +124,10 @@ def study_note(study: Study, optuna_study: optuna.Study) -> str:
         if study.kind == "search"
         else f"factors {', '.join(f'`{k}`' for k in study.factors)}"
     )
-    lines.append(f"**Kind:** {study.kind}, {shape}; {len(study.seed_list)} seeds, {study.budget.steps} steps each")
+    seeds = f"{len(study.seed_list)} seeds"
+    if study.sequential:
+        seeds = f"up to {seeds} (looks at {', '.join(map(str, study.looks))})"
+    lines.append(f"**Kind:** {study.kind}, {shape}; {seeds}, {study.budget.steps} steps each")
     tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
     lines.append("**Trials:** " + (counts(tally) if tally else "none yet"))
     lines += ["", "| objective | best configuration | worst configuration |", "|---|---|---|"]

@@ -8,6 +8,10 @@ to the Optuna trial (artifacts, user attributes, a note) before telling Optuna h
 Resuming is by the storage: a (configuration, seed) pair that already finished is never run again;
 a trial that was RUNNING when a previous driver died is marked FAIL (outcome "interrupted") and its
 pair is run again.
+
+Seeds planned in looks (`seeds: {start, max}`) run one look at a time: every pair of a look's seeds,
+then the verdict at that look (recomputed from the storage, so a resumed run decides the same), and
+the next look's seeds only while it is INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -31,13 +35,13 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
-from sweep import review
+from sweep import analysis, review
 from sweep import spec as spec_module
-from sweep.errors import DefinitionConflictError
+from sweep.errors import DefinitionConflictError, SeedPlanConflictError
 from sweep.spec import Study, TrialSpec
 from sweep.store import Store, StudyAttr, TrialAttr, close_stale_trials, end_trial
 from sweep.trainable import FINAL, trainable
-from sweep.vocab import FINISHED, Outcome
+from sweep.vocab import DECISIVE, FINISHED, Outcome
 
 # --- planning: which trials still have to run -------------------------------------------------
 
@@ -84,15 +88,17 @@ def _pair_key(trial: FrozenTrial) -> tuple[str, int] | None:
     return trial.user_attrs[TrialAttr.CONFIG_ID], int(trial.user_attrs[TrialAttr.SEED])
 
 
-def plan(study: Study, optuna_study: optuna.Study) -> Plan:
-    """Mark trials of a dead driver as interrupted and list the (configuration, seed) pairs to run."""
+def plan(study: Study, optuna_study: optuna.Study, *, seeds: int | None = None) -> Plan:
+    """Mark trials of a dead driver as interrupted and list the (configuration, seed) pairs to run: all of
+    them, or those of the first `seeds` seeds (a look)."""
     interrupted = close_stale_trials(optuna_study, "the driver stopped while this trial ran; its pair is run again")
     trials = optuna_study.get_trials(deepcopy=False)
     done = {
         key for t in trials if t.user_attrs.get(TrialAttr.OUTCOME) in FINISHED and (key := _pair_key(t)) is not None
     }
     if study.kind != "search":
-        pending = [s for s in spec_module.expand(study) if (s.config_id, s.seed) not in done]
+        wanted = set(study.seed_list[:seeds] if seeds is not None else study.seed_list)
+        pending = [s for s in spec_module.expand(study) if (s.config_id, s.seed) not in done and s.seed in wanted]
         return Plan(pending, len(done), interrupted)
     # search: finish the seeds of configurations already sampled, then sample the rest
     configs: dict[str, dict[str, Any]] = {}
@@ -126,8 +132,11 @@ def _sampler(study: Study) -> optuna.samplers.BaseSampler:
     }[study.sampler]()
 
 
-def open_study(study: Study, store: Store, *, source: str = "") -> optuna.Study:
-    """Create the Optuna study, or load it to resume; refuse one stored from a conflicting file."""
+def open_study(
+    study: Study, store: Store, *, source: str = "", replication_of: str | None = None, replicate: int | None = None
+) -> optuna.Study:
+    """Create the Optuna study, or load it to resume; refuse one stored from a conflicting file, or one whose
+    seeds would change after its verdict was seen. A replication records what it replicates."""
     directions = [o.direction for o in study.objectives]
     optuna_study = optuna.create_study(
         study_name=study.name,
@@ -151,10 +160,38 @@ def open_study(study: Study, store: Store, *, source: str = "") -> optuna.Study:
         )
     if [d.name.lower() for d in optuna_study.directions] != directions:
         raise DefinitionConflictError(f"study '{study.name}' is stored with other objective directions")
+    _check_seed_plan(study, optuna_study)
+    if replication_of is not None:
+        optuna_study.set_user_attr(StudyAttr.REPLICATION_OF, replication_of)
+        optuna_study.set_user_attr(StudyAttr.REPLICATE, replicate)
     # the latest definition (claim, verdict, seeds) is what reports read
     optuna_study.set_user_attr(StudyAttr.SPEC, study.model_dump(mode="json"))
     optuna_study.set_user_attr(StudyAttr.SOURCE, source)
     return optuna_study
+
+
+def _check_seed_plan(study: Study, optuna_study: optuna.Study) -> None:
+    """Refuse new seeds for a study whose verdict already took a look: more seeds after a verdict was seen
+    is optional stopping, which inflates false positives. Planned looks (`seeds: {start, max}`) or a
+    replication on fresh seeds are the ways to add them."""
+    data = optuna_study.user_attrs.get(StudyAttr.SPEC)
+    if not data:
+        return
+    stored = spec_module.parse_stored(data, source=f"stored study {study.name}")
+
+    def plan_of(s: Study) -> tuple:
+        return s.seed_list, s.looks, s.seeds.spending if isinstance(s.seeds, spec_module.SeedPlan) else None
+
+    if stored.verdict is None or plan_of(stored) == plan_of(study):
+        return
+    result = analysis.verdict(analysis.trials_frame(optuna_study), stored)
+    look = result.deciding if result is not None else None
+    # a look with fewer pairs than the rule's min_seeds could not decide anything: nothing was spent there
+    if look is not None and look.pairs >= stored.verdict.min_seeds:
+        raise SeedPlanConflictError(
+            f"study '{study.name}' already has a verdict ({look.status}) at {look.seeds} seeds; changing its seeds "
+            "after a verdict was seen is optional stopping, which inflates false positives"
+        )
 
 
 # --- the Ray Tune searcher that is Optuna's front end -------------------------------------------
@@ -375,6 +412,7 @@ class RunSummary:
     trial_seconds: float
     first_step_s: float | None
     best: float | None
+    verdict: analysis.VerdictResult | None = None  # the claim's verdict after the run (with its looks)
 
 
 class ProgressCallback(Callback):
@@ -457,20 +495,19 @@ def _scheduler(study: Study) -> Any:
     )
 
 
-def run(
+def _run_trials(
     study: Study,
-    *,
+    optuna_study: optuna.Study,
     store: Store,
-    address: str | None = None,
-    progress: Callable[[Tracker], None] | None = None,
-    source: str = "",
-    storage_path: str | None = None,
-) -> RunSummary:
-    """Run every pending trial of `study` on Ray Tune, recorded in `store`; resumes what is stored."""
-    started = time.perf_counter()
-    optuna_study = open_study(study, store, source=source)
-    the_plan = plan(study, optuna_study)
-    tracker = Tracker(total=0)
+    the_plan: Plan,
+    tracker: Tracker,
+    *,
+    address: str | None,
+    progress: Callable[[Tracker], None] | None,
+    storage_path: str | None,
+) -> None:
+    """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
+    when Tune stops (Ctrl-C) are marked interrupted."""
     front = OptunaFront(
         study,
         optuna_study,
@@ -479,10 +516,8 @@ def run(
         search_remaining=the_plan.search_remaining,
         tracker=tracker,
     )
-    tracker.total = front.total
-    if tracker.total == 0:
-        return RunSummary(study.name, 0, 0, 0, 0, the_plan.finished, the_plan.interrupted, 0, 0.0, 0.0, None, None)
-
+    count = front.total
+    tracker.total += count
     _quiet_ray()
     ensure_ray(address)
     # Tune lets a custom searcher keep one trial pending at a time, so trial actors would start one
@@ -496,7 +531,7 @@ def run(
         tune_config=tune.TuneConfig(
             search_alg=_FrontSearcher(front),
             scheduler=_scheduler(study),
-            num_samples=tracker.total,
+            num_samples=count,
             max_concurrent_trials=study.resources.max_concurrent,
             reuse_actors=True,
             trial_name_creator=_trial_name,
@@ -516,23 +551,95 @@ def run(
     front.close_unfinished()
     if progress:
         progress(tracker)
-    review.attach_study_review(study, optuna_study)  # the study's note in optuna-dashboard: outcomes, best, verdict
+
+
+def run(
+    study: Study,
+    *,
+    store: Store,
+    address: str | None = None,
+    progress: Callable[[Tracker], None] | None = None,
+    source: str = "",
+    storage_path: str | None = None,
+    replication_of: str | None = None,
+    replicate: int | None = None,
+) -> RunSummary:
+    """Run every pending trial of `study` on Ray Tune, recorded in `store`; resumes what is stored.
+
+    With planned looks, the pairs of one look run at a time, and the next look's seeds only while the
+    verdict at the looks taken so far is INCONCLUSIVE.
+    """
+    started = time.perf_counter()
+    optuna_study = open_study(study, store, source=source, replication_of=replication_of, replicate=replicate)
+    looks: list[int | None] = list(study.looks) if study.sequential else [None]
+    tracker = Tracker(total=0)
+    first = plan(study, optuna_study, seeds=looks[0])
+    skipped, interrupted = first.finished, first.interrupted
+    result = None
+    for seeds in looks:
+        the_plan = first if seeds == looks[0] else plan(study, optuna_study, seeds=seeds)
+        if the_plan.pending or the_plan.search_remaining:
+            _run_trials(
+                study,
+                optuna_study,
+                store,
+                the_plan,
+                tracker,
+                address=address,
+                progress=progress,
+                storage_path=storage_path,
+            )
+        if tracker.done + tracker.failed + tracker.pruned < tracker.total:
+            break  # stopped before the end of this look: no look is taken on a part of its pairs
+        if study.sequential:
+            result = analysis.verdict(analysis.trials_frame(optuna_study), study)
+            if result is not None and result.deciding is not None and result.deciding.status in DECISIVE:
+                break
+    if result is None and study.verdict is not None:
+        result = analysis.verdict(analysis.trials_frame(optuna_study), study)
+    if tracker.total:
+        review.attach_study_review(study, optuna_study)  # the study's note in optuna-dashboard: outcomes, best, verdict
     wall = time.perf_counter() - started
-    first = tracker.first_step_at - started if tracker.first_step_at else None
+    first_step = tracker.first_step_at - started if tracker.first_step_at else None
     return RunSummary(
         study.name,
         tracker.total,
         tracker.done,
         tracker.pruned,
         tracker.failed,
-        the_plan.finished,
-        the_plan.interrupted,
+        skipped,
+        interrupted,
         tracker.total - tracker.done - tracker.failed - tracker.pruned,  # open when stopped, or never started
         wall,
         tracker.trial_seconds,
-        first,
+        first_step,
         tracker.best,
+        result,
     )
 
 
-__all__ = ["Plan", "RunSummary", "Tracker", "ensure_ray", "open_study", "plan", "run"]
+def next_replication(study: Study, store: Store) -> tuple[Study, int]:
+    """The replication of `study` to run: the latest one while it is unfinished (to resume it), else a new one
+    (NAME-rep1, NAME-rep2, ...), each on seeds no earlier run used. Refused when the original is stored
+    from another definition: then it would not be a replication."""
+    names = set(store.study_names())
+    if study.name in names:
+        stored = store.load_study(study.name).user_attrs.get(StudyAttr.FINGERPRINT)
+        if stored is not None and stored != study.fingerprint():
+            raise DefinitionConflictError(
+                f"study '{study.name}' is stored from a different definition (base, factors, space, budget or "
+                "objectives changed); a replication must repeat the same experiment"
+            )
+    index = 1
+    while study.replication(index).name in names:
+        index += 1
+    latest = index - 1
+    if latest:
+        replica = study.replication(latest)
+        stored_replica = store.load_study(replica.name)
+        if not analysis.is_complete(analysis.trials_frame(stored_replica), replica):
+            return replica, latest
+    return study.replication(index), index
+
+
+__all__ = ["Plan", "RunSummary", "Tracker", "ensure_ray", "next_replication", "open_study", "plan", "run"]

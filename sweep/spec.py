@@ -152,17 +152,73 @@ class CategoricalDistribution(_Model):
 Distribution = Annotated[FloatDistribution | IntDistribution | CategoricalDistribution, Field(discriminator="type")]
 
 
+DIVERGED = "diverged"  # a verdict's metric that is the divergence rate itself, not a reported metric
+REPLICATION_SEED_OFFSET = 10_000  # replication k runs seed s as s + k * this: disjoint from the original's seeds
+
+
+def _check_verdict_metric(name: str) -> str:
+    if name != DIVERGED and name not in METRICS:
+        raise ValueError(_unknown("metric", name, (*METRIC_NAMES, DIVERGED)))
+    return name
+
+
 class Verdict(_Model):
-    metric: Metric = Field(description="Metric the claim is about.")
+    metric: Annotated[str, AfterValidator(_check_verdict_metric)] = Field(
+        description=f"Metric the claim is about, or '{DIVERGED}': the claim is about the divergence rate itself."
+    )
     factor: str = Field(description="The factor whose two levels are compared.")
     baseline: Any = Field(None, description="The reference level of the factor (or give `target`).")
-    target: float | None = Field(None, description="Compare the treatment's mean with this number instead.")
+    target: float | None = Field(
+        None, description="Compare the treatment's mean with this number instead (non-inferiority, margin min_effect)."
+    )
     treatment: Any = Field(description="The level expected to differ from the baseline.")
     direction: Literal["greater", "less"] = Field(description="Treatment expected greater | less than baseline.")
+    min_effect: float = Field(
+        ge=0,
+        description="Smallest effect of interest, in the metric's units (a rate for 'diverged'): NO EFFECT when "
+        "the interval lies inside +-min_effect; with a target, the non-inferiority margin. 0: never NO EFFECT.",
+    )
     where: dict[str, Any] = Field({}, description="Only trials with these factor levels (grid), e.g. {lr_g: 0.01}.")
-    test: Literal["welch", "mannwhitney"] = Field("welch", description="Welch's t-test or Mann-Whitney U.")
-    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
-    min_seeds: int = Field(3, ge=2, description="Seeds per level needed before a verdict is given.")
+    test: Literal["t", "rank"] = Field(
+        "t",
+        description="t: paired t-test, switching to the signed-rank test when a run failed or every difference is "
+        "equal; rank: always the signed-rank test with the Hodges-Lehmann estimate.",
+    )
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="Error rate: SUPPORTED or CONTRADICTED by chance at most this often."
+    )
+    min_seeds: int = Field(3, ge=2, description="Complete pairs (seeds) needed before a verdict is given.")
+    pruned: Literal["worst", "exclude"] | None = Field(
+        None,
+        description="How runs stopped early count: worst (the worst outcome of their arm) or exclude (their pairs "
+        "are left out). Required with early_stopping.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _margin_declared(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min_effect" not in data:
+            raise _At(
+                ("min_effect",),
+                "is required: the smallest effect that matters, in the metric's units (see 'Choosing min_effect' "
+                "in studies/README.md)",
+            )
+        return data
+
+
+class SeedPlan(_Model):
+    start: int = Field(ge=1, description="Seeds at the first look.")
+    max: int = Field(ge=1, description="Seeds at the last look; looks double from start up to max.")
+    first: int = Field(0, ge=0, description="The first seed: the plan runs seeds first, first + 1, ...")
+    spending: Literal["obrien-fleming", "pocock"] = Field(
+        "obrien-fleming", description="Alpha-spending function that shares the verdict's alpha among the looks."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeedPlan:
+        if self.max < self.start:
+            raise _At(("max",), f"must be >= start ({self.start}), but got {self.max}")
+        return self
 
 
 class Study(_Model):
@@ -178,7 +234,11 @@ class Study(_Model):
     sampler: Literal["tpe", "gp", "cmaes", "random", "nsga2"] = Field("tpe", description="Optuna sampler.")
     sampler_seed: int = Field(0, description="Seed of the sampler.")
     trials: int | None = Field(None, ge=1, description="search: number of sampled configurations.")
-    seeds: int | list[int] = Field(3, description="Seeds per configuration: a count n (0..n-1) or a list.")
+    seeds: int | list[int] | SeedPlan = Field(
+        3,
+        description="Seeds per configuration: a count n (0..n-1), a list, or planned looks {start, max}: seeds are "
+        "added in looks (start, 2 start, ... max) until the verdict is decisive.",
+    )
     objectives: list[Objective] = Field(
         min_length=1,
         description="Metrics to optimize: 'eval/modes', {'eval/modes': 'maximize'} or full form.",
@@ -201,13 +261,24 @@ class Study(_Model):
         def is_int(x: Any) -> bool:
             return isinstance(x, int) and not isinstance(x, bool)
 
-        if is_int(seeds) and seeds >= 1:
+        if is_int(seeds) and seeds >= 1 or isinstance(seeds, SeedPlan):
             return seeds
+        if isinstance(seeds, dict):  # validated here, so that a problem is named at its own key
+            try:
+                return SeedPlan.model_validate(seeds)
+            except ValidationError as e:
+                inner = e.errors()[0]
+                cause = (inner.get("ctx") or {}).get("error")
+                raise _At(
+                    tuple(inner["loc"]) + (cause.path if isinstance(cause, _At) else ()), _message(inner)
+                ) from None
         if isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds):
             if len(set(seeds)) < len(seeds):
                 raise ValueError(f"must not repeat a seed, but got {seeds}")
             return seeds
-        raise ValueError(f"must be a count >= 1 or a non-empty list of integers >= 0, but got {seeds!r}")
+        raise ValueError(
+            f"must be a count >= 1, a non-empty list of integers >= 0 or {{start, max}}, but got {seeds!r}"
+        )
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -253,8 +324,16 @@ class Study(_Model):
             raise _At(("sampler",), f"{self.sampler!r} optimizes a single objective; use 'nsga2' or 'tpe'")
         if self.early_stopping:
             self._check_early_stopping(self.early_stopping)
-        if self.verdict and self.kind != "search":
+        if self.verdict and self.kind == "search":
+            raise _At(
+                ("verdict",), "is for ablation and grid studies: a sampler's choices are not a controlled comparison"
+            )
+        if self.verdict:
             self._check_verdict(self.verdict)
+        if isinstance(self.seeds, SeedPlan) and self.verdict is None:
+            raise _At(
+                ("seeds",), "planned looks {start, max} need a verdict rule: it decides when to stop adding seeds"
+            )
         return self
 
     def _check_verdict(self, verdict: Verdict) -> None:
@@ -270,6 +349,14 @@ class Study(_Model):
         for key, got in compared:
             if got not in levels[verdict.factor]:
                 raise _At(("verdict", key), f"must be a level of {verdict.factor} ({valid}), but got {got!r}")
+        if verdict.metric == DIVERGED and verdict.target is not None:
+            raise _At(("verdict", "target"), f"a claim about '{DIVERGED}' compares two levels; give `baseline`")
+        if self.early_stopping and verdict.pruned is None:
+            raise _At(
+                ("verdict", "pruned"),
+                "is required with early_stopping: stopped runs have no final value, so say how they count "
+                "(worst: the worst outcome of their arm; exclude: their pairs are left out)",
+            )
         for name, got in verdict.where.items():
             if name not in levels or name == verdict.factor:
                 others = [k for k in levels if k != verdict.factor]
@@ -315,7 +402,7 @@ class Study(_Model):
         uses = [(("objectives", i, "metric"), o.metric) for i, o in enumerate(self.objectives)]
         if self.early_stopping and self.early_stopping.metric:
             uses.append((("early_stopping", "metric"), self.early_stopping.metric))
-        if self.verdict:
+        if self.verdict and self.verdict.metric != DIVERGED:
             uses.append((("verdict", "metric"), self.verdict.metric))
         for path, metric in uses:
             if measured.get(metric):
@@ -331,8 +418,41 @@ class Study(_Model):
 
     @property
     def seed_list(self) -> list[int]:
-        """The seeds every configuration runs with."""
+        """The seeds every configuration runs with (with planned looks: every seed up to the last look)."""
+        if isinstance(self.seeds, SeedPlan):
+            return list(range(self.seeds.first, self.seeds.first + self.seeds.max))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def sequential(self) -> bool:
+        """Whether seeds are added in planned looks until the verdict is decisive."""
+        return isinstance(self.seeds, SeedPlan)
+
+    @property
+    def looks(self) -> list[int]:
+        """Seeds per configuration at each look: one look at every seed, or the planned looks (doubling
+        from start; max is always the last)."""
+        if not isinstance(self.seeds, SeedPlan):
+            return [len(self.seed_list)]
+        planned = [self.seeds.start]
+        while planned[-1] * 2 < self.seeds.max:
+            planned.append(planned[-1] * 2)
+        return planned if planned[-1] == self.seeds.max else [*planned, self.seeds.max]
+
+    def replication(self, index: int) -> Study:
+        """Replication `index` (1, 2, ...): the same study named NAME-rep<index>, each seed s run as
+        s + index * REPLICATION_SEED_OFFSET, so that no seed of the original is used again."""
+        if max(self.seed_list) >= REPLICATION_SEED_OFFSET:
+            raise StudyError(
+                f"study {self.name}: replications offset seeds by {REPLICATION_SEED_OFFSET}, so seeds must be below "
+                f"it, but the largest is {max(self.seed_list)}"
+            )
+        offset = index * REPLICATION_SEED_OFFSET
+        if isinstance(self.seeds, SeedPlan):
+            seeds: Any = self.seeds.model_copy(update={"first": self.seeds.first + offset})
+        else:
+            seeds = [s + offset for s in self.seed_list]
+        return self.model_copy(update={"name": f"{self.name}-rep{index}", "seeds": seeds})
 
     def train_config(self, params: dict[str, Any], seed: int) -> TrainConfig:
         """base + budget + params + seed, as a validated TrainConfig."""
@@ -526,6 +646,18 @@ def parse(data: dict[str, Any], *, source: str = "<study>") -> Study:
     return _validate(data, source)
 
 
+def parse_stored(data: dict[str, Any], *, source: str = "<stored study>") -> Study:
+    """Validate a study definition as a storage keeps it, upgrading rules written before verdicts had a
+    smallest effect of interest (min_effect 0: never NO EFFECT) and paired tests (welch -> t,
+    mannwhitney -> rank)."""
+    data = copy.deepcopy(data)
+    rule = data.get("verdict")
+    if isinstance(rule, dict):
+        rule.setdefault("min_effect", 0.0)
+        rule["test"] = {"welch": "t", "mannwhitney": "rank"}.get(rule.get("test"), rule.get("test", "t"))
+    return _validate(data, source)
+
+
 def load(path: str | Path) -> Study:
     """Read and validate a study YAML file; every error is one line `file:line: key.path: problem`."""
     try:
@@ -590,6 +722,8 @@ def study_json_schema() -> dict[str, Any]:
 
 
 __all__ = [
+    "DIVERGED",
+    "REPLICATION_SEED_OFFSET",
     "Budget",
     "CategoricalDistribution",
     "Distribution",
@@ -598,6 +732,7 @@ __all__ = [
     "IntDistribution",
     "Objective",
     "Resources",
+    "SeedPlan",
     "Study",
     "TrialSpec",
     "Verdict",
@@ -606,5 +741,6 @@ __all__ = [
     "format_value",
     "load",
     "parse",
+    "parse_stored",
     "study_json_schema",
 ]

@@ -1,23 +1,40 @@
-"""Pure statistics on arrays of per-seed values: intervals and two-sample and one-sample tests.
+"""Pure statistics on arrays of per-seed values: paired effects with their intervals, the four-way decision,
+divergence rates, Holm's adjustment and the alpha spent at each planned look.
 
-numpy and scipy only: no pandas, no storage, no Optuna. scipy computes every test and interval;
-this module adds the guards scipy lacks (too few values, zero variance, non-finite values) and one
-result type, `Comparison`, that carries the difference, its interval and the p-values.
+numpy and scipy only: no pandas, no storage, no Optuna. Every estimator takes an array whose last axis is
+the paired units (seeds, or (seed, block) pairs) and works on any leading axes at once, so that the
+simulation tests run thousands of studies in one call through the very code the verdicts use.
+
+- `paired_t`: mean of the paired differences, Student's interval and test (scipy's `ttest_1samp`).
+- `signed_rank`: the Hodges-Lehmann estimate (median of the Walsh averages) with its exact interval,
+  and Wilcoxon's signed-rank test read off the same Walsh averages, so the p-value and the interval
+  never disagree. Differences may be infinite: a failed run is the worst outcome of its arm.
+- `estimate`: the t path, or the rank path when a difference is infinite or all are equal.
+- `rate_difference`: a difference of two proportions (divergence rates) with Newcombe's hybrid score
+  interval and Fisher's exact one-sided p-values.
+- `decide`: SUPPORTED, CONTRADICTED, NO EFFECT (two one-sided tests) or INCONCLUSIVE from an estimate.
+- `spending`: the share of alpha each planned look may spend (Lan & DeMets 1983).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
+
+from sweep.vocab import Status
 
 NAN = math.nan
-TESTS = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U test"}  # two levels compared
-ONE_SAMPLE_TESTS = {"welch": "one-sample t-test", "mannwhitney": "Wilcoxon signed-rank test"}  # vs a target
+POWER = 0.8  # the power at which the minimum detectable effect is quoted
+RANK_EFFICIENCY = 3 / math.pi  # the signed-rank test's efficiency relative to the t-test at the normal
+EXACT_RANK_MAX_N = 400  # above this, the signed-rank null distribution is its normal approximation
+SPENDING = ("obrien-fleming", "pocock")
 
 
 def finite(values: Iterable[Any]) -> np.ndarray:
@@ -43,134 +60,447 @@ def mean_ci(values: Iterable[Any], confidence: float = 0.95) -> tuple[float, flo
     return mean, float(low), float(high)
 
 
+# --- one result type for every estimator ---------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class Comparison:
-    """Values a (treatment) against b (baseline), or against a number. diff = mean(a) - mean(b)."""
+class Estimate:
+    """An effect with its intervals and tests. Each field is an array over the leading axes of the input
+    (a float for one study: see `item`). Intervals are two-sided: (1 - alpha) for the direction of the
+    effect, (1 - 2 alpha) for the equivalence test (two one-sided tests at alpha each)."""
 
-    test: str  # "welch" | "mannwhitney"; against a number: "student" | "wilcoxon"
-    n_a: int
-    n_b: int  # 0 against a number
-    diff: float
-    low: float  # confidence interval of diff (Welch's, or Student's against a number, for either test)
-    high: float
-    statistic: float  # t, Mann-Whitney's U of a, or Wilcoxon's W
-    df: float  # degrees of freedom of a t statistic (NaN for rank tests)
-    p_two_sided: float
-    p_greater: float  # one-sided, H1: a > b
-    p_less: float  # one-sided, H1: a < b
-
-    def p(self, alternative: str = "two-sided") -> float:
-        """The p-value for 'two-sided', 'greater' (a > b) or 'less' (a < b)."""
-        return {"two-sided": self.p_two_sided, "greater": self.p_greater, "less": self.p_less}[alternative]
+    method: Any  # "t" (paired or one-sample t), "rank" (signed-rank / Hodges-Lehmann), "rates" (proportions)
+    n: Any  # paired units
+    effect: Any  # mean difference, Hodges-Lehmann estimate, or difference of proportions
+    low: Any  # (1 - alpha) interval of the effect
+    high: Any
+    eq_low: Any  # (1 - 2 alpha) interval: inside +-min_effect means equivalent (TOST)
+    eq_high: Any
+    p_greater: Any  # one-sided p-value, H1: effect > 0
+    p_less: Any  # one-sided p-value, H1: effect < 0
+    statistic: Any  # t, or W+ (Walsh averages above 0), or NaN
+    df: Any  # degrees of freedom of t (NaN otherwise)
+    standardized: Any  # d_z = mean / sd of the differences (t), or the rank-biserial r in [-1, 1] (rank)
+    mde: Any  # minimum detectable effect at this n (80% power, alpha), in the effect's units
+    mde_std: Any  # the same, standardized (d_z units; Cohen's h for rates)
+    alpha: float
 
     @property
-    def test_name(self) -> str:
-        names = {"student": ONE_SAMPLE_TESTS["welch"], "wilcoxon": ONE_SAMPLE_TESTS["mannwhitney"]}
-        return {**TESTS, **names}[self.test]
+    def p_two_sided(self) -> Any:
+        return np.minimum(1.0, 2 * np.minimum(self.p_greater, self.p_less))
+
+    def item(self) -> Estimate:
+        """The estimate of one study, with plain floats (and str/int) for its fields."""
+        values = {}
+        for f in fields(self):
+            value = np.asarray(getattr(self, f.name))
+            values[f.name] = value.item() if value.ndim == 0 else value.reshape(-1)[0].item()
+        return Estimate(**values)
 
 
-def _untestable(test: str, n_a: int, n_b: int, diff: float) -> Comparison:
-    return Comparison(test, n_a, n_b, diff, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
-
-
-def _exact(test: str, n_a: int, n_b: int, diff: float) -> Comparison:
-    """No spread at all: the difference is known exactly, and is either zero or not."""
-    if diff == 0:
-        return Comparison(test, n_a, n_b, 0.0, 0.0, 0.0, 0.0, NAN, 1.0, 1.0, 1.0)
-    greater = 0.0 if diff > 0 else 1.0
-    return Comparison(test, n_a, n_b, diff, diff, diff, math.copysign(math.inf, diff), NAN, 0.0, greater, 1 - greater)
-
-
-def _t_test(test: str, n_a: int, n_b: int, result: Any, diff: float, confidence: float, shift: float = 0.0):
-    """A Comparison from a scipy t-test result (two-sided); one-sided p-values from the same t and df."""
-    low, high = result.confidence_interval(confidence)
-    t, df = float(result.statistic), float(result.df)
-    return Comparison(
-        test,
-        n_a,
-        n_b,
-        diff,
-        float(low) - shift,
-        float(high) - shift,
-        t,
-        df,
-        p_two_sided=float(result.pvalue),
-        p_greater=float(stats.t.sf(t, df)),
-        p_less=float(stats.t.cdf(t, df)),
+def _where(mask: np.ndarray, a: Estimate, b: Estimate) -> Estimate:
+    """a where mask, else b, field by field."""
+    return Estimate(
+        **{
+            f.name: np.where(mask, getattr(a, f.name), getattr(b, f.name)) if f.name != "alpha" else a.alpha
+            for f in fields(Estimate)
+        }
     )
 
 
-def welch(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 0.95) -> Comparison:
-    """Welch's t-test of mean(a) - mean(b), with the difference's confidence interval.
+def _nan_estimate(shape: tuple[int, ...], n: int, alpha: float, method: str) -> Estimate:
+    """Too few units to estimate anything: every number NaN."""
+    numbers = {f.name: np.full(shape, NAN) for f in fields(Estimate) if f.name not in ("method", "n", "alpha")}
+    return Estimate(method=np.full(shape, method), n=np.full(shape, n), alpha=alpha, **numbers)
 
-    n < 2 in either sample gives NaN (no variance estimate). Zero variance in both: equal means give
-    t = 0 and p = 1 with a CI of width 0; different means give p = 0 (the difference is exact).
+
+# --- power ----------------------------------------------------------------------------------------
+
+
+def power_t(n: int, effect_std: float, alpha: float) -> float:
+    """Power of the paired t-test's directional decision (the (1 - alpha) interval beyond 0 on the side of
+    the effect) with n pairs and a true standardized effect d_z: the noncentral t tail."""
+    if n < 2:
+        return NAN
+    df = n - 1
+    return float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, effect_std * math.sqrt(n)))
+
+
+@lru_cache(maxsize=4096)
+def mde_std(n: int, alpha: float, power: float = POWER) -> float:
+    """The smallest standardized paired effect d_z detected with `power` at n pairs (inf when n < 2)."""
+    if n < 2:
+        return math.inf
+    high = 1.0
+    while power_t(n, high, alpha) < power:  # tiny alphas (an early look) need large effects
+        high *= 2
+        if high > 1e6:
+            return math.inf
+    return float(optimize.brentq(lambda d: power_t(n, d, alpha) - power, 0.0, high, xtol=1e-10))
+
+
+def pairs_for(effect_std: float, alpha: float, power: float = POWER, limit: int = 100_000) -> int | None:
+    """The fewest pairs that detect a standardized effect with `power` (None above `limit`)."""
+    if not effect_std > 0:
+        return None
+    high = 2
+    while mde_std(high, alpha, power) > effect_std:
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if mde_std(mid, alpha, power) <= effect_std else (mid, high)
+    return high
+
+
+def _mde_table(n: int, alpha: float, rank: bool, shape: tuple[int, ...]) -> np.ndarray:
+    value = mde_std(n, alpha)
+    if rank:
+        reachable = _rank_k(n, alpha / 2) > 0
+        value = value / math.sqrt(RANK_EFFICIENCY) if reachable else math.inf
+    return np.full(shape, value)
+
+
+# --- the paired t path ----------------------------------------------------------------------------
+
+
+def paired_t(d: Any, *, alpha: float = 0.05) -> Estimate:
+    """Student's t on paired differences d (last axis): mean, (1 - alpha) and (1 - 2 alpha) intervals,
+    one-sided p-values, d_z = mean / sd, and the minimum detectable effect. NaN when n < 2 or sd = 0
+    (`estimate` sends those to the rank path)."""
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    shape = d.shape[:-1]
+    if n < 2:
+        return _nan_estimate(shape, n, alpha, "t")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = stats.ttest_1samp(d, 0.0, axis=-1)
+        low, high = result.confidence_interval(1 - alpha)
+        eq_low, eq_high = result.confidence_interval(1 - 2 * alpha)
+        mean, sd = d.mean(axis=-1), d.std(axis=-1, ddof=1)
+        t, df = np.asarray(result.statistic, dtype=float), np.full(shape, n - 1.0)
+        std_effect = mean / sd
+    mde = _mde_table(n, alpha, False, shape)
+    return Estimate(
+        method=np.full(shape, "t"),
+        n=np.full(shape, n),
+        effect=mean,
+        low=np.asarray(low),
+        high=np.asarray(high),
+        eq_low=np.asarray(eq_low),
+        eq_high=np.asarray(eq_high),
+        p_greater=stats.t.sf(t, df),
+        p_less=stats.t.cdf(t, df),
+        statistic=t,
+        df=df,
+        standardized=std_effect,
+        mde=mde * sd,
+        mde_std=mde,
+        alpha=alpha,
+    )
+
+
+# --- the signed-rank path -------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def signed_rank_cdf(n: int) -> np.ndarray:
+    """P(T <= t) for t = 0..n(n+1)/2, T the number of positive Walsh averages (Wilcoxon's W+) of n
+    differences symmetric about 0 with no ties: exact (a recursion over n) up to EXACT_RANK_MAX_N."""
+    m = n * (n + 1) // 2
+    if n > EXACT_RANK_MAX_N:
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        cdf = stats.norm.cdf((np.arange(m + 1) + 0.5 - m / 2) / sd)
+    else:
+        p = np.zeros(m + 1)
+        p[0] = 1.0
+        for i in range(1, n + 1):  # rank i is either positive (adds i to W+) or not, each with probability 1/2
+            p[i:] = 0.5 * (p[i:] + p[:-i].copy())
+            p[:i] *= 0.5
+        cdf = np.cumsum(p)
+    cdf = np.minimum(cdf, 1.0)
+    cdf.setflags(write=False)
+    return cdf
+
+
+def _rank_k(n: int, tail: float) -> int:
+    """How many of the smallest Walsh averages the one-sided `tail` may cut: the interval's lower bound is
+    the k-th smallest (1-based); 0 means no finite bound exists at this n."""
+    return int(np.searchsorted(signed_rank_cdf(n), tail * (1 + 1e-12), side="right"))
+
+
+def _half_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a + b) / 2 with inf + -inf = 0: a failure in each arm of opposite sign cancels, as any large
+    finite stand-in for 'worst' would."""
+    with np.errstate(invalid="ignore"):
+        s = (a + b) / 2
+    return np.where(np.isnan(s) & ~np.isnan(a) & ~np.isnan(b), 0.0, s)
+
+
+def walsh_averages(d: Any) -> np.ndarray:
+    """(d_i + d_j) / 2 for every i <= j along the last axis, sorted."""
+    d = np.asarray(d, dtype=float)
+    i, j = np.triu_indices(d.shape[-1])
+    return np.sort(_half_sum(d[..., i], d[..., j]), axis=-1)
+
+
+def signed_rank(d: Any, *, alpha: float = 0.05) -> Estimate:
+    """Hodges-Lehmann estimate of paired differences d (last axis; +-inf allowed: a failed run is the worst
+    outcome), its exact distribution-free interval, and Wilcoxon's signed-rank test, all from the Walsh
+    averages (Tukey's form of the test): W+ counts the averages above 0.
+
+    Ties and zero differences are counted against the alternative (a Walsh average of exactly 0 counts
+    as <= 0 for 'greater' and >= 0 for 'less'), which keeps the test valid, conservatively, with ties.
+    With too few pairs to reach alpha the interval is (-inf, inf).
     """
-    x, y = finite(a), finite(b)
-    diff = float(x.mean() - y.mean()) if len(x) and len(y) else NAN
-    if len(x) < 2 or len(y) < 2:
-        return _untestable("welch", len(x), len(y), diff)
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return _exact("welch", len(x), len(y), diff)
-    return _t_test("welch", len(x), len(y), stats.ttest_ind(x, y, equal_var=False), diff, confidence)
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    shape = d.shape[:-1]
+    if n < 1:
+        return _nan_estimate(shape, n, alpha, "rank")
+    walsh = walsh_averages(d)
+    m = walsh.shape[-1]
+    cdf = signed_rank_cdf(n)
+    below_or_zero = (walsh <= 0).sum(axis=-1)
+    above_or_zero = (walsh >= 0).sum(axis=-1)
+    above = (walsh > 0).sum(axis=-1)
+    below = (walsh < 0).sum(axis=-1)
 
+    def interval(tail: float) -> tuple[np.ndarray, np.ndarray]:
+        k = _rank_k(n, tail)
+        if k == 0:
+            return np.full(shape, -math.inf), np.full(shape, math.inf)
+        return walsh[..., k - 1], walsh[..., m - k]
 
-def mann_whitney(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 0.95) -> Comparison:
-    """Mann-Whitney U test of a against b (exact for small samples without ties); diff and CI as Welch's."""
-    x, y = finite(a), finite(b)
-    base = replace(welch(x, y, confidence=confidence), test="mannwhitney", df=NAN)
-    if len(x) < 1 or len(y) < 1:
-        return replace(base, statistic=NAN)
-    if np.ptp(np.concatenate([x, y])) == 0:  # every value the same: no evidence either way
-        return replace(base, statistic=len(x) * len(y) / 2, p_two_sided=1.0, p_greater=1.0, p_less=1.0)
-    p = {alt: float(stats.mannwhitneyu(x, y, alternative=alt).pvalue) for alt in ("two-sided", "greater", "less")}
-    u = float(stats.mannwhitneyu(x, y, alternative="two-sided").statistic)
-    return replace(base, statistic=u, p_two_sided=p["two-sided"], p_greater=p["greater"], p_less=p["less"])
-
-
-def compare(a: Iterable[Any], b: Iterable[Any], *, test: str = "welch", confidence: float = 0.95) -> Comparison:
-    """`welch` or `mann_whitney` by name."""
-    if test not in TESTS:
-        raise ValueError(f"unknown test {test!r}; expected one of: {', '.join(TESTS)}")
-    return (welch if test == "welch" else mann_whitney)(a, b, confidence=confidence)
-
-
-def one_sample(values: Iterable[Any], target: float, *, test: str = "welch", confidence: float = 0.95) -> Comparison:
-    """values against a fixed number: Student's one-sample t-test ("welch") or Wilcoxon's signed-rank test
-    ("mannwhitney", its rank counterpart). diff = mean - target, with the Student interval."""
-    x = finite(values)
-    kind = "student" if test == "welch" else "wilcoxon"
-    diff = float(x.mean()) - target if len(x) else NAN
-    if len(x) < 2:
-        return _untestable(kind, len(x), 0, diff)
-    if kind == "student":
-        if np.ptp(x) == 0:  # every run gave the same value: the difference is exact
-            return _exact(kind, len(x), 0, diff)
-        return _t_test(kind, len(x), 0, stats.ttest_1samp(x, target), diff, confidence, shift=target)
-    student = one_sample(x, target, test="welch", confidence=confidence)
-    if np.all(x == target):
-        return replace(student, test=kind, statistic=NAN, df=NAN, p_two_sided=1.0, p_greater=1.0, p_less=1.0)
-    p = {alt: float(stats.wilcoxon(x - target, alternative=alt).pvalue) for alt in ("two-sided", "greater", "less")}
-    w = float(stats.wilcoxon(x - target).statistic)
-    return replace(
-        student, test=kind, statistic=w, df=NAN, p_two_sided=p["two-sided"], p_greater=p["greater"], p_less=p["less"]
+    low, high = interval(alpha / 2)
+    eq_low, eq_high = interval(alpha)
+    median = _half_sum(walsh[..., (m - 1) // 2], walsh[..., m // 2])
+    finite_d = np.where(np.isfinite(d), d, np.nan)
+    with warnings.catch_warnings():  # rows with fewer than 2 finite differences have no spread: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd = np.nanstd(finite_d, axis=-1, ddof=1)
+    mde = _mde_table(n, alpha, True, shape)
+    with np.errstate(invalid="ignore"):
+        mde_units = np.where(sd > 0, mde * sd, NAN)
+    return Estimate(
+        method=np.full(shape, "rank"),
+        n=np.full(shape, n),
+        effect=median,
+        low=low,
+        high=high,
+        eq_low=eq_low,
+        eq_high=eq_high,
+        p_greater=cdf[below_or_zero],
+        p_less=cdf[above_or_zero],
+        statistic=above.astype(float),
+        df=np.full(shape, NAN),
+        standardized=(above - below) / m,
+        mde=mde_units,
+        mde_std=mde,
+        alpha=alpha,
     )
 
 
-def min_attainable_p(n_a: int, n_b: int) -> float:
-    """The smallest one-sided p-value an exact Mann-Whitney test can give with these sample sizes."""
-    return 1.0 / math.comb(n_a + n_b, n_a) if n_a and n_b else 1.0
+def estimate(d: Any, *, alpha: float = 0.05, test: str = "t") -> Estimate:
+    """Paired differences d (last axis) estimated by the t path, or by the rank path (`signed_rank`) where a
+    difference is not finite (a failed run), where every difference is the same up to rounding (no spread
+    for t), or always with test="rank"."""
+    if test not in ("t", "rank"):
+        raise ValueError(f"unknown test {test!r}; expected 't' or 'rank'")
+    d = np.asarray(d, dtype=float)
+    ranks = signed_rank(d, alpha=alpha)
+    if test == "rank" or d.shape[-1] < 2:
+        return ranks if d.shape[-1] >= 1 else paired_t(d, alpha=alpha)
+    finite_d = np.where(np.isfinite(d), d, 0.0)
+    # equal differences, up to floating-point rounding: t has no variance to work with
+    no_spread = np.ptp(finite_d, axis=-1) <= 1e-9 * np.abs(finite_d).max(axis=-1)
+    use_rank = ~np.isfinite(d).all(axis=-1) | no_spread
+    if not use_rank.any():
+        return paired_t(d, alpha=alpha)
+    # rows on the rank path get placeholder values with spread, so the t path computes without warnings
+    placeholder = np.where(use_rank[..., None], np.arange(d.shape[-1], dtype=float), d)
+    return _where(use_rank, ranks, paired_t(placeholder, alpha=alpha))
+
+
+# --- divergence rates -----------------------------------------------------------------------------
+
+
+def wilson(x: Any, n: Any, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson's score interval of a proportion x / n (vectorised; scipy's binomtest gives it one at a time)."""
+    x, n = np.asarray(x, dtype=float), np.asarray(n, dtype=float)
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = (x + z * z / 2) / (n + z * z)
+        half = z / (n + z * z) * np.sqrt(x * (n - x) / n + z * z / 4)
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+def fisher_one_sided(x_a: Any, n_a: Any, x_b: Any, n_b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher's exact test of the 2x2 table [[x_a, n_a - x_a], [x_b, n_b - x_b]]: (p for rate a > rate b,
+    p for rate a < rate b), as hypergeometric tails (vectorised; equal to scipy's fisher_exact one-sided)."""
+    x_a, n_a, x_b, n_b = (np.asarray(v) for v in (x_a, n_a, x_b, n_b))
+    total, failures = n_a + n_b, x_a + x_b
+    greater = stats.hypergeom.sf(x_a - 1, total, failures, n_a)
+    less = stats.hypergeom.cdf(x_a, total, failures, n_a)
+    return np.minimum(greater, 1.0), np.minimum(less, 1.0)
+
+
+def fisher_two_sided(x_a: int, n_a: int, x_b: int, n_b: int) -> float:
+    """Fisher's exact two-sided p-value (scipy), NaN for an empty arm."""
+    if n_a == 0 or n_b == 0:
+        return NAN
+    return float(stats.fisher_exact([[x_a, n_a - x_a], [x_b, n_b - x_b]]).pvalue)
+
+
+def rate_mde(p_base: Any, n: Any, alpha: float, *, up: bool = True, power: float = POWER) -> tuple[Any, Any]:
+    """(change, h): the smallest change of a rate from `p_base` (up or down) that two arms of n runs detect
+    with `power` at two-sided alpha, from Cohen's arcsine effect size h = 2 asin(sqrt(p1)) - 2 asin(sqrt(p0))
+    and its normal approximation, h = (z_{1 - alpha/2} + z_power) sqrt(2 / n); nan for n = 0."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * np.sqrt(2 / n)
+    angle = np.arcsin(np.sqrt(np.asarray(p_base, dtype=float)))
+    moved = np.clip(angle + h / 2 if up else angle - h / 2, 0, math.pi / 2)
+    return np.abs(np.sin(moved) ** 2 - np.sin(angle) ** 2), h
+
+
+def rate_difference(x_a: Any, n_a: Any, x_b: Any, n_b: Any, *, alpha: float = 0.05) -> Estimate:
+    """Proportion a minus proportion b (say, divergence rates), with Newcombe's hybrid score interval
+    (Newcombe 1998, method 10, from Wilson's intervals) and Fisher's exact one-sided p-values. The
+    minimum detectable effect is an increase from b's rate (`rate_mde` for a decrease)."""
+    x_a, n_a, x_b, n_b = (np.asarray(v, dtype=float) for v in (x_a, n_a, x_b, n_b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_a, p_b = x_a / n_a, x_b / n_b
+    diff = p_a - p_b
+
+    def newcombe(confidence: float) -> tuple[np.ndarray, np.ndarray]:
+        (l_a, u_a), (l_b, u_b) = wilson(x_a, n_a, confidence), wilson(x_b, n_b, confidence)
+        return diff - np.sqrt((p_a - l_a) ** 2 + (u_b - p_b) ** 2), diff + np.sqrt((u_a - p_a) ** 2 + (p_b - l_b) ** 2)
+
+    low, high = newcombe(1 - alpha)
+    eq_low, eq_high = newcombe(1 - 2 * alpha)
+    greater, less = fisher_one_sided(x_a.astype(int), n_a.astype(int), x_b.astype(int), n_b.astype(int))
+    shape = diff.shape
+    nan = np.full(shape, NAN)
+    mde, h = rate_mde(p_b, np.minimum(n_a, n_b), alpha)
+    return Estimate(
+        method=np.full(shape, "rates"),
+        n=np.minimum(n_a, n_b),
+        effect=diff,
+        low=low,
+        high=high,
+        eq_low=eq_low,
+        eq_high=eq_high,
+        p_greater=greater,
+        p_less=less,
+        statistic=nan,
+        df=nan,
+        standardized=nan,
+        mde=mde,
+        mde_std=h,
+        alpha=alpha,
+    )
+
+
+# --- the decision ---------------------------------------------------------------------------------
+
+
+def decide(
+    est: Estimate,
+    *,
+    direction: str,
+    min_effect: float,
+    origin: float = 0.0,
+    equivalence: bool = True,
+) -> np.ndarray:
+    """The four-way verdict (an array of Status) from an estimate of treatment minus baseline.
+
+    SUPPORTED: the (1 - alpha) interval lies beyond `origin` in the claimed `direction` ("greater" or
+    "less"); CONTRADICTED: beyond it the other way; NO EFFECT (with `equivalence`): the (1 - 2 alpha)
+    interval lies inside +-min_effect, i.e. both one-sided tests of the TOST reject at alpha;
+    INCONCLUSIVE otherwise. SUPPORTED and CONTRADICTED together happen at most alpha of the time when
+    the effect is `origin` (alpha / 2 each). A `rates` estimate also needs Fisher's one-sided p <= alpha / 2
+    for a direction, so its interval and its exact test never disagree.
+    """
+    if direction not in ("greater", "less"):
+        raise ValueError(f"direction must be 'greater' or 'less', but got {direction!r}")
+    low, high = np.asarray(est.low, dtype=float), np.asarray(est.high, dtype=float)
+    above, below = low > origin, high < origin
+    if np.any(np.asarray(est.method) == "rates"):
+        above &= np.asarray(est.p_greater) <= est.alpha / 2
+        below &= np.asarray(est.p_less) <= est.alpha / 2
+    supported, contradicted = (above, below) if direction == "greater" else (below, above)
+    equivalent = np.zeros_like(supported)
+    if equivalence and min_effect > 0:
+        equivalent = (np.asarray(est.eq_low) > -min_effect) & (np.asarray(est.eq_high) < min_effect)
+    return np.select(
+        [supported, contradicted, equivalent],
+        [Status.SUPPORTED.value, Status.CONTRADICTED.value, Status.NO_EFFECT.value],
+        Status.INCONCLUSIVE.value,
+    )
+
+
+def holm(p: Any) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not part of the family)."""
+    p = np.asarray(p, dtype=float)
+    adjusted = np.full(p.shape, NAN)
+    present = np.flatnonzero(~np.isnan(p))
+    if present.size == 0:
+        return adjusted
+    order = present[np.argsort(p[present], kind="stable")]
+    m = order.size
+    steps = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adjusted[order] = np.minimum(steps, 1.0)
+    return adjusted
+
+
+# --- planned looks --------------------------------------------------------------------------------
+
+
+def spending(alpha: float, fractions: Iterable[float], kind: str = "obrien-fleming") -> np.ndarray:
+    """The alpha each look may spend: increments of a Lan-DeMets spending function alpha(t) at the looks'
+    information fractions t (seeds at the look / seeds at the last look), summing to alpha.
+
+    "obrien-fleming": alpha(t) = 2 - 2 Phi(z_{1 - alpha/2} / sqrt(t)), little early, most at the end;
+    "pocock": alpha(t) = alpha ln(1 + (e - 1) t), more evenly (Lan & DeMets 1983, Biometrika 70:659).
+    Testing each look at its own increment bounds the error over all looks by their sum (Bonferroni),
+    whatever the dependence between looks: valid for t and rank tests alike, and conservative.
+    """
+    t = np.asarray(list(fractions), dtype=float)
+    if t.size == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or not math.isclose(t[-1], 1.0):
+        raise ValueError(f"fractions must increase from above 0 to 1, but got {t.tolist()}")
+    if kind == "obrien-fleming":
+        cumulative = 2 - 2 * stats.norm.cdf(stats.norm.ppf(1 - alpha / 2) / np.sqrt(t))
+    elif kind == "pocock":
+        cumulative = alpha * np.log(1 + (math.e - 1) * t)
+    else:
+        raise ValueError(f"unknown spending function {kind!r}; expected one of: {', '.join(SPENDING)}")
+    cumulative[-1] = alpha
+    return np.diff(cumulative, prepend=0.0)
 
 
 __all__ = [
-    "ONE_SAMPLE_TESTS",
-    "TESTS",
-    "Comparison",
-    "compare",
+    "POWER",
+    "SPENDING",
+    "Estimate",
+    "decide",
+    "estimate",
     "finite",
-    "mann_whitney",
+    "fisher_one_sided",
+    "fisher_two_sided",
+    "holm",
+    "mde_std",
     "mean_ci",
-    "min_attainable_p",
-    "one_sample",
-    "welch",
+    "paired_t",
+    "pairs_for",
+    "power_t",
+    "rate_difference",
+    "rate_mde",
+    "signed_rank",
+    "signed_rank_cdf",
+    "spending",
+    "walsh_averages",
+    "wilson",
 ]

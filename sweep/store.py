@@ -56,6 +56,8 @@ class StudyAttr:
     CREATED = "created"  # local time the study was first stored
     SPEC = "spec"  # the latest definition the study was run from (claim, verdict, seeds)
     SOURCE = "source"  # the study file it was read from
+    REPLICATION_OF = "replication_of"  # a replication: the name of the study it replicates on fresh seeds
+    REPLICATE = "replicate"  # a replication: its number (1, 2, ...), which offsets its seeds
 
 
 FINAL_IMAGES = "images"  # in a worker's final result, beside the trial attributes: figure name -> base64 PNG

@@ -29,20 +29,24 @@ NOT_FINISHED = (Outcome.PRUNED, Outcome.DIVERGED, Outcome.CRASHED)  # counted at
 
 
 class Status(str, Enum):
-    """A verdict on a study's claim."""
+    """A verdict on a study's claim, read off the effect's confidence interval."""
 
-    SUPPORTED = "SUPPORTED"
-    NOT_SUPPORTED = "NOT SUPPORTED"
-    INCONCLUSIVE = "INCONCLUSIVE"
+    SUPPORTED = "SUPPORTED"  # the interval lies beyond 0 in the claimed direction
+    CONTRADICTED = "CONTRADICTED"  # it lies beyond 0 in the other direction
+    NO_EFFECT = "NO EFFECT"  # it lies inside +-min_effect (equivalence: two one-sided tests)
+    INCONCLUSIVE = "INCONCLUSIVE"  # none of these: the study cannot tell yet
 
     def __str__(self) -> str:
         return self.value
 
 
+DECISIVE = (Status.SUPPORTED, Status.CONTRADICTED, Status.NO_EFFECT)  # verdicts that end a sequential study
+
 # one colour per verdict, for the terminal (rich accepts hex) and the report alike
 STATUS_COLOURS: dict[Status, str] = {
     Status.SUPPORTED: "#2e7d32",
-    Status.NOT_SUPPORTED: "#c62828",
+    Status.CONTRADICTED: "#c62828",
+    Status.NO_EFFECT: "#1f5fa8",
     Status.INCONCLUSIVE: "#b7791f",
 }
 
@@ -96,6 +100,7 @@ def counts(tally: dict[Any, int], order: tuple = tuple(Outcome)) -> str:
 
 
 __all__ = [
+    "DECISIVE",
     "FINISHED",
     "MISSING",
     "NOT_FINISHED",

@@ -18,7 +18,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial
 
 from sweep import analysis
-from sweep.analysis import VerdictResult
+from sweep.analysis import TABLE_ALPHA, VerdictResult
 from sweep.report.figures import Picture, curve_figures, effect_figure, slug
 from sweep.report.tables import EffectTable, effect_tables, method_text, summary_rows
 from sweep.spec import Study, format_value
@@ -49,6 +49,31 @@ class Importance:
     skipped: str = ""  # why it was not estimated
 
 
+@dataclass(frozen=True)
+class Replication:
+    """Another run of the same study on other seeds, its verdict shown beside this one's."""
+
+    name: str
+    role: str  # "original" | "replication 1" ...
+    status: str  # a verdict, or why there is none
+    colour: str  # the verdict's colour, "" for none
+    summary: str  # effect, interval, MDE, n
+
+
+def _replications(optuna_study: optuna.Study, store: Store | None) -> list[Replication]:
+    if store is None:
+        return []
+    rows = []
+    for r in analysis.related_studies(store, optuna_study.study_name):
+        status = r.verdict.status if r.verdict else "no rule"
+        rows.append(
+            Replication(
+                r.name, r.role, str(status), STATUS_COLOURS.get(status, ""), r.verdict.summary() if r.verdict else ""
+            )
+        )
+    return rows
+
+
 @dataclass
 class Report:
     """Everything a report shows, computed from the storage; rendered by `render.html` or `render.markdown`."""
@@ -62,7 +87,8 @@ class Report:
     effect_figure: Picture | None
     effect_tables: list[EffectTable]
     effects_note: str  # how the numbers were computed, or why there is no table
-    alpha: float  # p-values below it are marked
+    alpha: float  # Holm-adjusted p-values below it are marked
+    replications: list[Replication]  # the original and the other replications, beside this study's verdict
     importance: list[Importance]
     importance_note: str
     curves: list[Picture]
@@ -161,7 +187,7 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
     study = analysis.study_spec(optuna_study)
     frame = analysis.trials_frame(optuna_study)
     history = analysis.history_frame(optuna_study)
-    test = study.verdict.test if study.verdict else "welch"
+    test = study.verdict.test if study.verdict else "t"
     effects = analysis.effects(frame, study, test=test)
     tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
     verdict = analysis.verdict(frame, study) if len(frame) else None
@@ -190,9 +216,10 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
         verdict_colour=STATUS_COLOURS[verdict.status] if verdict else "",
         verdict_note="" if verdict else why,
         effect_figure=effect_figure(effects, study),
-        effect_tables=effect_tables(effects, study, test),
+        effect_tables=effect_tables(effects, study),
         effects_note=effects_note,
-        alpha=study.verdict.alpha if study.verdict else 0.05,
+        alpha=TABLE_ALPHA,
+        replications=_replications(optuna_study, store),
         importance=importance,
         importance_note=importance_note,
         curves=curve_figures(study, frame, history),
@@ -201,4 +228,4 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
     )
 
 
-__all__ = ["Importance", "Report", "Sample", "SampleGroup", "build"]
+__all__ = ["Importance", "Replication", "Report", "Sample", "SampleGroup", "build"]

@@ -6,23 +6,23 @@ number is formatted once. No plotting here: the terminal path never loads matplo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import optuna
 import pandas as pd
 
+from sweep.analysis import TABLE_ALPHA, look_alphas
 from sweep.core import caveats
-from sweep.spec import Study, format_value
+from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, format_value
 from sweep.store import StudyAttr
-from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, num, p_value, signed
+from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, is_missing, num, p_value, signed
 
 
 @dataclass(frozen=True)
 class EffectRow:
     cells: list[str]  # one per EffectTable.headers
     reference: bool  # the level every other level is compared with
-    significant: bool  # p below alpha
+    significant: bool  # Holm-adjusted p below the table's alpha (never the unadjusted p)
     not_finished: bool  # some runs at this level did not finish
 
 
@@ -34,6 +34,10 @@ class EffectTable:
     rows: list[EffectRow]
     caveat: str = ""  # what a reader of this metric must know (vocabulary of the metric table)
 
+    def column(self, row: EffectRow, header: str) -> str:
+        """A row's cell under `header`, "" when the table has no such column."""
+        return row.cells[self.headers.index(header)] if header in self.headers else ""
+
 
 def reference_word(study: Study) -> str:
     """What the effect table compares each level with: an ablation's base configuration, else a reference level.
@@ -41,9 +45,11 @@ def reference_word(study: Study) -> str:
     return "base" if study.kind == "ablation" else "reference"
 
 
-def headers(test: str, ref: str) -> list[str]:
-    stat = "t" if test == "welch" else "U"
-    return [
+DIVERGED_P = "diverged, p (Holm)"  # the column shown when a level of the study had diverged runs
+
+
+def headers(ref: str, *, divergence: bool = False) -> list[str]:
+    columns = [
         "factor",
         "level",
         "runs",
@@ -53,16 +59,28 @@ def headers(test: str, ref: str) -> list[str]:
         "95% CI",
         f"diff vs {ref}",
         "95% CI of diff",
-        stat,
+        "effect size",
         "p",
+        "p (Holm)",
     ]
+    return [*columns, DIVERGED_P] if divergence else columns
 
 
 def not_finished_text(row: pd.Series) -> str:
-    return ", ".join(f"{int(row[k])} {k}" for k in NOT_FINISHED if row[k])
+    parts = [f"{int(row[k])} {k}" for k in NOT_FINISHED if row[k]]
+    if row.get("non_finite"):
+        parts.append(f"{int(row['non_finite'])} non-finite")
+    return ", ".join(parts)
 
 
-def _cells(row: pd.Series, ref: str) -> list[str]:
+def effect_size_text(row: pd.Series) -> str:
+    """d_z on the t path, the rank-biserial r on the rank path (a failed run, or no spread)."""
+    if is_missing(row["std_effect"]):
+        return MISSING
+    return f"{'d_z' if row['method'] == 't' else 'r'} {num(row['std_effect'], 3)}"
+
+
+def _cells(row: pd.Series, ref: str, divergence: bool) -> list[str]:
     no_runs = row["n"] == 0
     cells = [
         str(row["factor"]),
@@ -73,56 +91,75 @@ def _cells(row: pd.Series, ref: str) -> list[str]:
         "no finished runs" if no_runs else num(row["mean"]),
         "" if no_runs else interval(row["ci_low"], row["ci_high"]),
     ]
+    diverged = ""
+    if divergence:
+        diverged = f"{num(row['diverged_rate'] * 100, 3)}% diverged" if not is_missing(row["diverged_rate"]) else ""
+        if not row["baseline"] and not is_missing(row["diverged_p"]):
+            diverged += f", p {p_value(row['diverged_p'])} ({p_value(row['diverged_p_holm'])})"
+    tail = [diverged] if divergence else []
     if row["baseline"]:
-        return [*cells, ref, "", "", ""]
-    if no_runs:
-        return [*cells, MISSING, "", "", ""]
+        return [*cells, ref, "", "", "", "", *tail]
+    if is_missing(row["diff"]):
+        return [*cells, MISSING, "", "", "", "", *tail]
     return [
         *cells,
         signed(row["diff"]),
         interval(row["diff_low"], row["diff_high"]),
-        num(row["statistic"], 3),
+        effect_size_text(row),
         p_value(row["p"]),
+        p_value(row["p_holm"]),
+        *tail,
     ]
 
 
-def effect_tables(effects: pd.DataFrame, study: Study, test: str) -> list[EffectTable]:
-    """One table per objective: every factor level's row, formatted."""
-    alpha = study.verdict.alpha if study.verdict else 0.05
+def effect_tables(effects: pd.DataFrame, study: Study) -> list[EffectTable]:
+    """One table per objective: every factor level's row, formatted; a divergence column when a level had
+    diverged runs."""
     ref = reference_word(study)
+    divergence = bool(len(effects)) and bool(pd.to_numeric(effects["diverged"], errors="coerce").fillna(0).any())
     tables = []
     for metric, part in effects.groupby("metric", sort=False):
         rows = [
             EffectRow(
-                cells=_cells(row, ref),
+                cells=_cells(row, ref, divergence),
                 reference=bool(row["baseline"]),
-                significant=not row["baseline"] and not math.isnan(row["p"]) and row["p"] < alpha,
+                significant=not row["baseline"] and not is_missing(row["p_holm"]) and row["p_holm"] < TABLE_ALPHA,
                 not_finished=bool(not_finished_text(row)),
             )
             for _, row in part.iterrows()
         ]
         caveat = " ".join(caveats([metric]))
-        tables.append(EffectTable(str(metric), str(part["direction"].iloc[0]), headers(test, ref), rows, caveat))
+        tables.append(
+            EffectTable(str(metric), str(part["direction"].iloc[0]), headers(ref, divergence=divergence), rows, caveat)
+        )
     return tables
 
 
-def method_text(study: Study, test: str) -> str:
+def method_text(study: Study, test: str = "t") -> str:
     """How the effect table's numbers were computed, in one paragraph."""
-    if study.kind == "ablation":
-        reference = "the base configuration (each factor's first level)"
-    elif study.kind == "grid":
-        reference = (
-            "each factor's first level; every trial at a level is pooled over the other factors' levels "
-            "(marginal means per level)"
+    ref = reference_word(study)
+    if study.kind == "search":
+        return (
+            "Means are over completed runs with a finite value, with a Student t 95% CI across seeds (- with fewer "
+            "than 2 runs). No differences or p-values: a sampler chose these configurations, so levels are not a "
+            "controlled comparison; read the importance below."
         )
-    else:
-        reference = "each categorical parameter's first choice, trials pooled over the other parameters"
-    name = "two-sided Welch's t-test" if test == "welch" else "two-sided Mann-Whitney U test (exact when n is small)"
+    pairing = "the same seed" if study.kind == "ablation" else "the same seed and the same levels of the other factors"
+    pruned = study.verdict.pruned if study.verdict and study.verdict.pruned else "exclude"
+    pruned_text = "count as the worst outcome" if pruned == "worst" else "are left out of the comparison"
+    first = "the base configuration" if study.kind == "ablation" else "each factor's first level"
+    path = (
+        "the signed-rank test" if test == "rank" else "a paired t-test (effect size d_z = mean / sd of the differences)"
+    )
     return (
-        f"Means are over finished runs only (completed); pruned, diverged and crashed runs are counted at their "
-        f"level but left out of the means. 95% CI: Student t interval of the mean across seeds (- with fewer "
-        f"than 2 runs). Difference: the level's mean minus the {reference_word(study)}'s, with its 95% Welch "
-        f"interval. p: {name}. Compared with {reference}."
+        f"Mean: over completed runs with a finite value, with a Student t 95% CI across seeds (- with fewer than 2 "
+        f"runs). Difference: each level against {first}, paired over runs with {pairing}, by {path}; a diverged "
+        f"run or a non-finite value counts as the worst outcome of its arm, and then (or when every difference is "
+        f"equal) the Wilcoxon signed-rank test decides, with the Hodges-Lehmann estimate and its exact interval "
+        f"(effect size r, the rank-biserial correlation). Crashed runs are left out; pruned runs {pruned_text}. "
+        "p: two-sided; p (Holm): adjusted over every comparison in these tables (Holm's step-down method), the "
+        "only p that is ever marked. Divergence rates (diverged among completed and diverged runs) are compared "
+        f"with the {ref} level by Fisher's exact test, Holm-adjusted over the levels."
     )
 
 
@@ -146,11 +183,20 @@ def summary_rows(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame) 
         ("kind", design),
         ("objectives", ", ".join(f"{o.metric} ({o.direction})" for o in study.objectives)),
         ("budget", f"{b.steps} steps per run, metrics every {b.report_every} steps"),
-        ("seeds", f"{len(study.seed_list)} per configuration: {', '.join(map(str, study.seed_list))}"),
+        ("seeds", _seeds_text(study)),
         ("trials", str(len(frame))),
         ("wall time", f"{duration(elapsed)} elapsed, {duration(float(wall))} of training summed over trials"),
         ("created", str(optuna_study.user_attrs.get(StudyAttr.CREATED, MISSING))),
     ]
+    replicate = optuna_study.user_attrs.get(StudyAttr.REPLICATE)
+    if replicate:
+        original = optuna_study.user_attrs.get(StudyAttr.REPLICATION_OF)
+        rows.append(
+            (
+                "replication",
+                f"number {replicate} of {original}: its seeds offset by {replicate * REPLICATION_SEED_OFFSET}",
+            )
+        )
     if optuna_study.user_attrs.get(StudyAttr.SOURCE):
         rows.append(("study file", str(optuna_study.user_attrs[StudyAttr.SOURCE])))
     if study.early_stopping:
@@ -159,4 +205,26 @@ def summary_rows(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame) 
     return rows
 
 
-__all__ = ["EffectRow", "EffectTable", "effect_tables", "headers", "method_text", "reference_word", "summary_rows"]
+def _seeds_text(study: Study) -> str:
+    seeds = study.seed_list
+    listed = f"{seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 3 else None
+    listed = listed or ", ".join(map(str, seeds))
+    plan = study.seeds
+    if not isinstance(plan, SeedPlan):
+        return f"{len(seeds)} per configuration: {listed}"
+    alpha = study.verdict.alpha if study.verdict else 0.05
+    looks = ", ".join(f"{n} (alpha {num(a, 2)})" for n, a in zip(study.looks, look_alphas(study, alpha), strict=True))
+    return f"planned looks at {looks} seeds per configuration, {plan.spending} spending; seeds {listed}"
+
+
+__all__ = [
+    "DIVERGED_P",
+    "EffectRow",
+    "EffectTable",
+    "effect_size_text",
+    "effect_tables",
+    "headers",
+    "method_text",
+    "reference_word",
+    "summary_rows",
+]

@@ -93,6 +93,7 @@ def review_study(ray_session, make_study, tmp_path_factory) -> StoredStudy:
             "baseline": 1.0,
             "treatment": 0.0,
             "direction": "less",
+            "min_effect": 0.05,
         },
     )
     summary = runner.run(spec.load(path), store=open_store(tmp / "runs"))

@@ -43,14 +43,15 @@ def test_html_report_opens_offline_with_every_image(review_study, browser, sweep
         "Verdict",
         "mi/cat_ratio",
         "95% CI",
-        "Welch",
+        "paired t-test",
+        "p (Holm)",
         "3 crashed",
         "mnist",
         "Training curves",
         "H(c)",
     ):
         assert text in html, text
-    assert re.search(r"\b(SUPPORTED|NOT SUPPORTED|INCONCLUSIVE)\b", html)
+    assert re.search(r"\b(SUPPORTED|CONTRADICTED|NO EFFECT|INCONCLUSIVE)\b", html)
 
     # copied away from the storage: a report must not depend on anything beside it
     moved = tmp_path / "elsewhere" / "report.html"

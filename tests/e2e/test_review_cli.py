@@ -19,7 +19,10 @@ def test_show_effects_prints_the_table_and_the_verdict(review_study, sweep):
         "dataset=mnist",
         "3 crashed",
         "baseline",
-        "Welch's t-test",
+        "paired t-test",
+        "p (Holm)",
+        "effect size",
+        "minimum detectable effect",
         "Verdict:",
     ):
         assert text in out, text

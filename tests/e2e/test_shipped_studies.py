@@ -91,5 +91,8 @@ def test_claims_lists_every_study_with_its_verdict(smoke_root):
     for path in STUDIES:
         assert spec.load(path).name in proc.stdout
     # one seed per level is below every rule's min_seeds: no verdict may claim more than that
-    assert "INCONCLUSIVE" in proc.stdout and "SUPPORTED" not in proc.stdout.replace("NOT SUPPORTED", "")
+    assert "INCONCLUSIVE" in proc.stdout
+    for decisive in ("SUPPORTED", "CONTRADICTED", "NO EFFECT"):
+        assert decisive not in proc.stdout, decisive
+    assert "too few complete pairs" in proc.stdout and "n 1" in proc.stdout
     assert "INVALID" not in proc.stdout and "not run" not in proc.stdout

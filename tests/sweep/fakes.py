@@ -29,6 +29,7 @@ def make_study(kind: str = "ablation", **overrides) -> spec.Study:
             "baseline": 1.0,
             "treatment": 0.0,
             "direction": "less",
+            "min_effect": 0.05,
         },
     }
     data.update(overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -11,67 +12,111 @@ from scipy import stats
 
 from sweep import analysis
 from sweep.review import study_note
+from sweep.stats import holm
 from sweep.vocab import Status
 
 from fakes import GRID, ablation_frame, grid_trials, make_study, stored_study
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = Status.SUPPORTED, Status.NOT_SUPPORTED, Status.INCONCLUSIVE
+SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = (
+    Status.SUPPORTED,
+    Status.CONTRADICTED,
+    Status.NO_EFFECT,
+    Status.INCONCLUSIVE,
+)
+RULE = {
+    "metric": "mi/cat_ratio",
+    "factor": "lambda_cat",
+    "baseline": 1.0,
+    "treatment": 0.0,
+    "direction": "less",
+    "min_effect": 0.05,
+}
+BASE8 = [0.9, 0.85, 0.92, 0.88, 0.95, 0.87, 0.91, 0.89]
+
+
+def study8(**rule) -> object:
+    return make_study(seeds=8, verdict={**RULE, **rule})
+
 
 # --- the effect table ---------------------------------------------------------------------------
 
 
-def test_effects_count_runs_that_did_not_finish_per_level():
+def crashed_rows(config_id: str, level: float, seeds: range) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "number": 100 + s,
+                "state": "FAIL",
+                "outcome": "crashed",
+                "config_id": config_id,
+                "factor": "lambda_cat",
+                "level": level,
+                "seed": s,
+                "params.lambda_cat": level,
+            }
+            for s in seeds
+        ]
+    )
+
+
+def test_effects_count_failed_runs_as_outcomes_per_level():
     study = make_study(factors={"lambda_cat": [0.0, 0.5]}, seeds=5)
     frame = ablation_frame([0.9, 0.8, 0.85, "diverged", 0.95], [0.1, "diverged", "diverged", "diverged", 0.2])
-    # a level where every run crashed is shown, not dropped
-    frame = pd.concat(
-        [
-            frame,
-            pd.DataFrame(
-                [
-                    {
-                        "number": 10 + s,
-                        "state": "FAIL",
-                        "outcome": "crashed",
-                        "config_id": "lambda_cat=0.5",
-                        "factor": "lambda_cat",
-                        "level": 0.5,
-                        "seed": s,
-                        "params.lambda_cat": 0.5,
-                    }
-                    for s in range(2)
-                ]
-            ),
-        ],
-        ignore_index=True,
-    )
+    frame = pd.concat([frame, crashed_rows("lambda_cat=0.5", 0.5, range(2))], ignore_index=True)  # shown, not dropped
     table = analysis.effects(frame, study).set_index("level")
     assert list(table.index) == ["1.0", "0.0", "0.5"]
     assert table.loc["1.0", ["runs", "n", "diverged", "baseline"]].tolist() == [5, 4, 1, True]
     assert table.loc["0.0", ["runs", "n", "diverged"]].tolist() == [5, 2, 3]  # 3 of 5 diverged: a finding
     assert table.loc["0.0", "mean"] == pytest.approx(0.15)
-    assert table.loc["0.0", "diff"] == pytest.approx(0.15 - 0.875)
+    # paired by seed, the diverged runs as the worst outcome: the rank path, all 5 pairs used
+    assert table.loc["0.0", ["pairs", "method"]].tolist() == [5, "rank"]
+    assert table.loc["0.0", "diff"] < -0.6 and table.loc["0.0", "std_effect"] < -0.9  # the rank-biserial r
+    assert table.loc["0.0", "diverged_rate"] == pytest.approx(0.6) and table.loc["1.0", "diverged_rate"] == 0.2
+    assert table.loc["0.0", "diverged_p"] == pytest.approx(stats.fisher_exact([[3, 2], [1, 4]]).pvalue)
     assert table.loc["0.5", ["runs", "n", "crashed"]].tolist() == [2, 0, 2]
-    assert math.isnan(table.loc["0.5", "mean"]) and math.isnan(table.loc["0.5", "p"])
+    assert math.isnan(table.loc["0.5", "mean"]) and math.isnan(table.loc["0.5", "p"])  # no pair: no comparison
 
 
-def test_effects_with_one_run_and_identical_values():
+def test_effects_holm_adjust_over_the_whole_table():
+    study = make_study(factors={"lambda_cat": [0.0, 0.5]}, seeds=4, objectives=["mi/cat_ratio", "mi/cat"])
+    rng = np.random.default_rng(0)
+    rows = []
+    for config_id, level in (("base", 1.0), ("lambda_cat=0.0", 0.0), ("lambda_cat=0.5", 0.5)):
+        for seed in range(4):
+            rows.append(
+                {
+                    "number": len(rows),
+                    "outcome": "completed",
+                    "config_id": config_id,
+                    "factor": None if level == 1.0 else "lambda_cat",
+                    "level": None if level == 1.0 else level,
+                    "seed": seed,
+                    "params.lambda_cat": level,
+                    "mi/cat_ratio": level + rng.normal(0, 0.1),
+                    "mi/cat": rng.normal(0, 1),
+                }
+            )
+    table = analysis.effects(pd.DataFrame(rows), study)
+    tested = table[~table["baseline"]]
+    assert len(tested) == 4 and (tested["p_holm"] >= tested["p"]).all()
+    assert tested["p_holm"].to_numpy() == pytest.approx(holm(tested["p"].to_numpy()))
+
+
+def test_effects_with_one_pair_or_identical_values():
     study = make_study()
     table = analysis.effects(ablation_frame([0.5, 0.5, 0.5], [0.5, "crashed", "crashed"]), study).set_index("level")
     assert table.loc["1.0", "ci_low"] == table.loc["1.0", "ci_high"] == 0.5  # zero variance: width 0
     assert math.isnan(table.loc["0.0", "ci_low"])  # one finished run: no interval
-    assert table.loc["0.0", "diff"] == 0.0
+    assert table.loc["0.0", "pairs"] == 1 and math.isnan(table.loc["0.0", "diff"])  # one pair: no test
     same = analysis.effects(ablation_frame([0.5, 0.5, 0.5], [0.5, 0.5]), study).set_index("level")
-    assert same.loc["0.0", "p"] == 1.0 and same.loc["0.0", "diff_low"] == same.loc["0.0", "diff_high"] == 0.0
+    assert same.loc["0.0", "p"] == 1.0 and same.loc["0.0", "diff"] == 0.0
 
 
-def test_grid_effects_pool_the_other_factors():
-    study = make_study(kind="grid", factors={"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]})
+def grid_frame(value) -> pd.DataFrame:
     rows = []
     for lam in (1.0, 0.0):
         for bn in ("none", "separate"):
             for seed in range(3):
-                value = (0.9 if lam == 1.0 else 0.1) + (0.05 if bn == "separate" else 0.0) + 0.01 * seed
                 rows.append(
                     {
                         "number": len(rows),
@@ -82,79 +127,190 @@ def test_grid_effects_pool_the_other_factors():
                         "seed": seed,
                         "params.lambda_cat": lam,
                         "params.d_batchnorm": bn,
-                        "mi/cat_ratio": value,
+                        "mi/cat_ratio": value(lam, bn, seed),
                     }
                 )
-    frame = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def test_grid_effects_pair_within_the_other_factors_levels():
+    study = make_study(kind="grid", factors={"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]})
+    frame = grid_frame(
+        lambda lam, bn, seed: (0.9 if lam == 1.0 else 0.1) + (0.05 if bn == "separate" else 0) + 0.01 * seed
+    )
     table = analysis.effects(frame, study)
     lam = table[table["factor"] == "lambda_cat"].set_index("level")
-    assert lam.loc["0.0", "n"] == 6 and lam.loc["0.0", "diff"] == pytest.approx(-0.8)
+    assert lam.loc["0.0", ["n", "pairs"]].tolist() == [6, 6] and lam.loc["0.0", "diff"] == pytest.approx(-0.8)
     bn = table[table["factor"] == "d_batchnorm"].set_index("level")
     assert bn.loc["separate", "diff"] == pytest.approx(0.05)
     result = analysis.verdict(frame, study)
-    assert result.status == SUPPORTED and result.n_treatment == 6 and result.seeds_treatment == 3
+    assert result.status == SUPPORTED and result.n == 6 and result.grid
+    assert "paired by seed within each combination of the other factors" in result.lines()[0]
+
+
+def test_blocking_removes_the_other_factors_and_the_seeds_variance():
+    # d_batchnorm moves the metric by 0.5 and each seed by up to 0.3; lambda_cat = 0 lowers it by 0.1.
+    # Pooled, unpaired runs drown that in the other effects; paired within blocks it is clear.
+    luck = {0: 0.3, 1: -0.2, 2: 0.05}
+    noise = iter(np.random.default_rng(1).normal(0, 0.01, 12))
+    frame = grid_frame(lambda lam, bn, seed: 0.5 * (bn == "separate") + luck[seed] - 0.1 * (lam == 0.0) + next(noise))
+    study = make_study(kind="grid", factors={"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]})
+    result = analysis.verdict(frame, study)
+    assert result.status == SUPPORTED and result.estimate.effect == pytest.approx(-0.1, abs=0.02)
+    pooled = stats.ttest_ind(
+        frame.loc[frame["params.lambda_cat"] == 0.0, "mi/cat_ratio"],
+        frame.loc[frame["params.lambda_cat"] == 1.0, "mi/cat_ratio"],
+        equal_var=False,
+    )
+    assert pooled.pvalue > 0.5  # the control: the unpaired test sees nothing
 
 
 # --- the verdict --------------------------------------------------------------------------------
 
 
-def test_clear_effect_is_supported():
+def test_clear_effect_is_supported_with_every_number():
     result = analysis.verdict(ablation_frame([0.92, 0.88, 0.95], [0.05, 0.10, 0.08]), make_study())
-    assert result.status == SUPPORTED
-    assert result.p_one_sided < 0.05 and result.comparison.diff < 0
+    assert result.status == SUPPORTED and result.n == 3
+    assert result.estimate.method == "t" and result.estimate.high < 0
     text = "\n".join(result.lines())
-    for number in ("0.9167", "0.07667", "Welch's t-test", "one-sided p", "alpha 0.05", "3 seeds"):
-        assert number in text
+    for number in (
+        "0.9167",
+        "0.07667",
+        "paired t-test",
+        "95% CI",
+        "d_z",
+        "two-sided p",
+        "minimum detectable effect at n = 3",
+        "90% CI",
+        "min_effect 0.05",
+    ):
+        assert number in text, number
+    assert result.summary().startswith("effect -0.84, 95% CI [") and "MDE" in result.summary()
+    assert result.summary().endswith("n 3")
 
 
-def test_identical_distributions_are_not_supported():
-    result = analysis.verdict(ablation_frame([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]), make_study())
-    assert result.status == NOT_SUPPORTED
-    assert "within seed noise" in result.message
+def test_identical_arms_give_no_effect_with_enough_seeds():
+    same = [0.5, 0.6, 0.7, 0.55, 0.65, 0.52, 0.58, 0.61]
+    result = analysis.verdict(ablation_frame(same, same), study8())
+    assert result.status == NO_EFFECT and result.estimate.method == "rank"  # every difference 0: no spread
+    assert "inside +-0.05" in result.message
+    few = analysis.verdict(ablation_frame(same[:3], same[:3]), make_study())
+    assert few.status == INCONCLUSIVE and "cannot reach alpha" in few.message
 
 
-def test_too_few_finished_seeds_is_inconclusive():
-    result = analysis.verdict(ablation_frame([0.9, 0.9, 0.95], [0.05, 0.1, "diverged"]), make_study())
-    assert result.status == INCONCLUSIVE
-    assert "lambda_cat=0.0 has 2" in result.message and "diverged" in result.message
-    assert result.not_finished_treatment["diverged"] == 1
-
-
-def test_effect_in_the_wrong_direction_is_not_supported():
+def test_an_effect_the_other_way_is_contradicted():
     result = analysis.verdict(ablation_frame([0.05, 0.1, 0.08], [0.9, 0.92, 0.95]), make_study())
-    assert result.status == NOT_SUPPORTED
-    assert "other way" in result.message and result.p_one_sided > 0.95
+    assert result.status == CONTRADICTED and "against the claim" in result.message
+    assert result.estimate.low > 0
 
 
-def test_mann_whitney_rule_needs_enough_seeds_to_reach_alpha():
-    rule = {
-        "metric": "mi/cat_ratio",
-        "factor": "lambda_cat",
-        "baseline": 1.0,
-        "treatment": 0.0,
-        "direction": "less",
-        "test": "mannwhitney",
-    }
-    three = analysis.verdict(ablation_frame([0.9, 0.91, 0.92], [0.1, 0.11, 0.12]), make_study(verdict=rule))
-    assert three.status == NOT_SUPPORTED and "add seeds" in three.message  # 1/20 = 0.05 is not < 0.05
-    five = [0.9, 0.91, 0.92, 0.93, 0.94], [0.1, 0.11, 0.12, 0.13, 0.14]
-    result = analysis.verdict(ablation_frame(*five), make_study(verdict=rule, seeds=5))
-    assert result.status == SUPPORTED and result.p_one_sided == pytest.approx(1 / 252)
+def test_noise_is_inconclusive_and_says_what_n_would_do():
+    rng = np.random.default_rng(2)
+    base = list(0.5 + rng.normal(0, 0.1, 8))
+    treat = [b + e for b, e in zip(base, rng.normal(0, 0.3, 8), strict=True)]
+    result = analysis.verdict(ablation_frame(base, treat), study8())
+    assert result.status == INCONCLUSIVE and "includes 0" in result.message
+    assert "the smallest effect 8 pairs detect with 80% power" in result.message
+    assert "about" in "\n".join(result.lines()) and "would detect min_effect" in "\n".join(result.lines())
 
 
-def test_target_rule_is_a_one_sample_test():
-    rule = {"metric": "mi/cat_ratio", "factor": "lambda_cat", "treatment": 0.0, "target": 0.5, "direction": "less"}
-    treated = [0.2, 0.3, 0.25]
-    result = analysis.verdict(ablation_frame([0.9], treated), make_study(verdict=rule))  # the baseline is not needed
-    assert result.status == SUPPORTED
-    assert result.p_one_sided == pytest.approx(stats.ttest_1samp(treated, 0.5, alternative="less").pvalue)
-    assert result.comparison.diff == pytest.approx(-0.25) and result.mean_baseline == 0.5
-    assert "one-sample t-test" in result.lines()[0] and "(treatment - target)" in "\n".join(result.lines())
-    above = analysis.verdict(ablation_frame([], [0.6, 0.7, 0.65]), make_study(verdict=rule))
-    assert above.status == NOT_SUPPORTED and "other way" in above.message
-    ranks = analysis.verdict(ablation_frame([], treated), make_study(verdict={**rule, "test": "mannwhitney"}))
-    assert ranks.status == NOT_SUPPORTED and "add seeds" in ranks.message  # signed ranks: p >= 1/8 with 3 runs
-    assert ranks.comparison.test_name == "Wilcoxon signed-rank test"
+def test_a_failed_run_is_the_worst_outcome_not_missing_data():
+    # the treatment scores a little higher when it survives, but diverges in half of its runs
+    treat = [0.93, "diverged", 0.95, "diverged", 0.97, "diverged", 0.92, "diverged"]
+    rule = {"treatment": 0.0, "direction": "greater"}
+    result = analysis.verdict(ablation_frame(BASE8, treat), study8(**rule))
+    assert result.status != SUPPORTED and result.estimate.method == "rank"
+    assert result.treatment.failed["diverged"] == 4 and result.n == 8
+    assert any("the worst outcome of its arm" in note for note in result.notes)
+    assert result.divergence is not None and "Fisher's exact test" in "\n".join(result.lines())
+    # the control: had those runs crashed (not an outcome, left out), the survivors would support the claim
+    crashed = [v if v != "diverged" else "crashed" for v in treat]
+    survivors = analysis.verdict(ablation_frame(BASE8, crashed), study8(**rule))
+    assert survivors.status == SUPPORTED and survivors.n == 4
+    assert survivors.excluded_pairs["crashed"] == 4 and "left out: 4 crashed" in "\n".join(survivors.lines())
+
+
+def test_a_non_finite_value_counts_as_a_failure():
+    frame = ablation_frame(BASE8, [0.1, 0.2, 0.15, 0.1, 0.2, 0.1, 0.12, 0.11])
+    frame.loc[(frame["config_id"] == "base") & (frame["seed"] == 0), "mi/cat_ratio"] = None  # eval/fd = inf, say
+    result = analysis.verdict(frame, study8())
+    assert result.baseline.failed["non-finite"] == 1 and result.estimate.method == "rank"
+
+
+def test_pruned_runs_count_as_the_rule_says():
+    treat = [0.1, "pruned", 0.12, "pruned", 0.1, 0.11, 0.13, 0.1]
+    stop = {"early_stopping": {"metric": "mi/cat_ratio", "grace_period": 10}}
+    worst = make_study(seeds=8, verdict={**RULE, "pruned": "worst"}, **stop)
+    excluded = make_study(seeds=8, verdict={**RULE, "pruned": "exclude"}, **stop)
+    a, b = (analysis.verdict(ablation_frame(BASE8, treat), s) for s in (worst, excluded))
+    assert (a.n, a.treatment.failed["pruned"]) == (8, 2) and a.estimate.method == "rank"
+    assert (b.n, b.excluded_pairs["pruned"]) == (6, 2) and b.estimate.method == "t"
+
+
+def test_a_target_rule_is_a_non_inferiority_test():
+    rule = {"metric": "mi/cat_ratio", "factor": "lambda_cat", "treatment": 0.0, "target": 0.95, "direction": "greater"}
+    close = [0.94, 0.945, 0.942, 0.944, 0.94, 0.943]  # a little below 0.95, well within the margin 0.02
+    result = analysis.verdict(ablation_frame([], close), make_study(seeds=6, verdict={**rule, "min_effect": 0.02}))
+    assert result.status == SUPPORTED and result.baseline is None
+    assert result.estimate.effect == pytest.approx(np.mean(close) - 0.95)
+    assert "non-inferiority margin 0.02: decided against 0.93" in result.lines()[0]
+    short = analysis.verdict(ablation_frame([], [0.80, 0.82, 0.81]), make_study(verdict={**rule, "min_effect": 0.02}))
+    assert short.status == CONTRADICTED and "misses 0.93" in short.message
+    strict = analysis.verdict(ablation_frame([], close), make_study(seeds=6, verdict={**rule, "min_effect": 0.0}))
+    assert strict.status == CONTRADICTED  # with no margin, a mean below the target is below it
+    assert not any("NO EFFECT cannot" in n for n in strict.notes)  # a target rule has no NO EFFECT to lose
+
+
+def test_a_claim_about_the_divergence_rate_compares_rates():
+    rule = {"metric": "diverged", "treatment": 0.0, "direction": "less", "min_effect": 0.2}
+    base = ["diverged"] * 6 + [0.9, 0.9]
+    result = analysis.verdict(ablation_frame(base, BASE8), study8(**rule))
+    assert result.status == SUPPORTED and result.estimate.method == "rates"
+    assert result.estimate.effect == pytest.approx(-0.75)
+    assert result.estimate.p_less == pytest.approx(stats.fisher_exact([[0, 8], [6, 2]], alternative="less").pvalue)
+    text = "\n".join(result.lines())
+    assert "divergence rate" in result.lines()[0] and "Newcombe" in text and "arcsine approximation" in text
+    assert result.baseline.text() == "8 runs, 6 diverged" and "MDE" in result.summary()
+
+
+def planned(spending: str = "pocock") -> object:
+    return make_study(seeds={"start": 4, "max": 16, "spending": spending}, verdict=RULE)
+
+
+def test_planned_looks_stop_at_the_first_decisive_one():
+    frame = ablation_frame([0.92, 0.88, 0.95, 0.9], [0.05, 0.10, 0.08, 0.06])
+    result = analysis.verdict(frame, planned())
+    assert result.status == SUPPORTED and [look.seeds for look in result.looks] == [4]
+    assert result.alpha == pytest.approx(0.05 * math.log(1 + (math.e - 1) / 4))  # look 1's share of alpha
+    assert "looks (pocock spending): 4 seeds (alpha 0.018): SUPPORTED; stopped: decisive" in result.lines()
+    # pairs stored beyond the deciding look change nothing: the decision is the first decisive look's
+    more = ablation_frame([0.92, 0.88, 0.95, 0.9, 0.1, 0.1, 0.1, 0.1], [0.05, 0.10, 0.08, 0.06, 0.9, 0.9, 0.9, 0.9])
+    assert analysis.verdict(more, planned()).looks == result.looks
+
+
+def test_a_look_is_taken_only_when_all_its_pairs_finished():
+    rng = np.random.default_rng(3)
+    base = list(0.5 + rng.normal(0, 0.1, 8))
+    treat = [b + e for b, e in zip(base, rng.normal(0, 0.1, 8), strict=True)]
+    partial = analysis.verdict(ablation_frame(base[:3], treat[:3]), planned())
+    assert partial.deciding is None and partial.status == INCONCLUSIVE
+    assert "no look taken yet: the first look (4 seeds per configuration) waits for 1 pairs" in partial.message
+    waiting = analysis.verdict(ablation_frame(base[:6], treat[:6]), planned())
+    assert [look.status for look in waiting.looks] == [INCONCLUSIVE, None] and waiting.looks[1].missing == 2
+    assert "the next look (8 seeds) waits for 2 pairs" in waiting.message
+    # recomputed from the stored trials alone: the order they are stored in does not matter
+    frame = ablation_frame(base, treat)
+    shuffled = frame.sample(frac=1, random_state=0).reset_index(drop=True)
+    assert analysis.verdict(shuffled, planned()).looks == analysis.verdict(frame, planned()).looks
+
+
+def test_an_interrupted_trial_does_not_count_and_its_rerun_does():
+    frame = ablation_frame([0.92, 0.88, 0.95], [0.05, 0.10, 0.08])
+    rerun = frame.iloc[[5]].assign(number=99)
+    frame.loc[5, ["outcome", "mi/cat_ratio"]] = ["interrupted", None]
+    assert analysis.verdict(frame, make_study()).deciding is None  # pair (0.0, seed 2) has not finished
+    result = analysis.verdict(pd.concat([frame, rerun], ignore_index=True), make_study())
+    assert result.status == SUPPORTED and result.n == 3  # counted once
 
 
 def test_where_restricts_a_grid_verdict_to_some_levels():
@@ -166,6 +322,7 @@ def test_where_restricts_a_grid_verdict_to_some_levels():
         "treatment": "separate",
         "direction": "greater",
         "where": {"dataset": "grid25"},
+        "min_effect": 2,
     }
     study = make_study(kind="grid", factors=factors, objectives=["eval/modes"], verdict=rule)
     modes = {
@@ -190,17 +347,26 @@ def test_where_restricts_a_grid_verdict_to_some_levels():
         for seed, v in enumerate(values)
     ]
     result = analysis.verdict(pd.DataFrame(rows), study)
-    assert result.status == SUPPORTED and (result.n_baseline, result.n_treatment) == (3, 3)
-    assert result.mean_treatment == 21 and "only trials with dataset=grid25" in result.lines()[0]
-    pooled = analysis.verdict(
-        pd.DataFrame(rows),
-        make_study(kind="grid", factors=factors, objectives=["eval/modes"], verdict={**rule, "where": {}}),
-    )
-    assert pooled.n_treatment == 6 and pooled.p_one_sided > result.p_one_sided
+    assert result.status == SUPPORTED and result.n == 3
+    assert result.treatment.mean == 21 and "only trials with dataset=grid25" in result.lines()[0]
+    both = make_study(kind="grid", factors=factors, objectives=["eval/modes"], verdict={**rule, "where": {}})
+    blocked = analysis.verdict(pd.DataFrame(rows), both)
+    assert blocked.n == 6 and blocked.status == INCONCLUSIVE  # ring8 pairs disagree
 
 
 def test_no_rule_gives_no_verdict():
     assert analysis.verdict(ablation_frame([0.5], [0.5]), make_study(verdict=None)) is None
+
+
+def test_a_study_stored_before_min_effect_still_has_a_verdict():
+    study = make_study()
+    stored = stored_study(study, [({"lambda_cat": 1.0}, "completed", 0.9), ({"lambda_cat": 0.0}, "completed", 0.1)])
+    old = study.model_dump(mode="json")
+    del old["verdict"]["min_effect"]
+    old["verdict"]["test"] = "welch"
+    stored.set_user_attr("spec", old)
+    spec_back = analysis.study_spec(stored)
+    assert spec_back.verdict.min_effect == 0.0 and spec_back.verdict.test == "t"
 
 
 # --- importance ---------------------------------------------------------------------------------
@@ -238,4 +404,4 @@ def test_study_note_names_best_and_worst_configuration_and_the_verdict():
     note = study_note(study, stored_study(study, grid_trials()))
     assert "**Trials:** 11 completed, 1 diverged" in note
     assert "| mi/cat_ratio (maximize) | `lambda_cat=1.0,d_batchnorm=" in note
-    assert "### Verdict: SUPPORTED" in note and "one-sided p" in note
+    assert "### Verdict: SUPPORTED" in note and "two-sided p" in note

@@ -22,9 +22,11 @@ def test_report_of_a_stored_grid_renders_every_section(tmp_path):
     page = render.html(built)
     for text in (
         "SUPPORTED",
-        "Welch",
+        "paired t-test",
         "1 diverged",
-        "marginal means per level",
+        "the same levels of the other factors",
+        "p (Holm)",
+        "Wilcoxon signed-rank",
         "importance",
         "data:image/png;base64,",
     ):
@@ -92,7 +94,14 @@ def test_a_metric_with_a_caveat_carries_it_wherever_it_is_shown():
         factors=GRID,
         base=base,
         objectives=["mi/cont"],
-        verdict={"metric": "mi/cont", "factor": "lambda_cat", "baseline": 1.0, "treatment": 0.0, "direction": "less"},
+        verdict={
+            "metric": "mi/cont",
+            "factor": "lambda_cat",
+            "baseline": 1.0,
+            "treatment": 0.0,
+            "min_effect": 0.1,
+            "direction": "less",
+        },
     )
     built = build.build(stored_study(study, grid_trials()))
     caveat = "mi/cont is a lower bound that can be negative"

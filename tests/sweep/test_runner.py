@@ -12,9 +12,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import runner, spec
-from sweep.errors import DefinitionConflictError
+from sweep import analysis, runner, spec
+from sweep.errors import DefinitionConflictError, SeedPlanConflictError
+from sweep.report import build, render
 from sweep.store import open_store
+from sweep.vocab import Status
 
 from helpers import run_sweep, start_sweep
 
@@ -254,3 +256,123 @@ def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(
     # the stored trials carry the params; a second plan resumes the sampled configurations' seeds
     stored = optuna_study.get_trials(deepcopy=False)
     assert len(stored) == 6 and len({t.user_attrs["config_id"] for t in stored}) == 3
+
+
+# --- verdicts through the real runner: a null knob, planned looks, replication ---------------------
+
+
+def test_a_knob_that_does_not_change_training_is_never_supported_or_contradicted(ray_session, make_study, tmp_path):
+    # report_every says how often metrics are reported, not what is trained: eval/fd, computed once at the
+    # end, cannot depend on it. The control: lr_g = 1e-6 (G does not learn) must show in the same study.
+    path = make_study(
+        tmp_path / "null.yaml",
+        name="null",
+        factors={"report_every": [20], "lr_g": [1.0e-6]},
+        objectives=["eval/fd"],
+        seeds={"start": 3, "max": 6},
+        budget={"steps": 150, "report_every": 10},  # long enough for lr_g to move G far (fd ~6 against ~0.4)
+        resources={"cpus": 1, "max_concurrent": 2},
+        verdict={
+            "metric": "eval/fd",
+            "factor": "report_every",
+            "baseline": 10,
+            "treatment": 20,
+            "direction": "less",
+            "min_effect": 0.05,
+        },
+    )
+    study, store = spec.load(path), open_store(tmp_path / "runs")
+    summary = runner.run(study, store=store)
+    result = summary.verdict
+    assert result.status not in (Status.SUPPORTED, Status.CONTRADICTED), result.lines()
+    # planned looks: 3 seeds could not decide (no test reaches alpha there), so 3 more were added
+    assert [(look.seeds, look.status) for look in result.looks] == [(3, Status.INCONCLUSIVE), (6, Status.NO_EFFECT)]
+    stored = _load(tmp_path / "runs", "null")
+    assert sorted(Counter(t.user_attrs["seed"] for t in stored.get_trials()).items()) == [(s, 3) for s in range(6)]
+    # the control: the knob that does change training is found, Holm-adjusted, in the same study's effect table
+    table = analysis.effects(analysis.trials_frame(stored), analysis.study_spec(stored))
+    tested = table[~table["baseline"]].set_index("factor")
+    assert tested.loc["lr_g", "p_holm"] < 0.05 and tested.loc["lr_g", "pairs"] == 6
+    assert tested.loc["report_every", ["diff", "p_holm"]].tolist() == [0.0, 1.0]
+    # resuming finds the decision in the storage and runs nothing; the verdict is recomputed the same
+    again = runner.run(study, store=store)
+    assert again.planned == 0 and again.verdict.lines() == result.lines()
+    # more seeds after a verdict was seen is optional stopping: refused
+    more = study.model_copy(update={"seeds": spec.SeedPlan(start=3, max=12)})
+    with pytest.raises(SeedPlanConflictError, match="optional stopping"):
+        runner.open_study(more, store)
+
+
+def test_replicate_runs_fresh_seeds_and_shows_both_verdicts(ray_session, make_study, tmp_path):
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    rule = {"metric": "eval/modes", "factor": "d_batchnorm", "baseline": "none", "treatment": "separate"}
+    path = make_study(studies / "tiny.yaml", verdict={**rule, "direction": "greater", "min_effect": 1})
+    root = str(tmp_path / "runs")
+    first = CliRunner().invoke(app, ["run", str(path), "--root", root])
+    assert first.exit_code == 0, first.output
+    rep = CliRunner().invoke(app, ["run", str(path), "--replicate", "--root", root])
+    assert rep.exit_code == 0, rep.output
+    stored = _load(tmp_path / "runs", "tiny-rep1")
+    assert sorted({t.user_attrs["seed"] for t in stored.get_trials()}) == [10_000, 10_001]
+    assert stored.user_attrs["replication_of"] == "tiny" and stored.user_attrs["replicate"] == 1
+    # a finished replication is not resumed: the next one is a new one, on seeds no earlier run used
+    nxt, index = runner.next_replication(spec.load(path), open_store(tmp_path / "runs"))
+    assert (nxt.name, index, nxt.seed_list) == ("tiny-rep2", 2, [20_000, 20_001])
+    claims = CliRunner().invoke(app, ["claims", "--studies", str(studies), "--root", root], env={"COLUMNS": "200"})
+    assert claims.exit_code == 0, claims.output
+    assert "tiny-rep1: INCONCLUSIVE" in claims.output and "n 2" in claims.output
+    built = build.build(_load(tmp_path / "runs", "tiny"), store=open_store(tmp_path / "runs"))
+    assert [(r.name, r.role) for r in built.replications] == [("tiny-rep1", "replication 1")]
+    assert "tiny-rep1" in render.html(built) and "| tiny-rep1 | replication 1 |" in render.markdown(built, "i")[0]
+
+
+def test_seeds_are_fixed_once_a_verdict_could_decide(make_study, tmp_path):
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    rule = {"metric": "eval/modes", "factor": "d_batchnorm", "baseline": "none", "treatment": "separate"}
+    path = make_study(
+        tmp_path / "s.yaml", name="fixed", seeds=3, verdict={**rule, "direction": "greater", "min_effect": 1}
+    )
+    study, store = spec.load(path), open_store(tmp_path / "runs")
+    stored = runner.open_study(study, store)
+
+    def add(config_id: str, level: str, seed: int) -> None:
+        stored.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE,
+                values=[float(seed)],
+                params={"d_batchnorm": level},
+                distributions={"d_batchnorm": CategoricalDistribution(["none", "separate"])},
+                user_attrs={
+                    "config_id": config_id,
+                    "seed": seed,
+                    "outcome": "completed",
+                    "metrics": {"eval/modes": seed},
+                },
+            )
+        )
+
+    for seed in range(2):
+        add("base", "none", seed)
+        add("d_batchnorm=separate", "separate", seed)
+    runner.open_study(study.with_overrides(seeds=[0, 1, 2]), store)  # the same seeds, written another way
+    runner.open_study(study.with_overrides(seeds=5), store)  # no look taken yet: more seeds are fine
+    runner.open_study(study, store)  # and back: still no look
+    add("base", "none", 2)
+    add("d_batchnorm=separate", "separate", 2)
+    with pytest.raises(SeedPlanConflictError, match=r"already has a verdict \(\w+\) at 3 seeds"):
+        runner.open_study(study.with_overrides(seeds=5), store)
+    runner.open_study(study, store)  # resuming with the same seeds is not a change
+    # a look with fewer pairs than min_seeds (a smoke test) could decide nothing: more seeds are fine
+    smoke = study.model_copy(update={"name": "smoke", "seeds": 2})
+    stored = runner.open_study(smoke, store)
+    for seed in range(2):
+        add("base", "none", seed)
+        add("d_batchnorm=separate", "separate", seed)
+    runner.open_study(smoke.model_copy(update={"seeds": 4}), store)

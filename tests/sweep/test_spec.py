@@ -242,13 +242,100 @@ def test_missing_budget_is_reported(tmp_path: Path) -> None:
 
 def test_verdict_levels_must_exist(tmp_path: Path) -> None:
     verdict = (
-        "verdict: {metric: eval/cat_acc, factor: d_batchnorm, baseline: separate, treatment: %s, direction: less}\n"
+        "verdict: {metric: eval/cat_acc, factor: d_batchnorm, baseline: separate, treatment: %s, direction: less,\n"
+        "          min_effect: 0.03}\n"
     )
     study = spec.load(write(tmp_path, ABLATION + verdict % "joint"))
-    assert study.verdict is not None and study.verdict.test == "welch"
+    assert study.verdict is not None and study.verdict.test == "t" and study.verdict.min_effect == 0.03
     assert "study.yaml:15: verdict.treatment: must be a level of d_batchnorm" in error(
         tmp_path, ABLATION + verdict % "jont"
     )
+
+
+RULE = "verdict: {metric: eval/cat_acc, factor: d_batchnorm, baseline: separate, treatment: joint, direction: less%s}\n"
+
+
+def test_a_new_rule_must_declare_its_smallest_effect_of_interest(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION + RULE % "")
+    assert "study.yaml:15: verdict.min_effect: is required: the smallest effect that matters" in message
+    assert "verdict.min_effect: must be greater than or equal to 0" in error(
+        tmp_path, ABLATION + RULE % ", min_effect: -1"
+    )
+    assert "did you mean 'rank'" not in error(tmp_path, ABLATION + RULE % ", min_effect: 0.1, test: welch")
+
+
+def test_a_stored_rule_from_before_min_effect_still_loads() -> None:
+    data = yaml.safe_load(ABLATION + RULE % ", test: mannwhitney")
+    with pytest.raises(StudyError, match="min_effect: is required"):
+        spec.parse(data)
+    stored = spec.parse_stored(data)  # written before rules had min_effect and paired tests
+    assert stored.verdict is not None and (stored.verdict.min_effect, stored.verdict.test) == (0.0, "rank")
+    assert data["verdict"]["test"] == "mannwhitney"  # the caller's data is left as it was
+
+
+def test_early_stopping_with_a_verdict_must_say_how_pruned_runs_count(tmp_path: Path) -> None:
+    text = ABLATION + "early_stopping: {grace_period: 10}\n" + RULE % ", min_effect: 0.03"
+    assert "verdict.pruned: is required with early_stopping: stopped runs have no final value" in error(tmp_path, text)
+    study = spec.load(
+        write(tmp_path, ABLATION + "early_stopping: {grace_period: 10}\n" + RULE % ", min_effect: 0.03, pruned: worst")
+    )
+    assert study.verdict is not None and study.verdict.pruned == "worst"
+
+
+def test_a_claim_about_divergence_names_no_reported_metric(tmp_path: Path) -> None:
+    rule = RULE.replace("eval/cat_acc", "diverged") % ", min_effect: 0.2"
+    assert spec.load(write(tmp_path, ABLATION + rule)).verdict.metric == "diverged"
+    target = (
+        "verdict: {metric: diverged, factor: d_batchnorm, treatment: joint, target: 0.1, direction: less,\n"
+        "          min_effect: 0.1}\n"
+    )
+    assert "verdict.target: a claim about 'diverged' compares two levels" in error(tmp_path, ABLATION + target)
+    assert "did you mean 'eval/modes'" in error(
+        tmp_path, ABLATION + RULE.replace("eval/cat_acc", "eval/mode") % ", min_effect: 1"
+    )
+
+
+def test_planned_looks_double_from_start_to_max(tmp_path: Path) -> None:
+    rule = RULE % ", min_effect: 0.03"
+    study = spec.load(write(tmp_path, ABLATION.replace("seeds: 2", "seeds: {start: 4, max: 32}") + rule))
+    assert study.sequential and study.looks == [4, 8, 16, 32] and study.seed_list == list(range(32))
+    assert study.trial_count == 4 * 32 and len(spec.expand(study)) == 4 * 32
+    odd = spec.load(write(tmp_path, ABLATION.replace("seeds: 2", "seeds: {start: 3, max: 10, first: 5}") + rule))
+    assert odd.looks == [3, 6, 10] and odd.seed_list == list(range(5, 15))
+    assert spec.load(write(tmp_path, ABLATION + rule)).looks == [2]  # a fixed seed set is one look
+    assert "seeds.max: must be >= start (4), but got 2" in error(
+        tmp_path, ABLATION.replace("seeds: 2", "seeds: {start: 4, max: 2}") + rule
+    )
+    assert "seeds: planned looks {start, max} need a verdict rule" in error(
+        tmp_path, ABLATION.replace("seeds: 2", "seeds: {start: 4, max: 8}")
+    )
+    assert "seeds.spending: must be 'obrien-fleming' or 'pocock'" in error(
+        tmp_path, ABLATION.replace("seeds: 2", "seeds: {start: 4, max: 8, spending: linear}") + rule
+    )
+
+
+def test_a_replication_runs_the_same_study_on_disjoint_seeds(tmp_path: Path) -> None:
+    rule = RULE % ", min_effect: 0.03"
+    study = spec.load(write(tmp_path, ABLATION + rule))
+    first, second = study.replication(1), study.replication(2)
+    assert (first.name, second.name) == ("bn-ablation-rep1", "bn-ablation-rep2")
+    assert first.seed_list == [10_000, 10_001] and second.seed_list == [20_000, 20_001]
+    assert first.fingerprint() == study.fingerprint()  # the same experiment
+    planned = spec.load(write(tmp_path, ABLATION.replace("seeds: 2", "seeds: {start: 2, max: 8}") + rule))
+    rep = planned.replication(1)
+    assert rep.looks == planned.looks and rep.seed_list == list(range(10_000, 10_008))
+    assert not set(rep.seed_list) & set(planned.seed_list)
+    with pytest.raises(StudyError, match="seeds must be below it"):
+        study.with_overrides(seeds=[3, 12_000]).replication(1)
+
+
+def test_a_search_study_has_no_verdict(tmp_path: Path) -> None:
+    rule = (
+        "verdict: {metric: eval/cat_acc, factor: clip, baseline: none, treatment: norm, direction: less,\n"
+        "          min_effect: 0.1}\n"
+    )
+    message = error(tmp_path, SEARCH.replace("objectives: [eval/cat_acc]\n", "objectives: [eval/cat_acc]\n" + rule))
+    assert "verdict: is for ablation and grid studies" in message
 
 
 @pytest.mark.parametrize(
