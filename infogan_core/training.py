@@ -1,10 +1,17 @@
-"""train(cfg, report=...) -> TrainResult: the InfoGAN training loop, top to bottom."""
+"""Training: train(cfg) -> TrainResult for one run, train_population(cfgs) for K runs trained as one.
+
+One loop serves both: a single run is a population of one. The loop reads top to bottom: sample, D
+step(s), G step, guard, log, evaluate, report. Every tensor carries the member dimension K first
+(convolutions' (B, K*C, H, W) aside, see population.py); every loss, norm and metric is one value per
+member, and a member that diverges, or that its report callback stops, stops alone.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -20,9 +27,13 @@ from infogan_core.evaluation import evaluate
 from infogan_core.images import render
 from infogan_core.latent import Latent, sample_latent
 from infogan_core.models import InfoGAN
+from infogan_core.population import MemberGroup, StackedInfoGAN, cat_batch, check_members, to_channels
 
 # report(step, metrics) is called every `report_every` steps and at the end; a truthy return stops.
 ReportFn = Callable[[int, dict[str, float]], bool | None]
+# a population's report(member, step, metrics): a truthy return stops that member alone
+MemberReportFn = Callable[[int, int, dict[str, float]], bool | None]
+LOSS_NAMES = ("loss/d", "loss/info", "loss/g", "loss/info")  # in the order the step computes them
 
 
 @dataclass
@@ -43,25 +54,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def _discriminate(model: InfoGAN, real: torch.Tensor, fake: torch.Tensor, mode: str):
-    """D's trunk features and logits for real and fake: one pass (none, joint) or separate BN batches."""
+def _discriminate(model: StackedInfoGAN, real: torch.Tensor, fake: torch.Tensor, mode: str, n: int):
+    """D's trunk features (K, B, F) and logits (K, B) for real and fake: one pass (none, joint) or separate
+    BN batches."""
     if mode == "separate":
         h_real, h_fake = model.d_trunk(real), model.d_trunk(fake)
     else:
-        h_real, h_fake = model.d_trunk(torch.cat([real, fake])).split([len(real), len(fake)])
-    return h_real, h_fake, model.d_head(h_real).squeeze(1), model.d_head(h_fake).squeeze(1)
-
-
-def _grad_norm(params: list[nn.Parameter], device: torch.device) -> torch.Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
-
-
-def _clip(cfg: TrainConfig, params: list[nn.Parameter]) -> None:
-    if cfg.clip == "norm":
-        torch.nn.utils.clip_grad_norm_(params, cfg.clip_value)
-    elif cfg.clip == "value":
-        torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
+        h = model.d_trunk(cat_batch(real, fake))  # (K, 2B, F)
+        h_real, h_fake = h[:, :n], h[:, n:]
+    return h_real, h_fake, model.d_head(h_real).squeeze(-1), model.d_head(h_fake).squeeze(-1)
 
 
 def _freeze(modules: list[nn.Module], frozen: bool) -> None:
@@ -70,7 +71,7 @@ def _freeze(modules: list[nn.Module], frozen: bool) -> None:
         for p in module.parameters():
             p.requires_grad_(not frozen)
         for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if hasattr(m, "track_running_stats"):
                 # a training-mode BN that does not track still normalizes with batch statistics, but
                 # leaves every buffer alone: momentum 0 kept running_* but still counted the batch in
                 # num_batches_tracked (and 0 * NaN statistics would have poisoned running_*)
@@ -78,9 +79,9 @@ def _freeze(modules: list[nn.Module], frozen: bool) -> None:
 
 
 def info_terms(
-    cfg: TrainConfig, model: InfoGAN, fake: torch.Tensor, h_fake: torch.Tensor, lat: Latent
+    cfg: TrainConfig, model: StackedInfoGAN, fake: torch.Tensor, h_fake: torch.Tensor, lat: Latent
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Categorical CE and continuous NLL of Q on generated samples, and the smallest std.
+    """Categorical CE and continuous NLL of Q on generated samples, and the smallest std: (K,) each.
 
     With lambda = 0 for a code type, Q still learns to measure that code (weight 1) but G gets no
     gradient from it: Q reads detached inputs, as for the paper's plain-GAN baseline.
@@ -95,7 +96,11 @@ def info_terms(
     q_cont = q_cat if cont_detached == cat_detached else posterior(cont_detached)
     ce = losses.cat_cross_entropy(q_cat.logits, lat.cat)
     nll = losses.gaussian_nll(q_cont.mean, q_cont.std, lat.cont)
-    std_min = q_cont.std.min().detach() if q_cont.std is not None and lat.cont.shape[1] else torch.ones(())
+    members = len(lat.z)
+    if q_cont.std is not None and lat.cont.shape[-1]:
+        std_min = q_cont.std.detach().reshape(members, -1).amin(1)
+    else:
+        std_min = torch.ones(members, device=lat.z.device)
     return ce, nll, std_min
 
 
@@ -108,7 +113,7 @@ class Parameters(NamedTuple):
     prior: list[nn.Parameter]  # the categorical prior's logits, when learned
 
     def of_d(self, cfg: TrainConfig) -> list[nn.Parameter]:
-        """What D's optimizer holds: D, and Q when Q learns in the D step."""
+        """What D's optimizer holds: D (its trunk first), and Q when Q learns in the D step."""
         return [*self.d, *(self.q if cfg.q_update == "d_step" else [])]
 
     def of_g(self, cfg: TrainConfig) -> list[nn.Parameter]:
@@ -116,7 +121,7 @@ class Parameters(NamedTuple):
         return [*self.g, *self.prior, *(self.q if cfg.q_update == "g_step" else [])]
 
 
-def _parameters(model: InfoGAN, cfg: TrainConfig) -> Parameters:
+def _parameters(model: StackedInfoGAN, cfg: TrainConfig) -> Parameters:
     q_trunk = list(model.q_trunk.parameters()) if model.q_trunk is not None else []
     return Parameters(
         d=[*model.d_trunk.parameters(), *model.d_head.parameters()],
@@ -126,13 +131,7 @@ def _parameters(model: InfoGAN, cfg: TrainConfig) -> Parameters:
     )
 
 
-def _optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
-    return torch.optim.Adam(params, lr=lr, betas=cfg.betas, fused=True)
-
-
-def _frozen_in_g_step(model: InfoGAN, cfg: TrainConfig) -> list[nn.Module]:
+def _frozen_in_g_step(model: StackedInfoGAN, cfg: TrainConfig) -> list[nn.Module]:
     """D's head always; D's trunk unless the G step may move it; Q when Q learns in the D step."""
     frozen: list[nn.Module] = [model.d_head]
     if cfg.freeze_d_in_g_step:
@@ -147,8 +146,9 @@ def _prior_gradient(
 ) -> tuple[torch.Tensor, ...]:
     """The learned prior's gradient from the adversarial loss, by the estimator `prior_grad` names."""
     if cfg.prior_grad == "score":
-        return torch.autograd.grad(losses.prior_score_surrogate(list(prior), lat.cat, adv_per_sample), prior)
-    return torch.autograd.grad(loss_adv, prior, retain_graph=True)  # through the straight-through samples
+        surrogate = losses.prior_score_surrogate(list(prior), lat.cat, adv_per_sample).sum()
+        return torch.autograd.grad(surrogate, prior)
+    return torch.autograd.grad(loss_adv.sum(), prior, retain_graph=True)  # through the straight-through samples
 
 
 def _final_metrics(cfg: TrainConfig, history: list[dict[str, float]]) -> dict[str, float]:
@@ -163,158 +163,225 @@ def _final_metrics(cfg: TrainConfig, history: list[dict[str, float]]) -> dict[st
     return final
 
 
+def _real_batch(x_all: torch.Tensor, gens: list[torch.Generator], n: int, channels: bool) -> torch.Tensor:
+    """Each member's own real batch from its own generator: (K, B, ...), or (B, K*C, H, W) for convolutions."""
+    idx = torch.stack([torch.randint(len(x_all), (n,), generator=g, device=x_all.device) for g in gens])
+    real = x_all[idx]  # (K, B, ...)
+    return to_channels(real) if channels else real
+
+
+def _latents(cfgs: Sequence[TrainConfig], prior: nn.ParameterList, n: int, gens: list[torch.Generator]) -> Latent:
+    """Each member's own noise and codes from its own generator and priors, stacked: z (K, B, latent_dim)."""
+    device = prior[0].device if len(prior) else gens[0].device
+    each = [
+        sample_latent(c, [p[k] for p in prior], n, g, device) for k, (c, g) in enumerate(zip(cfgs, gens, strict=True))
+    ]
+    cats = [torch.stack([m.cat[j] for m in each]) for j in range(len(cfgs[0].cat_codes))]
+    return Latent(torch.stack([m.z for m in each]), cats, torch.stack([m.cont for m in each]))
+
+
+def _per_member(values: Sequence[float], device: torch.device) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.float32, device=device)
+
+
 def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | Path | None = None) -> TrainResult:
     """Train one InfoGAN run as `cfg` says; returns its metrics, history and networks.
 
     Raises DivergedError (with the step, the loss and the largest gradient norm seen) when a loss
     becomes non-finite.
     """
-    started = time.perf_counter()
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    data: Dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    x_all = torch.from_numpy(data.x).to(device)
-    model = InfoGAN(cfg, data.sample_shape).to(device)
-    if data.is_image:  # channels-last convolutions are several times faster on CPU (oneDNN), same arithmetic
-        model = model.to(memory_format=torch.channels_last)
-        x_all = x_all.contiguous(memory_format=torch.channels_last)
-    params = _parameters(model, cfg)
-    opt_d = _optimizer(cfg, params.of_d(cfg), cfg.lr_d_effective)
-    opt_g = _optimizer(cfg, params.of_g(cfg), cfg.lr_g)
-    frozen_in_g_step = _frozen_in_g_step(model, cfg)
-    trunk_in_g_step = [] if cfg.freeze_d_in_g_step else list(model.d_trunk.parameters())
-    h_cat = torch.tensor(cfg.cat_entropy, device=device)
-    h_cont = losses.cont_prior_entropy(cfg.cont_codes, cfg.cont_prior)
-    w_cat = cfg.lambda_cat if cfg.lambda_cat > 0 else 1.0  # Q's weight; G's is lambda itself
-    w_cont = cfg.lambda_cont if cfg.lambda_cont > 0 else 1.0
-    q_in_d_step = cfg.q_update == "d_step"
-    zero = torch.zeros((), device=device)
-    n = cfg.batch_size
-
-    history: list[dict[str, float]] = []
-    sums: dict[str, torch.Tensor] = {}
-    grad_peak = torch.zeros((), device=device)  # the largest gradient norm of any network so far
-    window_start, window_steps = time.perf_counter(), 0
-    stopped, step = False, 0
-    model.train()
-    for step in range(1, cfg.steps + 1):
-        # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the fakes);
-        # G is not updated, so its forward needs no graph
-        for _ in range(cfg.d_steps):
-            real = x_all[torch.randint(len(x_all), (n,), generator=gen, device=device)]
-            lat_d = sample_latent(cfg, model.cat_prior, n, gen, device)
-            with torch.no_grad():
-                fake = model.generator(lat_d.z)
-            _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm)
-            loss_d = losses.d_loss(real_logits, fake_logits, cfg.loss_space)
-            info_d = zero
-            if q_in_d_step:
-                ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
-                info_d = w_cat * ce_d + w_cont * nll_d
-            opt_d.zero_grad(set_to_none=True)
-            (loss_d + info_d).backward()
-            grad_d = _grad_norm(params.d, device)
-            grad_q = _grad_norm(params.q, device) if q_in_d_step else None
-            _clip(cfg, params.of_d(cfg))
-            opt_d.step()
-
-        # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
-        _freeze(frozen_in_g_step, True)
-        lat = sample_latent(cfg, model.cat_prior, n, gen, device)
-        fake = model.generator(lat.z)
-        if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
-            h_fake = model.d_trunk(torch.cat([real, fake]))[n:]
-        else:
-            h_fake = model.d_trunk(fake)
-        fake_logits_g = model.d_head(h_fake).squeeze(1)
-        adv_per_sample = losses.g_loss_per_sample(fake_logits_g, cfg.g_loss, cfg.loss_space)  # (B,)
-        loss_adv = adv_per_sample.mean()
-        ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
-        loss_info = w_cat * ce + w_cont * nll
-        # a learned prior moves with the adversarial loss alone: the information loss would favour
-        # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
-        prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
-        opt_g.zero_grad(set_to_none=True)
-        if trunk_in_g_step:
-            opt_d.zero_grad(set_to_none=True)
-        (loss_adv + loss_info).backward()
-        for p, g in zip(params.prior, prior_grads, strict=True):
-            p.grad = g
-        grad_g = _grad_norm(params.g, device)
-        if not q_in_d_step:
-            grad_q = _grad_norm(params.q, device)
-        _clip(cfg, params.of_g(cfg))
-        opt_g.step()
-        if trunk_in_g_step:  # not frozen: the G step's gradient moves D's trunk, at D's learning rate
-            _clip(cfg, trunk_in_g_step)
-            opt_d.step()
-        _freeze(frozen_in_g_step, False)
-        grad_peak = torch.fmax(grad_peak, torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf).max())
-
-        # guard: a non-finite loss ends the run with the step and the loss that broke
-        losses_now = torch.stack([loss_d.detach(), info_d.detach(), loss_adv.detach(), loss_info.detach()])
-        finite = torch.isfinite(losses_now)
-        if not bool(finite.all()):  # the first to break, in the order they were computed
-            bad = int((~finite).nonzero()[0])
-            name = ("loss/d", "loss/info", "loss/g", "loss/info")[bad]
-            raise DivergedError(step, name, float(losses_now[bad]), history, float(grad_peak))
-
-        # log: accumulate detached values; one host sync per report, not per step
-        h_prior = losses.categorical_entropy(list(model.cat_prior)).detach() if cfg.learn_cat_prior else h_cat
-        now = {
-            "loss/d": loss_d.detach(),
-            "loss/g": loss_adv.detach(),
-            "loss/info": (cfg.lambda_cat * ce + cfg.lambda_cont * nll).detach(),
-            "d/real": torch.sigmoid(real_logits.detach()).mean(),
-            "d/fake": torch.sigmoid(fake_logits_g.detach()).mean(),
-            "grad/d": grad_d,
-            "grad/g": grad_g,
-            "grad/q": grad_q,
-            "q/std_min": std_min,
-            "mi/cat": h_prior - ce.detach(),
-            "mi/cont": h_cont - nll.detach(),
-        }
-        for key, value in now.items():
-            sums[key] = sums[key] + value if key in sums else value.clone()
-        window_steps += 1
-
-        # evaluate and report: every report_every steps, evaluation every eval_every and at the end
-        last = step == cfg.steps
-        if step % cfg.report_every == 0 or last:
-            metrics = {k: float(v) / window_steps for k, v in sums.items()}
-            if cfg.cat_codes:
-                metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
-            else:
-                del metrics["mi/cat"]
-            if not cfg.cont_codes:
-                del metrics["mi/cont"], metrics["q/std_min"]
-            metrics["grad/peak"] = float(grad_peak)
-            elapsed = time.perf_counter() - window_start
-            metrics["time/steps_per_s"] = window_steps / elapsed if elapsed > 0 else 0.0
-            if step % cfg.eval_every == 0 or last:
-                metrics.update(evaluate(model, cfg, data, seed=cfg.seed + step))
-            metrics["step"] = step
-            history.append(metrics)
-            sums, window_steps = {}, 0
-            if report is not None and report(step, {k: v for k, v in metrics.items() if k != "step"}):
-                stopped = True
-            window_start = time.perf_counter()
-            if stopped:
-                break
-
-    result = TrainResult(
-        config=cfg,
-        steps_run=step,
-        stopped_early=stopped,
-        metrics=_final_metrics(cfg, history),
-        history=history,
-        wall_s=time.perf_counter() - started,
-        model=model,
-    )
-    if image_dir is not None:
-        result.images = render(model, cfg, history, image_dir)
+    member_report = None if report is None else (lambda _member, step, metrics: report(step, metrics))
+    (result,) = train_population([cfg], report=member_report, image_dirs=None if image_dir is None else [image_dir])
+    if isinstance(result, DivergedError):
+        raise result
     return result
 
 
-__all__ = ["ReportFn", "TrainResult", "resolve_device", "train"]
+def train_population(
+    cfgs: Sequence[TrainConfig],
+    *,
+    report: MemberReportFn | None = None,
+    image_dirs: Sequence[str | Path] | None = None,
+) -> list[TrainResult | DivergedError]:
+    """Train K runs as one stacked model (their shapes must match; see population.MEMBER_FIELDS for what
+    may differ). Member k gives the numbers a single run of cfgs[k] gives; its result is a TrainResult,
+    or the DivergedError that stopped it."""
+    check_members(cfgs)
+    cfg, members = cfgs[0], len(cfgs)  # cfg: the knobs every member shares
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    gens = [torch.Generator(device=device).manual_seed(c.seed) for c in cfgs]
+    data: Dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    x_all = torch.from_numpy(data.x).to(device)
+    singles = []
+    for c in cfgs:  # each member initialised exactly as a single run of its seed would be
+        torch.manual_seed(c.seed)
+        singles.append(InfoGAN(c, data.sample_shape))
+    model = StackedInfoGAN(singles, cfgs).to(device)
+    channels = cfg.family in ("conv", "paper")  # convolutions read (B, K*C, H, W)
+    params = _parameters(model, cfg)
+    group_d, group_g = MemberGroup(params.of_d(cfg), members), MemberGroup(params.of_g(cfg), members)
+    trunk_columns = slice(0, sum(p.numel() for p in model.d_trunk.parameters()))
+    frozen_in_g_step = _frozen_in_g_step(model, cfg)
+    lr_d, lr_g = _per_member([c.lr_d_effective for c in cfgs], device), _per_member([c.lr_g for c in cfgs], device)
+    clip_values = _per_member([c.clip_value for c in cfgs], device)
+    w_cat = _per_member([c.lambda_cat if c.lambda_cat > 0 else 1.0 for c in cfgs], device)  # Q's weight
+    w_cont = _per_member([c.lambda_cont if c.lambda_cont > 0 else 1.0 for c in cfgs], device)
+    lam_cat = _per_member([c.lambda_cat for c in cfgs], device)
+    lam_cont = _per_member([c.lambda_cont for c in cfgs], device)
+    h_cat = torch.full((members,), cfg.cat_entropy, device=device)
+    h_cont = _per_member([losses.cont_prior_entropy(c.cont_codes, c.cont_prior) for c in cfgs], device)
+    q_in_d_step = cfg.q_update == "d_step"
+    zero = torch.zeros(members, device=device)
+    n = cfg.batch_size
+
+    active = torch.ones(members, dtype=torch.bool, device=device)  # still training
+    running = list(range(members))  # the same, on the host
+    outcome: list[DivergedError | None] = [None] * members
+    stopped_early = [False] * members
+    steps_run = [0] * members
+    histories: list[list[dict[str, float]]] = [[] for _ in range(members)]
+    sums: dict[str, torch.Tensor] = {}
+    grad_peak = torch.zeros(members, device=device)  # each member's largest gradient norm so far
+    window_start, window_steps = time.perf_counter(), 0
+    model.train()
+    with warnings.catch_warnings():
+        # parameters live in flat buffers (population.MemberGroup): their gradients are strided views
+        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+        for step in range(1, cfg.steps + 1):
+            # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the
+            # fakes); G is not updated, so its forward needs no graph
+            for _ in range(cfg.d_steps):
+                real = _real_batch(x_all, gens, n, channels)
+                lat_d = _latents(cfgs, model.cat_prior, n, gens)
+                with torch.no_grad():
+                    fake = model.generator(lat_d.z)
+                _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm, n)
+                loss_d = losses.d_loss(real_logits, fake_logits, cfg.loss_space)  # (K,)
+                info_d = zero
+                if q_in_d_step:
+                    ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
+                    info_d = w_cat * ce_d + w_cont * nll_d
+                group_d.zero_grad()
+                (loss_d + info_d).sum().backward()  # members share no parameter: each gets its own gradient
+                grad_d = group_d.squared_norms(params.d).sqrt()
+                grad_q = group_d.squared_norms(params.q).sqrt() if q_in_d_step else None
+                group_d.clip(cfg.clip, clip_values)
+                group_d.step(cfgs, lr_d, active)
+
+            # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
+            _freeze(frozen_in_g_step, True)
+            lat = _latents(cfgs, model.cat_prior, n, gens)
+            fake = model.generator(lat.z)
+            if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
+                h_fake = model.d_trunk(cat_batch(real, fake))[:, n:]
+            else:
+                h_fake = model.d_trunk(fake)
+            fake_logits_g = model.d_head(h_fake).squeeze(-1)
+            adv_per_sample = losses.g_loss_per_sample(fake_logits_g, cfg.g_loss, cfg.loss_space)  # (K, B)
+            loss_adv = adv_per_sample.mean(-1)
+            ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
+            loss_info = w_cat * ce + w_cont * nll
+            # a learned prior moves with the adversarial loss alone: the information loss would favour
+            # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
+            prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
+            group_g.zero_grad()
+            if not cfg.freeze_d_in_g_step:
+                group_d.zero_grad()
+            (loss_adv + loss_info).sum().backward()
+            for p, g in zip(params.prior, prior_grads, strict=True):
+                p.grad.copy_(g)
+            grad_g = group_g.squared_norms(params.g).sqrt()
+            if not q_in_d_step:
+                grad_q = group_g.squared_norms(params.q).sqrt()
+            group_g.clip(cfg.clip, clip_values)
+            group_g.step(cfgs, lr_g, active)
+            if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
+                group_d.clip(cfg.clip, clip_values, trunk_columns)
+                group_d.step(cfgs, lr_d, active, trunk_columns)
+            _freeze(frozen_in_g_step, False)
+            norms = torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
+            grad_peak = torch.fmax(grad_peak, norms.amax(0))
+
+            # guard: a member whose loss turns non-finite stops there, with the step and the loss that broke
+            losses_now = torch.stack([loss_d, info_d, loss_adv, loss_info], 1).detach()  # (K, 4)
+            finite = torch.isfinite(losses_now)
+            if not bool(finite[active].all()):
+                for k in [k for k in running if not bool(finite[k].all())]:
+                    bad = int((~finite[k]).nonzero()[0])
+                    outcome[k] = DivergedError(
+                        step, LOSS_NAMES[bad], float(losses_now[k, bad]), histories[k], float(grad_peak[k])
+                    )
+                    steps_run[k], active[k] = step, False
+                    running.remove(k)
+                if not running:
+                    break
+
+            # log: accumulate detached values; one host sync per report, not per step
+            h_prior = losses.categorical_entropy(list(model.cat_prior)).detach() if cfg.learn_cat_prior else h_cat
+            now = {
+                "loss/d": loss_d.detach(),
+                "loss/g": loss_adv.detach(),
+                "loss/info": (lam_cat * ce + lam_cont * nll).detach(),
+                "d/real": torch.sigmoid(real_logits.detach()).mean(-1),
+                "d/fake": torch.sigmoid(fake_logits_g.detach()).mean(-1),
+                "grad/d": grad_d,
+                "grad/g": grad_g,
+                "grad/q": grad_q,
+                "q/std_min": std_min,
+                "mi/cat": h_prior - ce.detach(),
+                "mi/cont": h_cont - nll.detach(),
+            }
+            for key, value in now.items():
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            window_steps += 1
+
+            # evaluate and report: every report_every steps, evaluation every eval_every and at the end
+            last = step == cfg.steps
+            if step % cfg.report_every == 0 or last:
+                keys = list(sums)
+                rows = (torch.stack([sums[key] for key in keys]) / window_steps).tolist()  # one host sync
+                table = dict(zip(keys, rows, strict=True))
+                peaks = grad_peak.tolist()
+                elapsed = time.perf_counter() - window_start
+                for k in list(running):
+                    metrics = {key: values[k] for key, values in table.items()}
+                    if cfg.cat_codes:
+                        metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
+                    else:
+                        del metrics["mi/cat"]
+                    if not cfg.cont_codes:
+                        del metrics["mi/cont"], metrics["q/std_min"]
+                    metrics["grad/peak"] = peaks[k]
+                    metrics["time/steps_per_s"] = window_steps / elapsed if elapsed > 0 else 0.0
+                    if step % cfg.eval_every == 0 or last:
+                        member = model.member(k, cfgs[k], data.sample_shape)
+                        metrics.update(evaluate(member, cfgs[k], data, seed=cfgs[k].seed + step))
+                    metrics["step"] = step
+                    histories[k].append(metrics)
+                    steps_run[k] = step
+                    if report is not None and report(k, step, {m: v for m, v in metrics.items() if m != "step"}):
+                        stopped_early[k], active[k] = True, False
+                        running.remove(k)
+                sums, window_steps = {}, 0
+                window_start = time.perf_counter()
+                if not running:
+                    break
+
+    wall_s = time.perf_counter() - started
+    results: list[TrainResult | DivergedError] = []
+    for k, c in enumerate(cfgs):
+        if outcome[k] is not None:
+            results.append(outcome[k])
+            continue
+        member = model.member(k, c, data.sample_shape)
+        result = TrainResult(
+            c, steps_run[k], stopped_early[k], _final_metrics(c, histories[k]), histories[k], wall_s, member
+        )
+        if image_dirs is not None:
+            result.images = render(member, c, histories[k], image_dirs[k])
+        results.append(result)
+    return results
+
+
+__all__ = ["MemberReportFn", "ReportFn", "TrainResult", "resolve_device", "train", "train_population"]

@@ -1,0 +1,120 @@
+"""Populations: K runs trained as one stacked model give each run's own numbers, bit for bit on a CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from infogan_core import ConfigError, DivergedError, TrainConfig, train
+from infogan_core.population import MEMBER_FIELDS, check_members
+from infogan_core.training import train_population
+
+from helpers import TINY_DIGITS, TINY_RING
+
+pytestmark = pytest.mark.usefixtures("core_env")
+
+# bit-exactness holds when each member's tensors fill whole SIMD vectors (population.py says why): batches
+# that are multiples of 32 and convolution channels that are multiples of 16 (conv widths 0.25, 0.5, 1)
+RING = TrainConfig(**{**TINY_RING, "batch_size": 32}, report_every=25, eval_every=50, steps=100)
+DIGITS = TrainConfig(
+    **{**TINY_DIGITS, "batch_size": 32, "g_width": 0.25, "d_width": 0.25}, report_every=25, eval_every=50, steps=100
+)
+
+
+def _members(base: TrainConfig, k: int = 3) -> list[TrainConfig]:
+    """k configurations that differ in every knob a population lets differ."""
+    return [
+        base.replace(
+            seed=s,
+            lr_g=1e-3 * (1 + s),
+            lr_d=2e-4 * (1 + s),
+            betas=(0.5, 0.99 + 0.001 * s),
+            lambda_cat=1.0 + 0.5 * s,
+            lambda_cont=0.1 * (1 + s),
+            clip_value=1.0 + s,
+            q_min_std=0.01 * s,
+            cont_prior=("uniform", "gaussian")[s % 2],
+            noise_prior=("gaussian", "uniform")[s % 2],
+        )
+        for s in range(k)
+    ]
+
+
+def assert_same_run(member, single) -> None:
+    """The member's history (every report, every metric but timing), final metrics and networks are the single run's."""
+
+    def untimed(rows):
+        return [{k: v for k, v in row.items() if k != "time/steps_per_s"} for row in rows]
+
+    assert untimed(member.history) == untimed(single.history)
+    assert untimed([member.metrics]) == untimed([single.metrics])
+    a, b = member.model.state_dict(), single.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # BN statistics included
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base", [RING, DIGITS], ids=["mlp-ring8", "conv-digits"])
+def test_each_member_is_its_single_run_bit_for_bit_after_100_steps(base: TrainConfig) -> None:
+    cfgs = _members(base.replace(cont_codes=2, q_std="learned", clip="norm"))
+    for member, cfg in zip(train_population(cfgs), cfgs, strict=True):
+        assert_same_run(member, train(cfg))
+
+
+KNOBS = {
+    "g_step": {"q_update": "g_step"},
+    "unfrozen": {"freeze_d_in_g_step": False},
+    "isolated-joint": {"encoder": "isolated", "d_batchnorm": "joint"},
+    "learned-prior": {"learn_cat_prior": True},
+    "straight-through": {"learn_cat_prior": True, "prior_grad": "straight_through"},
+    "sgd-probs-value": {"optimizer": "sgd", "loss_space": "probs", "clip": "value"},
+    "d-steps": {"d_steps": 2, "g_loss": "saturating"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("knobs", KNOBS.values(), ids=KNOBS.keys())
+def test_members_stay_exact_whatever_the_shared_knobs(knobs: dict) -> None:
+    cfgs = _members(DIGITS.replace(steps=30, report_every=10, eval_every=30, **knobs), k=2)
+    for member, cfg in zip(train_population(cfgs), cfgs, strict=True):
+        assert_same_run(member, train(cfg))
+
+
+def test_a_diverging_member_stops_alone() -> None:
+    unstable = dict(optimizer="sgd", lr_g=0.1, lr_d=0.1, loss_space="probs", d_batchnorm="none", g_batchnorm=False)
+    base = RING.replace(steps=120, report_every=20, eval_every=120, **unstable)
+    cfgs = [base.replace(seed=0, clip="none"), base.replace(seed=0, clip="none", lr_g=1e-4, lr_d=1e-4)]
+    # clip differs: not a member field, so the stable member gets a tiny rate instead
+    diverged, stable = train_population(cfgs)
+    assert isinstance(diverged, DivergedError) and diverged.step < 120 and diverged.grad_peak > 100
+    alone = train(cfgs[1])
+    assert stable.steps_run == 120 and all(math.isfinite(v) for v in stable.metrics.values())
+    assert_same_run(stable, alone)  # the diverging member's NaNs never reached it
+    with pytest.raises(DivergedError) as single:
+        train(cfgs[0])
+    assert single.value.step == diverged.step  # and it diverged where its single run does
+
+
+def test_a_member_stopped_by_its_report_stops_alone() -> None:
+    cfgs = [RING.replace(seed=s, steps=60, report_every=10, eval_every=30) for s in range(3)]
+    seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+
+    def report(member: int, step: int, metrics: dict) -> bool:
+        seen[member].append(step)
+        return member == 1 and step >= 20
+
+    results = train_population(cfgs, report=report)
+    assert seen == {0: [10, 20, 30, 40, 50, 60], 1: [10, 20], 2: [10, 20, 30, 40, 50, 60]}
+    assert results[1].stopped_early and results[1].steps_run == 20 and not results[0].stopped_early
+    assert_same_run(results[2], train(cfgs[2]))
+
+
+def test_members_must_share_every_shape_knob() -> None:
+    base = TrainConfig(**TINY_RING)
+    check_members([base, base.replace(seed=1, lr_g=0.01, cont_prior="gaussian")])
+    with pytest.raises(ConfigError, match=r"`noise_dim` must be the same for every member .*member 1 has 8"):
+        check_members([base, base.replace(noise_dim=8)])
+    with pytest.raises(ConfigError, match=r"`lambda_cat>0` must be the same"):
+        check_members([base, base.replace(lambda_cat=0.0)])  # a zero lambda detaches Q's input: another graph
+    assert "seed" in MEMBER_FIELDS and "batch_size" not in MEMBER_FIELDS
