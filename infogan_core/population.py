@@ -349,6 +349,13 @@ class MemberGroup:
     def zero_grad(self) -> None:
         self.grad.zero_()
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The optimizer's state (moments, running powers); the parameters are the model's."""
+        return {name: t.clone() for name, t in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = {name: t.to(self.data.device).clone() for name, t in state.items()}
+
     def squared_norms(self, params: Sequence[nn.Parameter] | None = None) -> torch.Tensor:
         """(K,) squared L2 norm of each member's gradient over `params` (default: all of the group's)."""
         chosen = self.params if params is None else params

@@ -9,6 +9,7 @@ member, and a member that diverges, or that its report callback stops, stops alo
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -184,14 +185,40 @@ def _per_member(values: Sequence[float], device: torch.device) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.float32, device=device)
 
 
-def train(cfg: TrainConfig, *, report: ReportFn | None = None, image_dir: str | Path | None = None) -> TrainResult:
+@dataclass
+class Checkpoints:
+    """Where and how often a run saves its whole training state, so that it can resume exactly."""
+
+    directory: str | Path  # holds `state.pt`; a run that finds one there resumes from it
+    every: int  # steps between saves
+    on_save: Callable[[int], None] | None = None  # called with the step after each save (e.g. to hand it to Ray Tune)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / CHECKPOINT_FILE
+
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    report: ReportFn | None = None,
+    image_dir: str | Path | None = None,
+    checkpoints: Checkpoints | None = None,
+) -> TrainResult:
     """Train one InfoGAN run as `cfg` says; returns its metrics, history and networks.
 
     Raises DivergedError (with the step, the loss and the largest gradient norm seen) when a loss
-    becomes non-finite.
+    becomes non-finite. With `checkpoints`, it saves its state every `checkpoints.every` steps and, if
+    the directory already holds a state of this run, resumes from it: the numbers are those of an
+    uninterrupted run.
     """
     member_report = None if report is None else (lambda _member, step, metrics: report(step, metrics))
-    (result,) = train_population([cfg], report=member_report, image_dirs=None if image_dir is None else [image_dir])
+    (result,) = train_population(
+        [cfg], report=member_report, image_dirs=None if image_dir is None else [image_dir], checkpoints=checkpoints
+    )
     if isinstance(result, DivergedError):
         raise result
     return result
@@ -202,10 +229,11 @@ def train_population(
     *,
     report: MemberReportFn | None = None,
     image_dirs: Sequence[str | Path] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> list[TrainResult | DivergedError]:
     """Train K runs as one stacked model (their shapes must match; see population.MEMBER_FIELDS for what
     may differ). Member k gives the numbers a single run of cfgs[k] gives; its result is a TrainResult,
-    or the DivergedError that stopped it."""
+    or the DivergedError that stopped it. `checkpoints`: save every so many steps, and resume (as `train`)."""
     check_members(cfgs)
     cfg, members = cfgs[0], len(cfgs)  # cfg: the knobs every member shares
     started = time.perf_counter()
@@ -235,20 +263,20 @@ def train_population(
     zero = torch.zeros(members, device=device)
     n = cfg.batch_size
 
-    active = torch.ones(members, dtype=torch.bool, device=device)  # still training
-    running = list(range(members))  # the same, on the host
-    outcome: list[DivergedError | None] = [None] * members
-    stopped_early = [False] * members
-    steps_run = [0] * members
-    histories: list[list[dict[str, float]]] = [[] for _ in range(members)]
-    sums: dict[str, torch.Tensor] = {}
-    grad_peak = torch.zeros(members, device=device)  # each member's largest gradient norm so far
-    window_start, window_steps = time.perf_counter(), 0
+    progress = _Progress.start(members, device)  # what the loop has done so far: resumable
+    if checkpoints is not None and checkpoints.path.is_file():
+        progress = _resume(checkpoints.path, cfgs, model, (group_d, group_g), gens, device)
+    running, steps_run, histories = (
+        progress.running,
+        progress.steps_run,
+        progress.histories,
+    )  # the loop's names for them
+    window_start = time.perf_counter()
     model.train()
     with warnings.catch_warnings():
         # parameters live in flat buffers (population.MemberGroup): their gradients are strided views
         warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
-        for step in range(1, cfg.steps + 1):
+        for step in range(progress.step + 1, cfg.steps + 1):
             # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the
             # fakes); G is not updated, so its forward needs no graph
             for _ in range(cfg.d_steps):
@@ -267,7 +295,7 @@ def train_population(
                 grad_d = group_d.squared_norms(params.d).sqrt()
                 grad_q = group_d.squared_norms(params.q).sqrt() if q_in_d_step else None
                 group_d.clip(cfg.clip, clip_values)
-                group_d.step(cfgs, lr_d, active)
+                group_d.step(cfgs, lr_d, progress.active)
 
             # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
             _freeze(frozen_in_g_step, True)
@@ -289,30 +317,33 @@ def train_population(
             if not cfg.freeze_d_in_g_step:
                 group_d.zero_grad()
             (loss_adv + loss_info).sum().backward()
-            for p, g in zip(params.prior, prior_grads, strict=True):
-                p.grad.copy_(g)
+            for param, grad in zip(params.prior, prior_grads, strict=True):
+                param.grad.copy_(grad)
             grad_g = group_g.squared_norms(params.g).sqrt()
             if not q_in_d_step:
                 grad_q = group_g.squared_norms(params.q).sqrt()
             group_g.clip(cfg.clip, clip_values)
-            group_g.step(cfgs, lr_g, active)
+            group_g.step(cfgs, lr_g, progress.active)
             if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
                 group_d.clip(cfg.clip, clip_values, trunk_columns)
-                group_d.step(cfgs, lr_d, active, trunk_columns)
+                group_d.step(cfgs, lr_d, progress.active, trunk_columns)
             _freeze(frozen_in_g_step, False)
             norms = torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
-            grad_peak = torch.fmax(grad_peak, norms.amax(0))
+            progress.grad_peak = torch.fmax(progress.grad_peak, norms.amax(0))
 
             # guard: a member whose loss turns non-finite stops there, with the step and the loss that broke
             losses_now = torch.stack([loss_d, info_d, loss_adv, loss_info], 1).detach()  # (K, 4)
             finite = torch.isfinite(losses_now)
-            if not bool(finite[active].all()):
+            if not bool(finite[progress.active].all()):
                 for k in [k for k in running if not bool(finite[k].all())]:
                     bad = int((~finite[k]).nonzero()[0])
-                    outcome[k] = DivergedError(
-                        step, LOSS_NAMES[bad], float(losses_now[k, bad]), histories[k], float(grad_peak[k])
+                    progress.diverged[k] = (
+                        step,
+                        LOSS_NAMES[bad],
+                        float(losses_now[k, bad]),
+                        float(progress.grad_peak[k]),
                     )
-                    steps_run[k], active[k] = step, False
+                    steps_run[k], progress.active[k] = step, False
                     running.remove(k)
                 if not running:
                     break
@@ -333,16 +364,18 @@ def train_population(
                 "mi/cont": h_cont - nll.detach(),
             }
             for key, value in now.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            window_steps += 1
+                progress.sums[key] = progress.sums[key] + value if key in progress.sums else value.clone()
+            progress.window_steps += 1
 
             # evaluate and report: every report_every steps, evaluation every eval_every and at the end
             last = step == cfg.steps
             if step % cfg.report_every == 0 or last:
-                keys = list(sums)
-                rows = (torch.stack([sums[key] for key in keys]) / window_steps).tolist()  # one host sync
+                keys = list(progress.sums)
+                rows = (
+                    torch.stack([progress.sums[key] for key in keys]) / progress.window_steps
+                ).tolist()  # one host sync
                 table = dict(zip(keys, rows, strict=True))
-                peaks = grad_peak.tolist()
+                peaks = progress.grad_peak.tolist()
                 elapsed = time.perf_counter() - window_start
                 for k in list(running):
                     metrics = {key: values[k] for key, values in table.items()}
@@ -353,7 +386,7 @@ def train_population(
                     if not cfg.cont_codes:
                         del metrics["mi/cont"], metrics["q/std_min"]
                     metrics["grad/peak"] = peaks[k]
-                    metrics["time/steps_per_s"] = window_steps / elapsed if elapsed > 0 else 0.0
+                    metrics["time/steps_per_s"] = progress.window_steps / elapsed if elapsed > 0 else 0.0
                     if step % cfg.eval_every == 0 or last:
                         member = model.member(k, cfgs[k], data.sample_shape)
                         metrics.update(evaluate(member, cfgs[k], data, seed=cfgs[k].seed + step))
@@ -361,22 +394,28 @@ def train_population(
                     histories[k].append(metrics)
                     steps_run[k] = step
                     if report is not None and report(k, step, {m: v for m, v in metrics.items() if m != "step"}):
-                        stopped_early[k], active[k] = True, False
+                        progress.stopped_early[k], progress.active[k] = True, False
                         running.remove(k)
-                sums, window_steps = {}, 0
+                progress.sums, progress.window_steps = {}, 0
                 window_start = time.perf_counter()
                 if not running:
                     break
 
+            # checkpoint: everything the next step needs, written whole or not at all
+            if checkpoints is not None and step % checkpoints.every == 0 and step < cfg.steps:
+                progress.step = step
+                _save(checkpoints, step, cfgs, model, (group_d, group_g), gens, progress)
+
     wall_s = time.perf_counter() - started
     results: list[TrainResult | DivergedError] = []
     for k, c in enumerate(cfgs):
-        if outcome[k] is not None:
-            results.append(outcome[k])
+        if progress.diverged[k] is not None:
+            step_k, loss, value, peak = progress.diverged[k]
+            results.append(DivergedError(step_k, loss, value, histories[k], peak))
             continue
         member = model.member(k, c, data.sample_shape)
         result = TrainResult(
-            c, steps_run[k], stopped_early[k], _final_metrics(c, histories[k]), histories[k], wall_s, member
+            c, steps_run[k], progress.stopped_early[k], _final_metrics(c, histories[k]), histories[k], wall_s, member
         )
         if image_dirs is not None:
             result.images = render(member, c, histories[k], image_dirs[k])
@@ -384,4 +423,87 @@ def train_population(
     return results
 
 
-__all__ = ["MemberReportFn", "ReportFn", "TrainResult", "resolve_device", "train", "train_population"]
+@dataclass
+class _Progress:
+    """What the loop has done so far, per member: all a checkpoint needs besides networks and optimizers."""
+
+    step: int  # the last step completed
+    active: torch.Tensor  # (K,) bool: still training
+    running: list[int]  # the same, on the host
+    diverged: list[tuple[int, str, float, float] | None]  # (step, loss, value, largest gradient norm)
+    stopped_early: list[bool]
+    steps_run: list[int]
+    histories: list[list[dict[str, float]]]
+    sums: dict[str, torch.Tensor]  # metrics accumulated since the last report
+    window_steps: int
+    grad_peak: torch.Tensor  # (K,) each member's largest gradient norm so far
+
+    @classmethod
+    def start(cls, members: int, device: torch.device) -> _Progress:
+        return cls(
+            0,
+            torch.ones(members, dtype=torch.bool, device=device),
+            list(range(members)),
+            [None] * members,
+            [False] * members,
+            [0] * members,
+            [[] for _ in range(members)],
+            {},
+            0,
+            torch.zeros(members, device=device),
+        )
+
+
+def _save(
+    checkpoints: Checkpoints,
+    step: int,
+    cfgs: Sequence[TrainConfig],
+    model: StackedInfoGAN,
+    groups: tuple[MemberGroup, ...],
+    gens: list[torch.Generator],
+    progress: _Progress,
+) -> None:
+    state = {
+        "configs": [c.to_dict() for c in cfgs],  # a state resumes only the run it was saved from
+        "model": model.state_dict(),
+        "optimizers": [g.state_dict() for g in groups],
+        "generators": [g.get_state() for g in gens],
+        "progress": {f: getattr(progress, f) for f in progress.__dataclass_fields__},
+    }
+    checkpoints.path.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoints.path.with_suffix(f".{os.getpid()}.part")
+    torch.save(state, partial)
+    os.replace(partial, checkpoints.path)  # a kill mid-write leaves the previous state whole
+    if checkpoints.on_save is not None:
+        checkpoints.on_save(step)
+
+
+def _resume(
+    path: Path,
+    cfgs: Sequence[TrainConfig],
+    model: StackedInfoGAN,
+    groups: tuple[MemberGroup, ...],
+    gens: list[torch.Generator],
+    device: torch.device,
+) -> _Progress:
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state["configs"] != [c.to_dict() for c in cfgs]:
+        raise ConfigError(f"the checkpoint {path} was saved by another run (other configurations); remove it")
+    model.load_state_dict(state["model"])
+    for group, saved in zip(groups, state["optimizers"], strict=True):
+        group.load_state_dict(saved)
+    for gen, saved in zip(gens, state["generators"], strict=True):
+        gen.set_state(saved.cpu())  # generator states are byte tensors on the host, whatever the device
+    return _Progress(**state["progress"])
+
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpoints",
+    "MemberReportFn",
+    "ReportFn",
+    "TrainResult",
+    "resolve_device",
+    "train",
+    "train_population",
+]

@@ -9,7 +9,7 @@ import torch
 
 from infogan_core import ConfigError, DivergedError, TrainConfig, train
 from infogan_core.population import MEMBER_FIELDS, check_members
-from infogan_core.training import train_population
+from infogan_core.training import Checkpoints, train_population
 
 from helpers import TINY_DIGITS, TINY_RING
 
@@ -118,3 +118,27 @@ def test_members_must_share_every_shape_knob() -> None:
     with pytest.raises(ConfigError, match=r"`lambda_cat>0` must be the same"):
         check_members([base, base.replace(lambda_cat=0.0)])  # a zero lambda detaches Q's input: another graph
     assert "seed" in MEMBER_FIELDS and "batch_size" not in MEMBER_FIELDS
+
+
+# --- checkpoints: a run killed and resumed gives the numbers of a run never stopped ------------------
+
+
+@pytest.mark.parametrize("base", [RING, DIGITS], ids=["mlp-ring8", "conv-digits"])
+def test_a_resumed_run_equals_an_uninterrupted_one(base: TrainConfig, tmp_path) -> None:
+    cfgs = _members(base.replace(steps=80, report_every=20, eval_every=40), k=2)
+    saves: list[int] = []
+    checkpoints = Checkpoints(tmp_path / "ckpt", every=30, on_save=saves.append)
+    # the first attempt dies after its step-30 checkpoint (its report stops it at step 40, as a kill would)
+    first = train_population(cfgs, report=lambda member, step, metrics: step >= 40, checkpoints=checkpoints)
+    assert saves == [30] and all(r.steps_run == 40 for r in first)
+    resumed = train_population(cfgs, checkpoints=checkpoints)  # finds state.pt: resumes at step 31
+    assert saves == [30, 60]
+    for member, cfg in zip(resumed, cfgs, strict=True):
+        assert_same_run(member, train(cfg))  # history from before and after the break included
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path) -> None:
+    checkpoints = Checkpoints(tmp_path, every=10)
+    train(RING.replace(steps=20, report_every=10, eval_every=20), checkpoints=checkpoints)
+    with pytest.raises(ConfigError, match="saved by another run"):
+        train(RING.replace(steps=20, report_every=10, eval_every=20, seed=7), checkpoints=checkpoints)
