@@ -33,29 +33,59 @@ def sample_noise(cfg: TrainConfig, n: int, gen: torch.Generator, device: torch.d
 def sample_latent(
     cfg: TrainConfig, prior_logits: Sequence[torch.Tensor], n: int, gen: torch.Generator, device: torch.device
 ) -> Latent:
-    """Noise, categorical and continuous codes drawn from their priors, concatenated for G.
+    """Noise, categorical and continuous codes drawn from their priors, concatenated for G: (n, latent_dim).
 
     `prior_logits` holds one (k,) logit vector per categorical code (the model's `cat_prior`); they
     matter only when the prior is learned, and are then sampled differentiably.
     """
-    noise = sample_noise(cfg, n, gen, device)
-    if cfg.cont_prior == "uniform":
-        cont = torch.rand(n, cfg.cont_codes, generator=gen, device=device) * 2 - 1
-    else:
-        cont = torch.randn(n, cfg.cont_codes, generator=gen, device=device)
+    z, cats, cont = sample_members([cfg], [logits.unsqueeze(0) for logits in prior_logits], n, [gen], device)
+    return Latent(z[0], [c[0] for c in cats], cont[0])
+
+
+def sample_members(
+    cfgs: Sequence[TrainConfig],
+    prior_logits: Sequence[torch.Tensor],
+    n: int,
+    gens: Sequence[torch.Generator],
+    device: torch.device,
+) -> Latent:
+    """Each member's own noise and codes, from its own generator in the order a single run draws them
+    (noise, continuous codes, then each categorical code), transformed for all members at once:
+    z (K, n, latent_dim), each code (K, n), cont (K, n, cont_codes). prior_logits: one (K, k) per code."""
+    cfg = cfgs[0]  # the members share every shape
+    noise, cont, picks = [], [], []
+    for c, g in zip(cfgs, gens, strict=True):
+        draw = torch.randn if c.noise_prior == "gaussian" else torch.rand
+        noise.append(draw(n, cfg.noise_dim, generator=g, device=device))
+        draw = torch.rand if c.cont_prior == "uniform" else torch.randn
+        cont.append(draw(n, cfg.cont_codes, generator=g, device=device))
+        picks.append(
+            [
+                torch.rand(n, k, generator=g, device=device)
+                if cfg.learn_cat_prior
+                else torch.randint(k, (n,), generator=g, device=device)
+                for k in cfg.cat_codes
+            ]
+        )
+    uniform_noise = torch.tensor([c.noise_prior == "uniform" for c in cfgs], device=device).view(-1, 1, 1)
+    uniform_cont = torch.tensor([c.cont_prior == "uniform" for c in cfgs], device=device).view(-1, 1, 1)
+    noise_t, cont_t = torch.stack(noise), torch.stack(cont)  # (K, n, d): U(0,1) draws become U(-1,1)
+    noise_t = torch.where(uniform_noise, noise_t * 2 - 1, noise_t)
+    cont_t = torch.where(uniform_cont, cont_t * 2 - 1, cont_t)
     cats, onehots = [], []
-    for logits in prior_logits:
+    for j, logits in enumerate(prior_logits):
+        drawn = torch.stack([p[j] for p in picks])
         if cfg.learn_cat_prior:  # straight-through Gumbel-softmax: one-hot forward, gradient to the prior
-            u = torch.rand(n, len(logits), generator=gen, device=device).clamp_(1e-10, 1 - 1e-10)
-            soft = F.softmax(logits - (-u.log()).log(), dim=1)
-            idx = soft.argmax(1)
-            hard = F.one_hot(idx, len(logits)).to(soft.dtype)
+            u = drawn.clamp_(1e-10, 1 - 1e-10)  # (K, n, k)
+            soft = F.softmax(logits.unsqueeze(1) - (-u.log()).log(), dim=-1)
+            idx = soft.argmax(-1)
+            hard = F.one_hot(idx, logits.shape[-1]).to(soft.dtype)
             onehots.append(hard - soft.detach() + soft)
         else:
-            idx = torch.randint(len(logits), (n,), generator=gen, device=device)
-            onehots.append(F.one_hot(idx, len(logits)).float())
+            idx = drawn  # (K, n)
+            onehots.append(F.one_hot(idx, logits.shape[-1]).float())
         cats.append(idx)
-    return Latent(torch.cat([noise, *onehots, cont], 1), cats, cont)
+    return Latent(torch.cat([noise_t, *onehots, cont_t], -1), cats, cont_t)
 
 
 def _fixed(cfg: TrainConfig, noise: torch.Tensor, cats: Sequence[Sequence[int]], cont: torch.Tensor) -> torch.Tensor:
@@ -88,4 +118,12 @@ def traversal_latent(cfg: TrainConfig, gen: torch.Generator, code: int, rows: in
     return _fixed(cfg, noise, [cats] * (rows * GRID_STEPS), cont)
 
 
-__all__ = ["GRID_STEPS", "Latent", "sample_grid_latent", "sample_latent", "sample_noise", "traversal_latent"]
+__all__ = [
+    "GRID_STEPS",
+    "Latent",
+    "sample_grid_latent",
+    "sample_latent",
+    "sample_members",
+    "sample_noise",
+    "traversal_latent",
+]

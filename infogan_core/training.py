@@ -26,7 +26,7 @@ from infogan_core.data import Dataset, load_dataset
 from infogan_core.errors import ConfigError, DivergedError
 from infogan_core.evaluation import evaluate
 from infogan_core.images import render
-from infogan_core.latent import Latent, sample_latent
+from infogan_core.latent import Latent, sample_members
 from infogan_core.models import InfoGAN
 from infogan_core.population import MemberGroup, StackedInfoGAN, cat_batch, check_members, to_channels
 
@@ -172,13 +172,8 @@ def _real_batch(x_all: torch.Tensor, gens: list[torch.Generator], n: int, channe
 
 
 def _latents(cfgs: Sequence[TrainConfig], prior: nn.ParameterList, n: int, gens: list[torch.Generator]) -> Latent:
-    """Each member's own noise and codes from its own generator and priors, stacked: z (K, B, latent_dim)."""
-    device = prior[0].device if len(prior) else gens[0].device
-    each = [
-        sample_latent(c, [p[k] for p in prior], n, g, device) for k, (c, g) in enumerate(zip(cfgs, gens, strict=True))
-    ]
-    cats = [torch.stack([m.cat[j] for m in each]) for j in range(len(cfgs[0].cat_codes))]
-    return Latent(torch.stack([m.z for m in each]), cats, torch.stack([m.cont for m in each]))
+    """Each member's own noise and codes from its own generator and priors: z (K, B, latent_dim)."""
+    return sample_members(cfgs, list(prior), n, gens, gens[0].device)
 
 
 def _per_member(values: Sequence[float], device: torch.device) -> torch.Tensor:
@@ -248,10 +243,10 @@ def train_population(
     model = StackedInfoGAN(singles, cfgs).to(device)
     channels = cfg.family in ("conv", "paper")  # convolutions read (B, K*C, H, W)
     params = _parameters(model, cfg)
-    group_d, group_g = MemberGroup(params.of_d(cfg), members), MemberGroup(params.of_g(cfg), members)
-    trunk_columns = slice(0, sum(p.numel() for p in model.d_trunk.parameters()))
+    group_d, group_g = MemberGroup(params.of_d(cfg), cfgs), MemberGroup(params.of_g(cfg), cfgs)
+    trunk = list(model.d_trunk.parameters())  # what D's optimizer moves in the G step when D is not frozen
     frozen_in_g_step = _frozen_in_g_step(model, cfg)
-    lr_d, lr_g = _per_member([c.lr_d_effective for c in cfgs], device), _per_member([c.lr_g for c in cfgs], device)
+    lr_d, lr_g = [c.lr_d_effective for c in cfgs], [c.lr_g for c in cfgs]
     clip_values = _per_member([c.clip_value for c in cfgs], device)
     w_cat = _per_member([c.lambda_cat if c.lambda_cat > 0 else 1.0 for c in cfgs], device)  # Q's weight
     w_cont = _per_member([c.lambda_cont if c.lambda_cont > 0 else 1.0 for c in cfgs], device)
@@ -277,6 +272,7 @@ def train_population(
         # parameters live in flat buffers (population.MemberGroup): their gradients are strided views
         warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
         for step in range(progress.step + 1, cfg.steps + 1):
+            active = [k in running for k in range(members)]  # who trains this step
             # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the
             # fakes); G is not updated, so its forward needs no graph
             for _ in range(cfg.d_steps):
@@ -295,7 +291,7 @@ def train_population(
                 grad_d = group_d.squared_norms(params.d).sqrt()
                 grad_q = group_d.squared_norms(params.q).sqrt() if q_in_d_step else None
                 group_d.clip(cfg.clip, clip_values)
-                group_d.step(cfgs, lr_d, progress.active)
+                group_d.step(lr_d, active)
 
             # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
             _freeze(frozen_in_g_step, True)
@@ -318,15 +314,15 @@ def train_population(
                 group_d.zero_grad()
             (loss_adv + loss_info).sum().backward()
             for param, grad in zip(params.prior, prior_grads, strict=True):
-                param.grad.copy_(grad)
+                param.grad = grad
             grad_g = group_g.squared_norms(params.g).sqrt()
             if not q_in_d_step:
                 grad_q = group_g.squared_norms(params.q).sqrt()
             group_g.clip(cfg.clip, clip_values)
-            group_g.step(cfgs, lr_g, progress.active)
+            group_g.step(lr_g, active)
             if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
-                group_d.clip(cfg.clip, clip_values, trunk_columns)
-                group_d.step(cfgs, lr_d, progress.active, trunk_columns)
+                group_d.clip(cfg.clip, clip_values, trunk)
+                group_d.step(lr_d, active, trunk)
             _freeze(frozen_in_g_step, False)
             norms = torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
             progress.grad_peak = torch.fmax(progress.grad_peak, norms.amax(0))
@@ -334,7 +330,7 @@ def train_population(
             # guard: a member whose loss turns non-finite stops there, with the step and the loss that broke
             losses_now = torch.stack([loss_d, info_d, loss_adv, loss_info], 1).detach()  # (K, 4)
             finite = torch.isfinite(losses_now)
-            if not bool(finite[progress.active].all()):
+            if not bool(finite[running].all()):
                 for k in [k for k in running if not bool(finite[k].all())]:
                     bad = int((~finite[k]).nonzero()[0])
                     progress.diverged[k] = (
@@ -343,7 +339,7 @@ def train_population(
                         float(losses_now[k, bad]),
                         float(progress.grad_peak[k]),
                     )
-                    steps_run[k], progress.active[k] = step, False
+                    steps_run[k] = step
                     running.remove(k)
                 if not running:
                     break
@@ -394,7 +390,7 @@ def train_population(
                     histories[k].append(metrics)
                     steps_run[k] = step
                     if report is not None and report(k, step, {m: v for m, v in metrics.items() if m != "step"}):
-                        progress.stopped_early[k], progress.active[k] = True, False
+                        progress.stopped_early[k] = True
                         running.remove(k)
                 progress.sums, progress.window_steps = {}, 0
                 window_start = time.perf_counter()
@@ -428,8 +424,7 @@ class _Progress:
     """What the loop has done so far, per member: all a checkpoint needs besides networks and optimizers."""
 
     step: int  # the last step completed
-    active: torch.Tensor  # (K,) bool: still training
-    running: list[int]  # the same, on the host
+    running: list[int]  # the members still training
     diverged: list[tuple[int, str, float, float] | None]  # (step, loss, value, largest gradient norm)
     stopped_early: list[bool]
     steps_run: list[int]
@@ -442,7 +437,6 @@ class _Progress:
     def start(cls, members: int, device: torch.device) -> _Progress:
         return cls(
             0,
-            torch.ones(members, dtype=torch.bool, device=device),
             list(range(members)),
             [None] * members,
             [False] * members,

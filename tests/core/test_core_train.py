@@ -78,7 +78,7 @@ class StepView:
     """One optimizer update as the hooks see it: the group, its learning rate (member 0) and kind."""
 
     group: MemberGroup
-    columns: slice | None  # a part of the group (D's trunk, in the G step), or all of it
+    params: list | None  # a part of the group (D's trunk, in the G step), or all of it
     lr: float
     kind: str  # "Adam" | "SGD"
     momentum: float
@@ -93,11 +93,12 @@ def optimizer_hooks(monkeypatch: pytest.MonkeyPatch, pre=None, post=None) -> Ite
     """pre runs after clipping, right before each update; post right after it (population.MemberGroup.step)."""
     real = MemberGroup.step
 
-    def step(self, cfgs, lrs, active, columns=None) -> None:
-        view = StepView(self, columns, float(lrs[0]), "SGD" if cfgs[0].optimizer == "sgd" else "Adam", cfgs[0].momentum)
+    def step(self, lrs, active, params=None) -> None:
+        cfg = self.cfgs[0]
+        view = StepView(self, params, float(lrs[0]), "SGD" if cfg.optimizer == "sgd" else "Adam", cfg.momentum)
         if pre is not None:
             pre(view, (), {})
-        real(self, cfgs, lrs, active, columns)
+        real(self, lrs, active, params)
         if post is not None:
             post(view, (), {})
 
@@ -171,7 +172,7 @@ def test_unfrozen_d_trunk_moves_in_the_g_step_by_ds_optimizer(monkeypatch: pytes
         def post(opt, args, kwargs) -> None:
             model = built[-1]
             role = _role(opt, model)
-            if role == "d" and opt.columns is not None:  # D's optimizer on its trunk alone: inside the G step
+            if role == "d" and opt.params is not None:  # D's optimizer on its trunk alone: inside the G step
                 role = "d in g step"
             if role:
                 d = {"trunk": _state(model.d_trunk), "head": _state(model.d_head)}
