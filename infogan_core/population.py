@@ -105,7 +105,26 @@ class MemberLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight.shape[1] == 1:  # one output (D's head): a batched matrix-vector product picks its kernel by K
             return (x * self.weight).sum(-1, keepdim=True) + self.bias.unsqueeze(1)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return _MemberLinearFn.apply(x, self.weight, self.bias)
+
+
+class _MemberLinearFn(torch.autograd.Function):
+    """x (K, B, in) @ weight (K, out, in)^T + bias (K, out). Its backward computes the weight's gradient
+    as (K, out, in) directly: autograd's own comes back transposed, and accumulating it into a
+    contiguous parameter costs a strided copy of every weight, every step."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(1) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
 
 
 class MemberConv(nn.Module):
@@ -163,8 +182,8 @@ class _ChannelBias(torch.autograd.Function):
 class MemberBatchNorm(nn.Module):
     """K batch norms, each over its own member's batch, with its own running statistics.
 
-    (K, B, F) inputs are normalized here; (B, K*C, H, W) inputs by torch's batch norm over K*C channels,
-    whose running statistics are views of the stacked (K, C) buffers, updated in place.
+    Both layouts go through torch's batch norm over K*C channels ((K, B, F) as (B, K*F) rows), whose
+    running statistics are views of the stacked (K, C) buffers, updated in place.
     """
 
     def __init__(self, layers: Sequence[nn.modules.batchnorm._BatchNorm]) -> None:
@@ -181,21 +200,15 @@ class MemberBatchNorm(nn.Module):
             raise RuntimeError("a population trains; evaluate a member's own InfoGAN (population.member)")
         if self.track_running_stats:
             self.num_batches_tracked.add_(1)
-        if x.dim() == 4:  # (B, K*C, H, W): torch's kernel, statistics per member-channel
+        running = (self.running_mean.view(-1), self.running_var.view(-1)) if self.track_running_stats else (None, None)
+        weight, bias = self.weight.reshape(-1), self.bias.reshape(-1)
+        if x.dim() == 4:  # (B, K*C, H, W): statistics per member-channel
             x = x.contiguous(memory_format=torch.channels_last)  # one memory format, whatever K: one kernel
-            running = (
-                (self.running_mean.view(-1), self.running_var.view(-1)) if self.track_running_stats else (None, None)
-            )
-            return F.batch_norm(x, *running, self.weight.reshape(-1), self.bias.reshape(-1), True, BN_MOMENTUM, BN_EPS)
-        mean = x.mean(1, keepdim=True)  # (K, 1, F) over each member's batch (torch.var_mean here is ~20x slower)
-        centred = x - mean
-        var = (centred * centred).mean(1, keepdim=True)
-        if self.track_running_stats:
-            with torch.no_grad():
-                n = x.shape[1]
-                self.running_mean.lerp_(mean.squeeze(1), BN_MOMENTUM)
-                self.running_var.lerp_(var.squeeze(1) * (n / (n - 1)), BN_MOMENTUM)  # the unbiased variance
-        return centred * torch.rsqrt(var + BN_EPS) * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
+            return F.batch_norm(x, *running, weight, bias, True, BN_MOMENTUM, BN_EPS)
+        members, batch, features = x.shape  # (K, B, F) -> (B, K*F): one channel per member-feature
+        rows = x.transpose(0, 1).reshape(batch, members * features)
+        out = F.batch_norm(rows, *running, weight, bias, True, BN_MOMENTUM, BN_EPS)
+        return out.view(batch, members, features).transpose(0, 1)
 
 
 class MemberFlatten(nn.Module):
@@ -300,12 +313,18 @@ class StackedInfoGAN(nn.Module):
             return self.q_head(self.q_trunk(x))
         return self.q_head(self.d_trunk(x) if features is None else features)
 
-    def member(self, k: int, cfg: TrainConfig, sample_shape: tuple[int, ...]) -> InfoGAN:
-        """Member k as a single InfoGAN with its own copy of the parameters and statistics."""
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """A copy of member k's parameters and statistics (stacked names, the member dimension dropped)."""
+        return {name: t[k].clone() for name, t in self.state_dict().items() if not name.endswith("min_std")}
+
+    def member(
+        self, k: int, cfg: TrainConfig, sample_shape: tuple[int, ...], state: dict[str, torch.Tensor] | None = None
+    ) -> InfoGAN:
+        """Member k as a single InfoGAN with its own copy of the parameters and statistics (now, or as
+        `state`, a `member_state` taken earlier, says)."""
         with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global RNG alone
             single = InfoGAN(cfg, sample_shape)
-        state = {name: tensor[k] for name, tensor in self.state_dict().items() if not name.endswith("min_std")}
-        single.load_state_dict(_single_shapes(single, state))
+        single.load_state_dict(_single_shapes(single, self.member_state(k) if state is None else state))
         return single.to(next(self.parameters()).device)
 
 
@@ -320,11 +339,14 @@ def _single_shapes(single: InfoGAN, state: dict[str, torch.Tensor]) -> dict[str,
 
 class MemberGroup:
     """One optimizer for the stacked parameters (each (K, ...)) of K independent runs: each member with
-    its own learning rate, betas or momentum, step counts and clip value.
+    its own learning rate, betas or momentum, and clip value.
 
-    Adam is torch's fused kernel, called on each member's own slices (members that share a learning
-    rate and betas in one call): every slice is updated exactly as a single run's parameter would be,
-    whatever K. Gradient norms and clipping go parameter by parameter over each member's own slice.
+    Adam is elementwise, so one update of the stacked tensors is K independent Adams: torch's fused
+    kernel updates every member in one call when all train and share a learning rate and betas, else
+    it runs once per (rate, betas) on those members' slices; either way each value is computed as a
+    single run computes it. Members all start together and a stopped one never resumes, so one step
+    count per parameter serves every member that still trains. Gradient norms and clipping go
+    parameter by parameter over each member's own slice.
     """
 
     def __init__(self, params: Sequence[nn.Parameter], cfgs: Sequence[TrainConfig]) -> None:
@@ -335,12 +357,16 @@ class MemberGroup:
         self.state: dict[str, list[torch.Tensor] | torch.Tensor] = {
             "exp_avg": [torch.zeros_like(p) for p in self.params],  # Adam's moments, or SGD's momentum buffer
             "exp_avg_sq": [torch.zeros_like(p) for p in self.params],
-            "steps": torch.zeros(len(self.params), self.members, device=device),  # per parameter and member
+            "steps": torch.zeros(len(self.params), device=device),  # updates so far, per parameter
         }
+        self.momentum = torch.tensor([c.momentum for c in cfgs], device=device)
+        self._scales: dict[tuple, torch.Tensor] = {}
+        self.zero_grad()
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+        self._norms: dict[int, torch.Tensor] = {}  # per parameter: each member's squared gradient norm (K,)
 
     def _chosen(self, params: Sequence[nn.Parameter] | None) -> list[int]:
         if params is None:
@@ -349,12 +375,16 @@ class MemberGroup:
         return [i for i, p in enumerate(self.params) if id(p) in ids]
 
     def squared_norms(self, params: Sequence[nn.Parameter] | None = None) -> torch.Tensor:
-        """(K,) squared L2 norm of each member's gradient over `params` (default: all of the group's)."""
+        """(K,) squared L2 norm of each member's gradient over `params` (default: all of the group's);
+        each parameter's is computed once per backward, and clipping reuses it."""
         total = torch.zeros(self.members, device=self.state["steps"].device)
         for i in self._chosen(params):
             grad = self.params[i].grad
-            if grad is not None:
-                total = total + grad.reshape(self.members, -1).square().sum(1)
+            if grad is None:
+                continue
+            if i not in self._norms:
+                self._norms[i] = grad.reshape(self.members, -1).square().sum(1)
+            total = total + self._norms[i]
         return total
 
     def clip(self, kind: str, values: torch.Tensor, params: Sequence[nn.Parameter] | None = None) -> None:
@@ -365,32 +395,55 @@ class MemberGroup:
             for i in chosen:  # as torch.nn.utils.clip_grad_norm_, member by member
                 grad = self.params[i].grad
                 grad.mul_(scale.view(-1, *([1] * (grad.dim() - 1))))
+            self._norms = {}  # the gradients have changed
         elif kind == "value":
             for i in chosen:
                 grad = self.params[i].grad
                 bound = values.view(-1, *([1] * (grad.dim() - 1)))
                 torch.minimum(torch.maximum(grad, -bound), bound, out=grad)
+            self._norms = {}
+
+    def _scale(self, lrs: Sequence[float], active: Sequence[bool]) -> torch.Tensor:
+        """(K,) each member's learning rate, 0 for a member that no longer trains."""
+        key = (tuple(lrs), tuple(active))
+        if key not in self._scales:
+            device = self.state["steps"].device
+            self._scales[key] = torch.tensor(
+                [lr if on else 0.0 for lr, on in zip(lrs, active, strict=True)], device=device
+            )
+        return self._scales[key]
 
     def step(self, lrs: Sequence[float], active: Sequence[bool], params: Sequence[nn.Parameter] | None = None) -> None:
         """One update of every active member, at its own learning rate; `params` limits it to some of them."""
         chosen = [i for i in self._chosen(params) if self.params[i].grad is not None]
-        if self.cfgs[0].optimizer == "sgd":
-            self._sgd(lrs, active, chosen)
+        if not chosen:
             return
-        together: dict[tuple, list[int]] = {}  # members that one fused call can update
+        # the fused kernel walks a gradient's memory in its parameter's order: one in another layout (a
+        # convolution's gradient can come back channels-last) would pair each value with the wrong weight
+        grads = [self.params[i].grad.contiguous() for i in chosen]
+        if self.cfgs[0].optimizer == "sgd":
+            self._sgd(chosen, grads, lrs, active)
+            return
+        together: dict[tuple, list[int]] = {}  # active members that one call updates: same rate, same betas
         for k in range(self.members):
             if active[k]:
                 together.setdefault((lrs[k], *self.cfgs[k].betas), []).append(k)
-        moments, squares, steps = self.state["exp_avg"], self.state["exp_avg_sq"], self.state["steps"]
+        params = [self.params[i].detach() for i in chosen]
+        moments = [self.state["exp_avg"][i] for i in chosen]
+        squares = [self.state["exp_avg_sq"][i] for i in chosen]
+        steps = self.state["steps"]
+        whole = len(together) == 1 and len(next(iter(together.values()))) == self.members
         for (lr, beta1, beta2), members in together.items():
-            slices = [(i, k) for k in members for i in chosen]
+            if whole:  # every member in one call, on the stacked tensors
+                tensors = (params, grads, moments, squares)
+                counts = [steps[i] for i in chosen]
+            else:  # these members' slices; each count is the parameter's, incremented once below
+                tensors = tuple([t[k] for t in ts for k in members] for ts in (params, grads, moments, squares))
+                counts = [steps[i].clone() for i in chosen for _ in members]
             adam(
-                [self.params[i].detach()[k] for i, k in slices],
-                [self.params[i].grad[k] for i, k in slices],
-                [moments[i][k] for i, k in slices],
-                [squares[i][k] for i, k in slices],
+                *tensors,
                 [],
-                [steps[i, k : k + 1] for i, k in slices],
+                counts,
                 fused=True,
                 amsgrad=False,
                 beta1=beta1,
@@ -400,22 +453,23 @@ class MemberGroup:
                 eps=1e-8,
                 maximize=False,
             )
+        if not whole:
+            steps[chosen] += 1
 
-    def _sgd(self, lrs: Sequence[float], active: Sequence[bool], chosen: list[int]) -> None:
-        """torch's SGD with momentum (no dampening), each member with its own rate and momentum."""
-        device = self.state["steps"].device
-        lr = torch.tensor([lr if on else 0.0 for lr, on in zip(lrs, active, strict=True)], device=device)
-        momentum = torch.tensor([c.momentum for c in self.cfgs], device=device)
-        on = torch.tensor([bool(a) for a in active], device=device)
-        for i in chosen:
-            p, grad, buf = self.params[i], self.params[i].grad, self.state["exp_avg"][i]
-            shape = (-1, *([1] * (grad.dim() - 1)))
-            first = (self.state["steps"][i] == 0).view(shape)
-            fresh = torch.where(first, grad, buf * momentum.view(shape) + grad)  # the first buffer is the gradient
-            buf.copy_(torch.where(on.view(shape), fresh, buf))
+    def _sgd(self, chosen: list[int], grads: list[torch.Tensor], lrs: Sequence[float], active: Sequence[bool]) -> None:
+        """torch's SGD with momentum (no dampening), each member with its own rate and momentum; the first
+        momentum buffer is the gradient."""
+        steps = self.state["steps"]
+        scale = self._scale(lrs, active)
+        for i, grad in zip(chosen, grads, strict=True):
+            buf, shape = self.state["exp_avg"][i], (-1, *([1] * (grad.dim() - 1)))
+            if steps[i] == 0:
+                buf.copy_(grad)
+            else:
+                buf.mul_(self.momentum.view(shape)).add_(grad)
             with torch.no_grad():
-                p.sub_(buf * lr.view(shape))
-            self.state["steps"][i] += on
+                self.params[i].sub_(buf * scale.view(shape))
+        steps[chosen] += 1
 
     def state_dict(self) -> dict[str, object]:
         """The optimizer's state (moments, step counts); the parameters are the model's."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,17 +65,22 @@ def _discriminate(model: StackedInfoGAN, real: torch.Tensor, fake: torch.Tensor,
     return h_real, h_fake, model.d_head(h_real).squeeze(-1), model.d_head(h_fake).squeeze(-1)
 
 
-def _freeze(modules: list[nn.Module], frozen: bool) -> None:
-    """Stop gradients to these modules' parameters and updates of their BN running statistics."""
-    for module in modules:
-        for p in module.parameters():
+class _Freezer:
+    """Stops gradients to some modules' parameters and updates of their BN running statistics, and lets
+    them go again; the parameters and BN layers are listed once, not walked every step."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.params = [p for module in modules for p in module.parameters()]
+        self.norms = [m for module in modules for m in module.modules() if hasattr(m, "track_running_stats")]
+
+    def __call__(self, frozen: bool) -> None:
+        for p in self.params:
             p.requires_grad_(not frozen)
-        for m in module.modules():
-            if hasattr(m, "track_running_stats"):
-                # a training-mode BN that does not track still normalizes with batch statistics, but
-                # leaves every buffer alone: momentum 0 kept running_* but still counted the batch in
-                # num_batches_tracked (and 0 * NaN statistics would have poisoned running_*)
-                m.track_running_stats = not frozen
+        for m in self.norms:
+            # a training-mode BN that does not track still normalizes with batch statistics, but leaves
+            # every buffer alone: momentum 0 kept running_* but still counted the batch in
+            # num_batches_tracked (and 0 * NaN statistics would have poisoned running_*)
+            m.track_running_stats = not frozen
 
 
 def info_terms(
@@ -245,7 +249,7 @@ def train_population(
     params = _parameters(model, cfg)
     group_d, group_g = MemberGroup(params.of_d(cfg), cfgs), MemberGroup(params.of_g(cfg), cfgs)
     trunk = list(model.d_trunk.parameters())  # what D's optimizer moves in the G step when D is not frozen
-    frozen_in_g_step = _frozen_in_g_step(model, cfg)
+    freeze = _Freezer(_frozen_in_g_step(model, cfg))
     lr_d, lr_g = [c.lr_d_effective for c in cfgs], [c.lr_g for c in cfgs]
     clip_values = _per_member([c.clip_value for c in cfgs], device)
     w_cat = _per_member([c.lambda_cat if c.lambda_cat > 0 else 1.0 for c in cfgs], device)  # Q's weight
@@ -268,139 +272,135 @@ def train_population(
     )  # the loop's names for them
     window_start = time.perf_counter()
     model.train()
-    with warnings.catch_warnings():
-        # parameters live in flat buffers (population.MemberGroup): their gradients are strided views
-        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
-        for step in range(progress.step + 1, cfg.steps + 1):
-            active = [k in running for k in range(members)]  # who trains this step
-            # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the
-            # fakes); G is not updated, so its forward needs no graph
-            for _ in range(cfg.d_steps):
-                real = _real_batch(x_all, gens, n, channels)
-                lat_d = _latents(cfgs, model.cat_prior, n, gens)
-                with torch.no_grad():
-                    fake = model.generator(lat_d.z)
-                _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm, n)
-                loss_d = losses.d_loss(real_logits, fake_logits, cfg.loss_space)  # (K,)
-                info_d = zero
-                if q_in_d_step:
-                    ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
-                    info_d = w_cat * ce_d + w_cont * nll_d
-                group_d.zero_grad()
-                (loss_d + info_d).sum().backward()  # members share no parameter: each gets its own gradient
-                grad_d = group_d.squared_norms(params.d).sqrt()
-                grad_q = group_d.squared_norms(params.q).sqrt() if q_in_d_step else None
-                group_d.clip(cfg.clip, clip_values)
-                group_d.step(lr_d, active)
+    for step in range(progress.step + 1, cfg.steps + 1):
+        active = [k in running for k in range(members)]  # who trains this step
+        # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the
+        # fakes); G is not updated, so its forward needs no graph
+        for _ in range(cfg.d_steps):
+            real = _real_batch(x_all, gens, n, channels)
+            lat_d = _latents(cfgs, model.cat_prior, n, gens)
+            with torch.no_grad():
+                fake = model.generator(lat_d.z)
+            _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm, n)
+            loss_d = losses.d_loss(real_logits, fake_logits, cfg.loss_space)  # (K,)
+            info_d = zero
+            if q_in_d_step:
+                ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
+                info_d = w_cat * ce_d + w_cont * nll_d
+            group_d.zero_grad()
+            (loss_d + info_d).sum().backward()  # members share no parameter: each gets its own gradient
+            grad_d = group_d.squared_norms(params.d).sqrt()
+            grad_q = group_d.squared_norms(params.q).sqrt() if q_in_d_step else None
+            group_d.clip(cfg.clip, clip_values)
+            group_d.step(lr_d, active)
 
-            # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
-            _freeze(frozen_in_g_step, True)
-            lat = _latents(cfgs, model.cat_prior, n, gens)
-            fake = model.generator(lat.z)
-            if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
-                h_fake = model.d_trunk(cat_batch(real, fake))[:, n:]
-            else:
-                h_fake = model.d_trunk(fake)
-            fake_logits_g = model.d_head(h_fake).squeeze(-1)
-            adv_per_sample = losses.g_loss_per_sample(fake_logits_g, cfg.g_loss, cfg.loss_space)  # (K, B)
-            loss_adv = adv_per_sample.mean(-1)
-            ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
-            loss_info = w_cat * ce + w_cont * nll
-            # a learned prior moves with the adversarial loss alone: the information loss would favour
-            # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
-            prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
-            group_g.zero_grad()
-            if not cfg.freeze_d_in_g_step:
-                group_d.zero_grad()
-            (loss_adv + loss_info).sum().backward()
-            for param, grad in zip(params.prior, prior_grads, strict=True):
-                param.grad = grad
-            grad_g = group_g.squared_norms(params.g).sqrt()
-            if not q_in_d_step:
-                grad_q = group_g.squared_norms(params.q).sqrt()
-            group_g.clip(cfg.clip, clip_values)
-            group_g.step(lr_g, active)
-            if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
-                group_d.clip(cfg.clip, clip_values, trunk)
-                group_d.step(lr_d, active, trunk)
-            _freeze(frozen_in_g_step, False)
-            norms = torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
-            progress.grad_peak = torch.fmax(progress.grad_peak, norms.amax(0))
+        # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
+        freeze(True)
+        lat = _latents(cfgs, model.cat_prior, n, gens)
+        fake = model.generator(lat.z)
+        if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
+            h_fake = model.d_trunk(cat_batch(real, fake))[:, n:]
+        else:
+            h_fake = model.d_trunk(fake)
+        fake_logits_g = model.d_head(h_fake).squeeze(-1)
+        adv_per_sample = losses.g_loss_per_sample(fake_logits_g, cfg.g_loss, cfg.loss_space)  # (K, B)
+        loss_adv = adv_per_sample.mean(-1)
+        ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
+        loss_info = w_cat * ce + w_cont * nll
+        # a learned prior moves with the adversarial loss alone: the information loss would favour
+        # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
+        prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
+        group_g.zero_grad()
+        if not cfg.freeze_d_in_g_step:
+            group_d.zero_grad()
+        (loss_adv + loss_info).sum().backward()
+        for param, grad in zip(params.prior, prior_grads, strict=True):
+            param.grad = grad
+        grad_g = group_g.squared_norms(params.g).sqrt()
+        if not q_in_d_step:
+            grad_q = group_g.squared_norms(params.q).sqrt()
+        group_g.clip(cfg.clip, clip_values)
+        group_g.step(lr_g, active)
+        if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
+            group_d.clip(cfg.clip, clip_values, trunk)
+            group_d.step(lr_d, active, trunk)
+        freeze(False)
+        norms = torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
+        progress.grad_peak = torch.fmax(progress.grad_peak, norms.amax(0))
 
-            # guard: a member whose loss turns non-finite stops there, with the step and the loss that broke
-            losses_now = torch.stack([loss_d, info_d, loss_adv, loss_info], 1).detach()  # (K, 4)
-            finite = torch.isfinite(losses_now)
-            if not bool(finite[running].all()):
-                for k in [k for k in running if not bool(finite[k].all())]:
-                    bad = int((~finite[k]).nonzero()[0])
-                    progress.diverged[k] = (
-                        step,
-                        LOSS_NAMES[bad],
-                        float(losses_now[k, bad]),
-                        float(progress.grad_peak[k]),
-                    )
-                    steps_run[k] = step
+        # guard: a member whose loss turns non-finite stops there, with the step and the loss that broke
+        losses_now = torch.stack([loss_d, info_d, loss_adv, loss_info], 1).detach()  # (K, 4)
+        finite = torch.isfinite(losses_now)
+        if not bool(finite[running].all()):
+            for k in [k for k in running if not bool(finite[k].all())]:
+                bad = int((~finite[k]).nonzero()[0])
+                progress.diverged[k] = (
+                    step,
+                    LOSS_NAMES[bad],
+                    float(losses_now[k, bad]),
+                    float(progress.grad_peak[k]),
+                )
+                steps_run[k] = step
+                running.remove(k)
+            if not running:
+                break
+
+        # log: accumulate detached values; one host sync per report, not per step
+        h_prior = losses.categorical_entropy(list(model.cat_prior)).detach() if cfg.learn_cat_prior else h_cat
+        now = {
+            "loss/d": loss_d.detach(),
+            "loss/g": loss_adv.detach(),
+            "loss/info": (lam_cat * ce + lam_cont * nll).detach(),
+            "d/real": torch.sigmoid(real_logits.detach()).mean(-1),
+            "d/fake": torch.sigmoid(fake_logits_g.detach()).mean(-1),
+            "grad/d": grad_d,
+            "grad/g": grad_g,
+            "grad/q": grad_q,
+            "q/std_min": std_min,
+            "mi/cat": h_prior - ce.detach(),
+            "mi/cont": h_cont - nll.detach(),
+        }
+        for key, value in now.items():
+            progress.sums[key] = progress.sums[key] + value if key in progress.sums else value.clone()
+        progress.window_steps += 1
+
+        # evaluate and report: every report_every steps, evaluation every eval_every and at the end
+        last = step == cfg.steps
+        if step % cfg.report_every == 0 or last:
+            keys = list(progress.sums)
+            rows = (torch.stack([progress.sums[key] for key in keys]) / progress.window_steps).tolist()  # one host sync
+            table = dict(zip(keys, rows, strict=True))
+            peaks = progress.grad_peak.tolist()
+            elapsed = time.perf_counter() - window_start
+            for k in list(running):
+                metrics = {key: values[k] for key, values in table.items()}
+                if cfg.cat_codes:
+                    metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
+                else:
+                    del metrics["mi/cat"]
+                if not cfg.cont_codes:
+                    del metrics["mi/cont"], metrics["q/std_min"]
+                metrics["grad/peak"] = peaks[k]
+                metrics["time/steps_per_s"] = progress.window_steps / elapsed if elapsed > 0 else 0.0
+                if step % cfg.eval_every == 0 or last:
+                    member = model.member(k, cfgs[k], data.sample_shape)
+                    metrics.update(evaluate(member, cfgs[k], data, seed=cfgs[k].seed + step))
+                metrics["step"] = step
+                histories[k].append(metrics)
+                steps_run[k] = step
+                if report is not None and report(k, step, {m: v for m, v in metrics.items() if m != "step"}):
+                    progress.stopped_early[k] = True
+                    progress.final_states[k] = model.member_state(k)  # the others' forwards still move its BN
                     running.remove(k)
-                if not running:
-                    break
+            progress.sums, progress.window_steps = {}, 0
+            window_start = time.perf_counter()
+            if not running:
+                break
 
-            # log: accumulate detached values; one host sync per report, not per step
-            h_prior = losses.categorical_entropy(list(model.cat_prior)).detach() if cfg.learn_cat_prior else h_cat
-            now = {
-                "loss/d": loss_d.detach(),
-                "loss/g": loss_adv.detach(),
-                "loss/info": (lam_cat * ce + lam_cont * nll).detach(),
-                "d/real": torch.sigmoid(real_logits.detach()).mean(-1),
-                "d/fake": torch.sigmoid(fake_logits_g.detach()).mean(-1),
-                "grad/d": grad_d,
-                "grad/g": grad_g,
-                "grad/q": grad_q,
-                "q/std_min": std_min,
-                "mi/cat": h_prior - ce.detach(),
-                "mi/cont": h_cont - nll.detach(),
-            }
-            for key, value in now.items():
-                progress.sums[key] = progress.sums[key] + value if key in progress.sums else value.clone()
-            progress.window_steps += 1
-
-            # evaluate and report: every report_every steps, evaluation every eval_every and at the end
-            last = step == cfg.steps
-            if step % cfg.report_every == 0 or last:
-                keys = list(progress.sums)
-                rows = (
-                    torch.stack([progress.sums[key] for key in keys]) / progress.window_steps
-                ).tolist()  # one host sync
-                table = dict(zip(keys, rows, strict=True))
-                peaks = progress.grad_peak.tolist()
-                elapsed = time.perf_counter() - window_start
-                for k in list(running):
-                    metrics = {key: values[k] for key, values in table.items()}
-                    if cfg.cat_codes:
-                        metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
-                    else:
-                        del metrics["mi/cat"]
-                    if not cfg.cont_codes:
-                        del metrics["mi/cont"], metrics["q/std_min"]
-                    metrics["grad/peak"] = peaks[k]
-                    metrics["time/steps_per_s"] = progress.window_steps / elapsed if elapsed > 0 else 0.0
-                    if step % cfg.eval_every == 0 or last:
-                        member = model.member(k, cfgs[k], data.sample_shape)
-                        metrics.update(evaluate(member, cfgs[k], data, seed=cfgs[k].seed + step))
-                    metrics["step"] = step
-                    histories[k].append(metrics)
-                    steps_run[k] = step
-                    if report is not None and report(k, step, {m: v for m, v in metrics.items() if m != "step"}):
-                        progress.stopped_early[k] = True
-                        running.remove(k)
-                progress.sums, progress.window_steps = {}, 0
-                window_start = time.perf_counter()
-                if not running:
-                    break
-
-            # checkpoint: everything the next step needs, written whole or not at all
-            if checkpoints is not None and step % checkpoints.every == 0 and step < cfg.steps:
-                progress.step = step
-                _save(checkpoints, step, cfgs, model, (group_d, group_g), gens, progress)
+        # checkpoint: everything the next step needs, written whole or not at all
+        if checkpoints is not None and step % checkpoints.every == 0 and step < cfg.steps:
+            progress.step = step
+            _save(checkpoints, step, cfgs, model, (group_d, group_g), gens, progress)
 
     wall_s = time.perf_counter() - started
     results: list[TrainResult | DivergedError] = []
@@ -409,7 +409,7 @@ def train_population(
             step_k, loss, value, peak = progress.diverged[k]
             results.append(DivergedError(step_k, loss, value, histories[k], peak))
             continue
-        member = model.member(k, c, data.sample_shape)
+        member = model.member(k, c, data.sample_shape, progress.final_states.get(k))
         result = TrainResult(
             c, steps_run[k], progress.stopped_early[k], _final_metrics(c, histories[k]), histories[k], wall_s, member
         )
@@ -432,6 +432,7 @@ class _Progress:
     sums: dict[str, torch.Tensor]  # metrics accumulated since the last report
     window_steps: int
     grad_peak: torch.Tensor  # (K,) each member's largest gradient norm so far
+    final_states: dict[int, dict[str, torch.Tensor]]  # members stopped early: their state when they stopped
 
     @classmethod
     def start(cls, members: int, device: torch.device) -> _Progress:
@@ -445,6 +446,7 @@ class _Progress:
             {},
             0,
             torch.zeros(members, device=device),
+            {},
         )
 
 

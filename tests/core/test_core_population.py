@@ -108,6 +108,11 @@ def test_a_member_stopped_by_its_report_stops_alone() -> None:
     assert seen == {0: [10, 20, 30, 40, 50, 60], 1: [10, 20], 2: [10, 20, 30, 40, 50, 60]}
     assert results[1].stopped_early and results[1].steps_run == 20 and not results[0].stopped_early
     assert_same_run(results[2], train(cfgs[2]))
+    # the stopped member is the network it was at its stop: the others' later forwards (BN running
+    # statistics) leave it alone, as a single run stopped at step 20 is left alone
+    stopped_alone = train(cfgs[1], report=lambda step, metrics: step >= 20)
+    assert any("running_mean" in name for name in stopped_alone.model.state_dict())
+    assert_same_run(results[1], stopped_alone)
 
 
 def test_members_must_share_every_shape_knob() -> None:
