@@ -24,3 +24,7 @@ class SeedPlanConflictError(DefinitionConflictError):
 
 class AddressInUseError(SweepError):
     """A server could not listen on the address it was given."""
+
+
+class TooManyTrialsError(StudyError):
+    """A study has more trials than its run allows (a limit that keeps a typo from queueing millions)."""
