@@ -28,3 +28,7 @@ class AddressInUseError(SweepError):
 
 class TooManyTrialsError(StudyError):
     """A study has more trials than its run allows (a limit that keeps a typo from queueing millions)."""
+
+
+class StudyBusyError(StudyError):
+    """Another driver holds the study's lease: it is running the study now."""
