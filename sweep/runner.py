@@ -28,6 +28,7 @@ from typing import Any
 
 import optuna
 import ray
+import ray._private.ray_constants as ray_constants
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
@@ -469,15 +470,29 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+LOOPBACK = "127.0.0.1"  # the address a local Ray instance listens on: nothing outside this machine reaches it
+
+
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join `address` (a Ray cluster, or "auto"), or start a local Ray on this machine's cores."""
+    """Join `address` (a Ray cluster, or "auto"), or start a local Ray on this machine's cores that listens on
+    the loopback interface only. Ray's token authentication stays as Ray sets it up; the banner it prints
+    about it at every start ("Token authentication is enabled...", which users read as a to-do) does not."""
     if ray.is_initialized():
         return
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        return
+    # ray.init turns a loopback node address into this machine's network address (so that other nodes
+    # could join), unless Ray runs single-node, as it does on macOS: then its GCS, raylet and workers bind
+    # the loopback interface. That switch is below Ray's public API, hence set only around this call.
+    clustered = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = clustered
 
 
 def _scheduler(study: Study) -> Any:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -376,3 +380,30 @@ def test_seeds_are_fixed_once_a_verdict_could_decide(make_study, tmp_path):
         add("base", "none", seed)
         add("d_batchnorm=separate", "separate", seed)
     runner.open_study(smoke.model_copy(update={"seeds": 4}), store)
+
+
+def test_a_local_ray_listens_on_loopback_only_and_prints_no_token_banner(tmp_path):
+    code = (
+        "import json, psutil, ray\n"
+        "from sweep.runner import ensure_ray\n"
+        "ensure_ray(num_cpus=1)\n"
+        "found = {(p.name(), c.laddr.ip) for p in psutil.Process().children(recursive=True)\n"
+        "         for c in p.net_connections('inet') if c.status == psutil.CONN_LISTEN}\n"
+        "print(json.dumps([sorted(found), ray.util.get_node_ip_address()]))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default: token authentication
+    env["HOME"] = str(tmp_path)  # a user who never ran Ray: the token is created, the banner would print
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listening, node_ip = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {name for name, _ in listening} >= {"gcs_server", "raylet"}  # the control: Ray's servers were seen
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+    assert [(name, ip) for name, ip in listening if not loopback(ip)] == []  # today: '::' (every interface)
+    assert node_ip == "127.0.0.1"
+    assert "Token authentication" not in proc.stderr
+    assert (tmp_path / ".ray" / "auth_token").exists()  # token authentication stays on, as Ray sets it up
