@@ -32,3 +32,7 @@ class TooManyTrialsError(StudyError):
 
 class StudyBusyError(StudyError):
     """Another driver holds the study's lease: it is running the study now."""
+
+
+class CrashedTrialsError(SweepError):
+    """A run ended with trials that crashed: they have no measured outcome, so the study is incomplete."""

@@ -4,10 +4,12 @@ that no message shows a password."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -20,7 +22,7 @@ from sweep.errors import StudyBusyError, StudyError
 from sweep.store import open_store
 from sweep.vocab import masked
 
-from helpers import lease_holder
+from helpers import lease_holder, run_sweep, start_sweep
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -200,3 +202,48 @@ def test_no_message_shows_a_password():
     with pytest.raises(StudyError) as info:
         store.storage()  # nothing listens on port 9
     assert "hunter2" not in str(info.value) and "user:***@127.0.0.1:9" in str(info.value)
+
+
+# --- PostgreSQL for real: a study, its resume after kill -9, the lease -------------------------------
+
+
+@pytest.mark.slow
+def test_a_study_runs_and_resumes_after_kill_9_on_postgresql(ray_session, postgres, make_study, tmp_path):
+    url = postgres.url("resume")
+    path = make_study(
+        tmp_path / "pg.yaml",
+        name="pg",
+        seeds=2,
+        budget={"steps": 150, "report_every": 10},
+        resources={"cpus": 1, "max_concurrent": 2},
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = ("run", str(path), "--root", str(tmp_path / "runs"), "--storage", url, "--address", address)
+
+    def states() -> Counter:
+        try:
+            return Counter(t.state for t in optuna.load_study(study_name="pg", storage=url).get_trials(deepcopy=False))
+        except KeyError:
+            return Counter()
+
+    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: states()[TrialState.COMPLETE] >= 1 and states()[TrialState.RUNNING] >= 1, 120)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    before = states()
+    assert before[TrialState.COMPLETE] < 4
+    # the killed driver's lease is still in the table; the rerun takes it over at once (its pid is gone)
+    assert _holder(open_store(tmp_path, url), "pg") == (socket.gethostname(), driver.pid)
+    rerun = run_sweep(*cmd, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = optuna.load_study(study_name="pg", storage=url).get_trials()
+    complete = Counter((t.user_attrs["config_id"], t.user_attrs["seed"]) for t in trials if t.state.name == "COMPLETE")
+    assert len(complete) == 4 and set(complete.values()) == {1}  # every pair exactly once
+    left_open = before[TrialState.RUNNING] + before[TrialState.WAITING]  # WAITING: enqueued, not yet asked for
+    assert sum(t.user_attrs.get("outcome") == "interrupted" for t in trials) == left_open
+    assert _holder(open_store(tmp_path, url), "pg") is None  # released at the end
+    # the password is in the URL the user gave; no output repeats it, not even the commands it suggests
+    assert "s3cret" not in rerun.stdout + rerun.stderr
+    assert "--storage postgresql://sweep:***@127.0.0.1" in rerun.stdout
