@@ -360,7 +360,11 @@ def effects(frame: pd.DataFrame, study: Study, *, test: str = "t") -> pd.DataFra
     """
     if not len(frame):
         return pd.DataFrame(columns=EFFECT_COLUMNS)
-    data = frame[frame["outcome"] != Outcome.INTERRUPTED] if study.kind == "search" else design_frame(frame, study)
+    if study.kind == "search":  # each pair once: the latest of a crashed run and its retry (--retry-crashed)
+        data = frame[frame["outcome"] != Outcome.INTERRUPTED].sort_values("number", kind="stable")
+        data = data.drop_duplicates(["config_id", "seed"], keep="last")
+    else:
+        data = design_frame(frame, study)
     ran = data[data["outcome"] != MISSING_RUN]
     pruned = study.verdict.pruned if study.verdict else None
     masks = level_masks(ran, study)

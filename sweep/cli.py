@@ -16,8 +16,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sweep import console
-from sweep.errors import AddressInUseError, DefinitionConflictError, SeedPlanConflictError, StudyError, SweepError
+from sweep.errors import (
+    AddressInUseError,
+    CrashedTrialsError,
+    DefinitionConflictError,
+    SeedPlanConflictError,
+    StudyBusyError,
+    StudyError,
+    SweepError,
+    TooManyTrialsError,
+)
 from sweep.report.render import Format as ReportFormat
+from sweep.vocab import masked
 
 if TYPE_CHECKING:
     from sweep.store import Store
@@ -49,6 +59,15 @@ StorageOpt = Annotated[
     ),
 ]
 StudyArg = Annotated[str, typer.Argument(help="Study name (see `sweep list`).", show_default=False)]
+MaxTrialsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-trials",
+        min=1,
+        show_default=False,
+        help="Refuse a study with more trials than this (default: 10000), so that a typo cannot queue millions.",
+    ),
+]
 
 # what to type next, for the library's errors that a flag resolves
 HINTS: dict[type[Exception], str] = {
@@ -56,6 +75,9 @@ HINTS: dict[type[Exception], str] = {
     "under --new-name NAME",
     DefinitionConflictError: "run it under another name with --new-name NAME",
     AddressInUseError: "pick another port with --port",
+    TooManyTrialsError: "raise the limit with --max-trials N if you mean it",
+    StudyBusyError: "wait for that run to end, or stop it",
+    CrashedTrialsError: "fix the cause, then run them again with --retry-crashed",
 }
 
 
@@ -74,9 +96,26 @@ def _store(root: Path | None, storage: str | None) -> Store:
 
 
 def _location_flags(root: Path | None, storage: str | None) -> str:
-    """The --root/--storage flags the user gave, to repeat in the commands we suggest."""
+    """The --root/--storage flags the user gave, to repeat in the commands we suggest (no password shown)."""
     flags = f" --root {root}" if root else ""
-    return flags + (f" --storage {storage}" if storage else "")
+    return flags + (f" --storage {masked(storage)}" if storage else "")
+
+
+def _max_trials(value: int | None) -> int:
+    """--max-trials, or the library's default limit."""
+    from sweep.spec import MAX_TRIALS  # lazy: pydantic and the core's config load only for commands that read studies
+
+    return MAX_TRIALS if value is None else value
+
+
+def _study_name(value: str | None) -> str | None:
+    """--new-name follows the rule a study file's `name:` does (a usage error otherwise)."""
+    from sweep.spec import check_study_name  # lazy: pydantic and the core's config load only when a name is given
+
+    try:
+        return None if value is None else check_study_name(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--new-name") from None
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, Any]:
@@ -125,7 +164,8 @@ def run(
         list[str] | None, typer.Option("--set", help="Override a base value, key=value; repeatable.")
     ] = None,
     new_name: Annotated[
-        str | None, typer.Option("--new-name", help="Run under this study name instead of the file's.")
+        str | None,
+        typer.Option("--new-name", callback=_study_name, help="Run under this study name instead of the file's."),
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) (default: a local Ray).")
@@ -141,7 +181,18 @@ def run(
             "NAME-rep2, ...; resumes the latest one while it is unfinished.",
         ),
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded trial table and stop.")] = False,
+    retry_crashed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-crashed",
+            help="Run again the pairs whose trial crashed (a lost worker, out of memory, a data file added since); "
+            "diverged runs are results and stay.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the first trials of the expanded table, and their total, and stop.")
+    ] = False,
+    max_trials: MaxTrialsOpt = None,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -151,13 +202,14 @@ def run(
     """
     from sweep import spec  # lazy: pydantic and the core's config load only for commands that read studies
 
-    study = spec.load(study_file)
+    limit = _max_trials(max_trials)
+    study = spec.load(study_file, max_trials=limit)
     if steps is not None or seeds is not None or trials is not None or set_values:
         study = study.with_overrides(
-            steps=steps, seeds=_parse_seeds(seeds), trials=trials, set_values=_parse_sets(set_values)
+            steps=steps, seeds=_parse_seeds(seeds), trials=trials, set_values=_parse_sets(set_values), max_trials=limit
         )
     if new_name:
-        study = study.model_copy(update={"name": new_name})
+        study = study.renamed(new_name)
     original, index = None, None
     if replicate:
         from sweep import runner  # lazy: Ray and Optuna load only when a study runs
@@ -165,7 +217,7 @@ def run(
         original = study.name
         study, index = runner.next_replication(study, _store(root, storage))
     if dry_run:
-        console.print_plan(study, None if study.kind == "search" else spec.expand(study))
+        console.print_plan(study, None if study.kind == "search" else spec.iter_trials(study))
         return
     from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
@@ -179,10 +231,16 @@ def run(
         storage_path=storage_path,
         replication_of=original,
         replicate=index,
+        retry_crashed=retry_crashed,
     )
     console.print_run_summary(study, summary, _location_flags(root, storage))
     if summary.unfinished:
         raise typer.Exit(130)  # stopped with Ctrl-C: not a success, and nothing stored is lost
+    crashed_before = sum(summary.crashed_before.values())
+    if summary.crashed or crashed_before:  # a success only when every trial ended with a measured outcome
+        what = [f"{summary.crashed} trials crashed in this run"] if summary.crashed else []
+        what += [f"{crashed_before} pairs crashed in an earlier run"] if crashed_before else []
+        raise CrashedTrialsError(f"study '{study.name}': {' and '.join(what)} (reasons above)")
 
 
 # --- validate, schema ---------------------------------------------------------------------------
@@ -191,17 +249,20 @@ def run(
 @app.command()
 def validate(
     study_files: Annotated[list[Path], typer.Argument(help="Study files to check.", show_default=False)],
+    max_trials: MaxTrialsOpt = None,
 ) -> None:
-    """Check study files: schema, TrainConfig values, metric names. One line per problem.
+    """Check study files: schema, every configuration's TrainConfig against its dataset, metric names, the
+    trial count. One line per problem; every file is checked.
 
     Example: sweep validate studies/*.yaml
     """
     from sweep import spec  # lazy: pydantic and the core's config load only for commands that read studies
 
     failed = 0
+    limit = _max_trials(max_trials)
     for path in study_files:
         try:
-            console.print_valid(path, spec.load(path))
+            console.print_valid(path, spec.load(path, max_trials=limit))
         except StudyError as exc:
             failed += 1
             console.print_invalid(str(exc))
@@ -249,7 +310,7 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
                 "created": s.user_attrs.get(StudyAttr.CREATED),
             }
         )
-    console.print_studies(store.url, rows)
+    console.print_studies(store.display_url, rows)
 
 
 @app.command()
@@ -354,7 +415,9 @@ def dashboard(
     optuna_study = store.load_study(study_name) if study_name else None
     server = review.dashboard_server(store, host=host, port=port)
     console.print_dashboard(
-        review.dashboard_url(server, optuna_study), store.url, exposed=host not in ("127.0.0.1", "localhost", "::1")
+        review.dashboard_url(server, optuna_study),
+        store.display_url,
+        exposed=host not in ("127.0.0.1", "localhost", "::1"),
     )
     try:
         server.serve_forever()
@@ -450,6 +513,12 @@ def main() -> None:
         if isinstance(exc, SweepError) or (core is not None and isinstance(exc, core.InfoGANError)):
             hint = next((h for kind, h in HINTS.items() if isinstance(exc, kind)), "")
             console.error(f"{exc}; {hint}" if hint else str(exc))
+            sys.exit(1)
+        # the storage's own errors (read-only, not a database), without importing Optuna for commands that never do
+        store = sys.modules.get("sweep.store")
+        problem = store.storage_problem(exc) if store is not None else None
+        if problem is not None:
+            console.error(f"study storage: {problem}")
             sys.exit(1)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # Typer's usage errors: exit 2
             exc.show()

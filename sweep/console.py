@@ -7,6 +7,7 @@ write them alike. The CLI parses and calls; everything it shows is drawn here.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sweep.vocab import MISSING, STATUS_COLOURS, Status, num, p_value
+from sweep.vocab import MISSING, STATUS_COLOURS, Status, masked, num, p_value
 
 if TYPE_CHECKING:
     import optuna
@@ -34,11 +35,12 @@ if TYPE_CHECKING:
 
 out = Console()
 err = Console(stderr=True)
+PLAN_ROWS = 20  # trials a dry run lists: a screenful, then the total
 
 
 def error(message: str) -> None:
-    """One red line on stderr."""
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One red line on stderr (any URL in it without its password)."""
+    err.print(f"[red]error:[/] {masked(message)}", highlight=False, soft_wrap=True)
 
 
 def status_text(status: Status | str) -> str:
@@ -54,8 +56,9 @@ def _cell(value: Any) -> str:
 # --- run ----------------------------------------------------------------------------------------
 
 
-def print_plan(study: Study, trials: list[TrialSpec] | None) -> None:
-    """The expanded trial table of an ablation or grid study, or the search space of a search study."""
+def print_plan(study: Study, trials: Iterable[TrialSpec] | None) -> None:
+    """The first PLAN_ROWS trials of an ablation or grid study and their total, or the search space of a
+    search study."""
     from sweep.spec import format_value  # lazy: pydantic and the core's config load only for commands that plan
 
     if trials is None:
@@ -68,13 +71,16 @@ def print_plan(study: Study, trials: list[TrialSpec] | None) -> None:
             out.print(f"  {name}: {dist.model_dump(exclude_none=True)}")
         return
     looks = f", run in looks at {', '.join(map(str, study.looks))} seeds" if study.sequential else ""
-    title = f"{study.name}: {study.kind}, {'up to ' if looks else ''}{len(trials)} trials of {study.budget.steps} steps"
+    total = study.trial_count
+    title = f"{study.name}: {study.kind}, {'up to ' if looks else ''}{total} trials of {study.budget.steps} steps"
     table = Table(title=title + looks)
     for col in ("index", "config", "seed", *study.factors):
         table.add_column(col)
-    for t in trials:
+    for t in itertools.islice(trials, PLAN_ROWS):
         table.add_row(str(t.index), t.config_id, str(t.seed), *(format_value(t.params[f]) for f in study.factors))
     out.print(table)
+    if total > PLAN_ROWS:
+        out.print(f"... and {total - PLAN_ROWS} more: {total} trials in all")
 
 
 class ProgressView:
@@ -115,7 +121,13 @@ class ProgressView:
 
 def print_run_summary(study: Study, summary: RunSummary, location_flags: str) -> None:
     """What a run did, and the commands that look further (with the user's --root/--storage)."""
-    if summary.planned == 0:
+    crashed_before = sum(summary.crashed_before.values())
+    if summary.planned == 0 and crashed_before:
+        out.print(
+            f"[yellow]Study '{study.name}' has nothing left to run[/], but {crashed_before} of its (configuration, "
+            "seed) pairs crashed in an earlier run:"
+        )
+    elif summary.planned == 0:
         out.print(
             f"[green]Study '{study.name}' is complete[/]: its {summary.skipped} (configuration, seed) "
             "pairs are already stored; nothing to run."
@@ -128,6 +140,7 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
             *(str(x) for x in (summary.completed, summary.pruned, summary.failed, summary.skipped, summary.interrupted))
         )
         out.print(table)
+    _print_failures(summary)
     if summary.unfinished:
         err.print(
             f"[yellow]stopped before the end[/]: {summary.unfinished} trials did not finish; run the same "
@@ -139,6 +152,20 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
     out.print(f"  sweep show {study.name}{location_flags}            trials, params, metrics")
     out.print(f"  sweep report {study.name}{location_flags}          effects, curves, images and the verdict (HTML)")
     out.print(f"  sweep dashboard {study.name}{location_flags}       every trial in optuna-dashboard")
+
+
+def _print_failures(summary: RunSummary) -> None:
+    """Why trials failed, count x reason: this run's, then the crashes of earlier runs left as they are."""
+    if summary.failures:
+        out.print("Failed in this run:")
+    for (outcome, reason), count in summary.failures.most_common():
+        out.print(f"  {count} x {outcome}: {reason}", highlight=False, markup=False)
+    if summary.crashed_before and summary.planned:
+        out.print("Crashed in an earlier run, not run again:")
+    for reason, count in summary.crashed_before.most_common():
+        out.print(f"  {count} x crashed: {reason}", highlight=False, markup=False)
+    if summary.retried:
+        out.print(f"{summary.retried} pairs that crashed in an earlier run were run again.")
 
 
 # --- validate, list, show ------------------------------------------------------------------------

@@ -24,3 +24,15 @@ class SeedPlanConflictError(DefinitionConflictError):
 
 class AddressInUseError(SweepError):
     """A server could not listen on the address it was given."""
+
+
+class TooManyTrialsError(StudyError):
+    """A study has more trials than its run allows (a limit that keeps a typo from queueing millions)."""
+
+
+class StudyBusyError(StudyError):
+    """Another driver holds the study's lease: it is running the study now."""
+
+
+class CrashedTrialsError(SweepError):
+    """A run ended with trials that crashed: they have no measured outcome, so the study is incomplete."""

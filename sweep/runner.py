@@ -7,7 +7,8 @@ to the Optuna trial (artifacts, user attributes, a note) before telling Optuna h
 
 Resuming is by the storage: a (configuration, seed) pair that already finished is never run again;
 a trial that was RUNNING when a previous driver died is marked FAIL (outcome "interrupted") and its
-pair is run again.
+pair is run again. A pair whose trial crashed (its environment failed it: a lost worker, a missing data
+file) runs again on request. One driver at a time: a run holds the study's lease in the storage.
 
 Seeds planned in looks (`seeds: {start, max}`) run one look at a time: every pair of a look's seeds,
 then the verdict at that look (recomputed from the storage, so a resumed run decides the same), and
@@ -22,12 +23,14 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 import ray
+import ray._private.ray_constants as ray_constants
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
@@ -37,9 +40,9 @@ from ray.tune.search import Searcher
 
 from sweep import analysis, review
 from sweep import spec as spec_module
-from sweep.errors import DefinitionConflictError, SeedPlanConflictError
+from sweep.errors import DefinitionConflictError, SeedPlanConflictError, StudyBusyError, StudyError
 from sweep.spec import Study, TrialSpec
-from sweep.store import Store, StudyAttr, TrialAttr, close_stale_trials, end_trial
+from sweep.store import DriverLease, Store, StudyAttr, TrialAttr, close_stale_trials, end_trial
 from sweep.trainable import FINAL, trainable
 from sweep.vocab import DECISIVE, FINISHED, Outcome
 
@@ -54,6 +57,8 @@ class Plan:
     finished: int  # pairs already finished in the storage
     interrupted: int  # trials found open from a dead driver, marked FAIL and rerun
     search_remaining: int = 0  # search: configurations still to sample
+    crashed: Counter = field(default_factory=Counter)  # reason -> pairs whose stored trial crashed, left as they are
+    retried: int = 0  # pairs whose stored trial crashed, run again
 
 
 def _distribution(study: Study, name: str) -> Any:
@@ -88,18 +93,38 @@ def _pair_key(trial: FrozenTrial) -> tuple[str, int] | None:
     return trial.user_attrs[TrialAttr.CONFIG_ID], int(trial.user_attrs[TrialAttr.SEED])
 
 
-def plan(study: Study, optuna_study: optuna.Study, *, seeds: int | None = None) -> Plan:
+def _latest_finished(trials: list[FrozenTrial]) -> dict[tuple[str, int], FrozenTrial]:
+    """Each finished (configuration, seed) pair's latest trial."""
+    latest = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.user_attrs.get(TrialAttr.OUTCOME) in FINISHED and (key := _pair_key(t)) is not None:
+            latest[key] = t
+    return latest
+
+
+def crashed_pairs(optuna_study: optuna.Study) -> set[tuple[str, int]]:
+    """The (configuration, seed) pairs whose latest trial crashed."""
+    latest = _latest_finished(optuna_study.get_trials(deepcopy=False))
+    return {k for k, t in latest.items() if t.user_attrs[TrialAttr.OUTCOME] == Outcome.CRASHED}
+
+
+def plan(
+    study: Study, optuna_study: optuna.Study, *, seeds: int | None = None, retry: Set[tuple[str, int]] = frozenset()
+) -> Plan:
     """Mark trials of a dead driver as interrupted and list the (configuration, seed) pairs to run: all of
-    them, or those of the first `seeds` seeds (a look)."""
+    them, or those of the first `seeds` seeds (a look); the pairs in `retry` run again if their latest trial
+    crashed."""
     interrupted = close_stale_trials(optuna_study, "the driver stopped while this trial ran; its pair is run again")
     trials = optuna_study.get_trials(deepcopy=False)
-    done = {
-        key for t in trials if t.user_attrs.get(TrialAttr.OUTCOME) in FINISHED and (key := _pair_key(t)) is not None
-    }
+    latest = _latest_finished(trials)
+    crashed = {k for k, t in latest.items() if t.user_attrs[TrialAttr.OUTCOME] == Outcome.CRASHED}
+    done = set(latest) - (crashed & retry)
+    reasons = Counter(latest[k].user_attrs.get(TrialAttr.REASON) or "no reason recorded" for k in crashed - retry)
+    retried = len(crashed & retry)
     if study.kind != "search":
         wanted = set(study.seed_list[:seeds] if seeds is not None else study.seed_list)
         pending = [s for s in spec_module.expand(study) if (s.config_id, s.seed) not in done and s.seed in wanted]
-        return Plan(pending, len(done), interrupted)
+        return Plan(pending, len(done), interrupted, crashed=reasons, retried=retried)
     # search: finish the seeds of configurations already sampled, then sample the rest
     configs: dict[str, dict[str, Any]] = {}
     for t in sorted(trials, key=lambda t: t.number):
@@ -112,7 +137,8 @@ def plan(study: Study, optuna_study: optuna.Study, *, seeds: int | None = None) 
         for seed in study.seed_list:
             if (config_id, seed) not in done:
                 pending.append(TrialSpec(len(pending), config_id, params, seed, None, None))
-    return Plan(pending, len(done), interrupted, search_remaining=max(0, study.trials - len(configs)))
+    remaining = max(0, study.trials - len(configs))
+    return Plan(pending, len(done), interrupted, search_remaining=remaining, crashed=reasons, retried=retried)
 
 
 # --- opening the Optuna study -----------------------------------------------------------------
@@ -205,6 +231,8 @@ class Tracker:
     done: int = 0
     started: set = field(default_factory=set)  # Tune ids of trials whose actor runs them now
     failed: int = 0
+    crashed: int = 0  # of the failed: those that ended without a measured outcome
+    failures: Counter = field(default_factory=Counter)  # (outcome, reason) -> trials, of the failed
     pruned: int = 0
     best: float | None = None
     started_at: float = field(default_factory=time.perf_counter)
@@ -233,8 +261,10 @@ class OptunaFront:
         pending: list[TrialSpec],
         search_remaining: int,
         tracker: Tracker,
+        lease: DriverLease | None = None,
     ) -> None:
         self.study, self.optuna_study = study, optuna_study
+        self.lease = lease  # once another driver has taken it over, no trial is handed out
         self.queue = list(pending)
         self.search_remaining = search_remaining
         self.tracker = tracker
@@ -252,6 +282,8 @@ class OptunaFront:
 
     def next_config(self) -> tuple[dict[str, Any], optuna.Trial] | None:
         """The next trial's Tune config and its (open) Optuna trial, or None when all are handed out."""
+        if self.lease is not None and self.lease.lost:
+            return None
         if self.queue:
             spec = self.queue.pop(0)
             trial = self._fixed_trial(spec)
@@ -336,8 +368,13 @@ class OptunaFront:
                 self.tracker.best = values[0] if self.tracker.best is None else better(self.tracker.best, values[0])
         else:
             self.optuna_study.tell(trial, state=TrialState.FAIL)
-            self.tracker.failed += 1
+            self._failed(outcome, trial.user_attrs.get(TrialAttr.REASON) or final.get(TrialAttr.REASON))
         self.tracker.started.discard(tune_id)
+
+    def _failed(self, outcome: Outcome, reason: str | None) -> None:
+        self.tracker.failed += 1
+        self.tracker.crashed += outcome is Outcome.CRASHED
+        self.tracker.failures[(outcome.value, reason or "no reason recorded")] += 1
 
     def close_unfinished(self) -> None:
         """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
@@ -356,7 +393,7 @@ class OptunaFront:
         if error:
             reason = "the Ray worker running this trial failed"
             end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.CRASHED, reason)
-            self.tracker.failed += 1
+            self._failed(Outcome.CRASHED, reason)
         else:
             step = self.last_step.get(tune_id)
             trial.set_user_attr(TrialAttr.STEPS_RUN, step)
@@ -413,6 +450,10 @@ class RunSummary:
     first_step_s: float | None
     best: float | None
     verdict: analysis.VerdictResult | None = None  # the claim's verdict after the run (with its looks)
+    crashed: int = 0  # of the failed: trials that ended without a measured outcome (not diverged)
+    failures: Counter = field(default_factory=Counter)  # (outcome, reason) -> trials of this run that failed
+    crashed_before: Counter = field(default_factory=Counter)  # reason -> pairs that crashed in earlier runs, not rerun
+    retried: int = 0  # pairs that crashed in earlier runs, run again (--retry-crashed)
 
 
 class ProgressCallback(Callback):
@@ -469,15 +510,29 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+LOOPBACK = "127.0.0.1"  # the address a local Ray instance listens on: nothing outside this machine reaches it
+
+
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join `address` (a Ray cluster, or "auto"), or start a local Ray on this machine's cores."""
+    """Join `address` (a Ray cluster, or "auto"), or start a local Ray on this machine's cores that listens on
+    the loopback interface only. Ray's token authentication stays as Ray sets it up; the banner it prints
+    about it at every start ("Token authentication is enabled...", which users read as a to-do) does not."""
     if ray.is_initialized():
         return
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        return
+    # ray.init turns a loopback node address into this machine's network address (so that other nodes
+    # could join), unless Ray runs single-node, as it does on macOS: then its GCS, raylet and workers bind
+    # the loopback interface. That switch is below Ray's public API, hence set only around this call.
+    clustered = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = clustered
 
 
 def _scheduler(study: Study) -> Any:
@@ -505,6 +560,7 @@ def _run_trials(
     address: str | None,
     progress: Callable[[Tracker], None] | None,
     storage_path: str | None,
+    lease: DriverLease | None = None,
 ) -> None:
     """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
     when Tune stops (Ctrl-C) are marked interrupted."""
@@ -515,6 +571,7 @@ def _run_trials(
         pending=the_plan.pending,
         search_remaining=the_plan.search_remaining,
         tracker=tracker,
+        lease=lease,
     )
     count = front.total
     tracker.total += count
@@ -563,21 +620,65 @@ def run(
     storage_path: str | None = None,
     replication_of: str | None = None,
     replicate: int | None = None,
+    retry_crashed: bool = False,
 ) -> RunSummary:
-    """Run every pending trial of `study` on Ray Tune, recorded in `store`; resumes what is stored.
+    """Run every pending trial of `study` on Ray Tune, recorded in `store`; resumes what is stored. With
+    `retry_crashed`, the pairs whose trial crashed run again.
 
     With planned looks, the pairs of one look run at a time, and the next look's seeds only while the
     verdict at the looks taken so far is INCONCLUSIVE.
+
+    The run holds the study's driver lease in the storage: while it runs, another driver of the same study
+    is refused (StudyBusyError, naming this one); a driver that died is taken over.
     """
+    try:  # a Study built in code skips validation; its name becomes a folder under the root
+        spec_module.check_study_name(study.name)
+    except ValueError as e:
+        raise StudyError(f"study name {e}") from None
+    with store.lease(study.name) as lease, store.errors():
+        summary = _run(
+            study,
+            store=store,
+            address=address,
+            progress=progress,
+            source=source,
+            storage_path=storage_path,
+            replication_of=replication_of,
+            replicate=replicate,
+            retry_crashed=retry_crashed,
+            lease=lease,
+        )
+    if lease.lost:
+        raise StudyBusyError(
+            f"study '{study.name}': this driver stopped beating and another driver took the study over; what this "
+            "driver finished is stored"
+        )
+    return summary
+
+
+def _run(
+    study: Study,
+    *,
+    store: Store,
+    address: str | None,
+    progress: Callable[[Tracker], None] | None,
+    source: str,
+    storage_path: str | None,
+    replication_of: str | None,
+    replicate: int | None,
+    retry_crashed: bool,
+    lease: DriverLease,
+) -> RunSummary:
     started = time.perf_counter()
     optuna_study = open_study(study, store, source=source, replication_of=replication_of, replicate=replicate)
     looks: list[int | None] = list(study.looks) if study.sequential else [None]
     tracker = Tracker(total=0)
-    first = plan(study, optuna_study, seeds=looks[0])
+    retry = crashed_pairs(optuna_study) if retry_crashed else set()  # crashed in earlier runs, not in this one
+    first = plan(study, optuna_study, seeds=looks[0], retry=retry)
     skipped, interrupted = first.finished, first.interrupted
     result = None
     for seeds in looks:
-        the_plan = first if seeds == looks[0] else plan(study, optuna_study, seeds=seeds)
+        the_plan = first if seeds == looks[0] else plan(study, optuna_study, seeds=seeds, retry=retry)
         if the_plan.pending or the_plan.search_remaining:
             _run_trials(
                 study,
@@ -588,6 +689,7 @@ def run(
                 address=address,
                 progress=progress,
                 storage_path=storage_path,
+                lease=lease,
             )
         if tracker.done + tracker.failed + tracker.pruned < tracker.total:
             break  # stopped before the end of this look: no look is taken on a part of its pairs
@@ -615,6 +717,10 @@ def run(
         first_step,
         tracker.best,
         result,
+        crashed=tracker.crashed,
+        failures=tracker.failures,
+        crashed_before=first.crashed,
+        retried=first.retried,
     )
 
 
@@ -642,4 +748,14 @@ def next_replication(study: Study, store: Store) -> tuple[Study, int]:
     return study.replication(index), index
 
 
-__all__ = ["Plan", "RunSummary", "Tracker", "ensure_ray", "next_replication", "open_study", "plan", "run"]
+__all__ = [
+    "Plan",
+    "RunSummary",
+    "Tracker",
+    "crashed_pairs",
+    "ensure_ray",
+    "next_replication",
+    "open_study",
+    "plan",
+    "run",
+]

@@ -13,7 +13,9 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,14 +26,18 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from sweep.core import METRIC_NAMES, METRICS, ConfigError, TrainConfig, field_names, field_schema, measured_metrics
-from sweep.errors import StudyError
+from sweep.errors import StudyError, TooManyTrialsError
 
 BUDGET_FIELDS = ("steps", "report_every", "eval_every")  # TrainConfig fields that `budget:` sets
+MAX_TRIALS = 10_000  # trials a study may have unless its run raises the limit
+NAME_MAX = 100  # characters in a study name: it names folders, and NAME-rep<k> must fit too
+ALIAS_NODES = 10_000  # nodes that YAML aliases may add to a study file: a study needs few, a "billion laughs" many
 
 
 class _At(ValueError):
@@ -40,6 +46,10 @@ class _At(ValueError):
     def __init__(self, path: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class _TooMany(_At):
+    """More trials than the limit the study is validated under: raised as a TooManyTrialsError."""
 
 
 def _unknown(what: str, key: Any, valid: Any) -> str:
@@ -152,6 +162,21 @@ class CategoricalDistribution(_Model):
 Distribution = Annotated[FloatDistribution | IntDistribution | CategoricalDistribution, Field(discriminator="type")]
 
 
+def check_study_name(name: str) -> str:
+    """`name` if it can name a study, else ValueError saying why. A name becomes a folder (Ray's files
+    under the root), so it is a slug of at most NAME_MAX characters that starts with a letter, digit or
+    '_': never '.', '..' or a path. Every way a name arrives goes through here: the file's `name:`, a
+    new name for a run, a replication's NAME-rep<k>."""
+    if len(name) > NAME_MAX:
+        raise ValueError(f"must be at most {NAME_MAX} characters (it names a folder), but got {len(name)}")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise ValueError(
+            f"must be a slug of letters, digits, '_', '.' and '-' that starts with a letter, digit or '_' (it names "
+            f"a folder), but got {name!r}"
+        )
+    return name
+
+
 DIVERGED = "diverged"  # a verdict's metric that is the divergence rate itself, not a reported metric
 REPLICATION_SEED_OFFSET = 10_000  # replication k runs seed s as s + k * this: disjoint from the original's seeds
 
@@ -222,7 +247,10 @@ class SeedPlan(_Model):
 
 
 class Study(_Model):
-    name: str = Field(description="Study name, a slug [A-Za-z0-9_.-]+ (names the Optuna study).")
+    name: str = Field(
+        description=f"Study name (names the Optuna study and a folder): a slug [A-Za-z0-9_.-] of at most {NAME_MAX} "
+        "characters that starts with a letter, digit or '_'."
+    )
     description: str = Field("", description="What the study is about.")
     claim: str = Field("", description="The claim under test, in words.")
     kind: Literal["ablation", "grid", "search"] = Field(
@@ -251,9 +279,7 @@ class Study(_Model):
     @field_validator("name")
     @classmethod
     def _slug(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"must be a slug of letters, digits, '_', '.' and '-', but got {name!r}")
-        return name
+        return check_study_name(name)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -294,7 +320,7 @@ class Study(_Model):
         return [normalize(o) for o in objectives]
 
     @model_validator(mode="after")
-    def _consistent(self) -> Study:
+    def _consistent(self, info: ValidationInfo) -> Study:
         if self.kind == "search":
             if self.factors:
                 raise _At(("factors",), "is for ablation and grid studies; a search study uses `space`")
@@ -315,7 +341,7 @@ class Study(_Model):
                 if key == "seed" or (section == "base" and key in BUDGET_FIELDS):
                     where = "seeds" if key == "seed" else f"budget.{key}"
                     raise _At((section, key), f"is set by `{where}`; set it there instead")
-        self._check_configs()
+        self._check_configs((info.context or {}).get("max_trials", MAX_TRIALS))
         metrics = [o.metric for o in self.objectives]
         for i, m in enumerate(metrics):
             if m in metrics[:i]:
@@ -377,10 +403,19 @@ class Study(_Model):
                 f"must be <= budget.steps ({self.budget.steps}), but got {stop.grace_period}",
             )
 
-    def _check_configs(self) -> None:
-        """Every configuration the study can produce must be a valid TrainConfig."""
+    def _check_configs(self, max_trials: int | None) -> None:
+        """Every configuration the study can produce must be a valid TrainConfig, and there may be at most
+        `max_trials` trials (None: no limit), counted before any configuration is built."""
         where = {**{k: ("budget", k) for k in BUDGET_FIELDS}, **{k: ("base", k) for k in self.base}}
         base = _config_or_raise(self, {}, where, ("base",))
+        if max_trials is not None and self.trial_count > max_trials:
+            seeds = self.seed_count
+            key = "seeds" if seeds > max_trials else "trials" if self.kind == "search" else "factors"
+            raise _TooMany(
+                (key,),
+                f"the study has {self.trial_count:,} trials ({self.configuration_count:,} configurations x {seeds:,} "
+                f"seeds), more than the limit of {max_trials:,}",
+            )
         if self.kind != "grid":  # a grid's trials all set the factors: the base alone is no trial
             self._check_measured(base, "")
         if self.kind != "search":
@@ -395,6 +430,14 @@ class Study(_Model):
                 candidates = [(("space", key, end), getattr(dist, end)) for end in ("low", "high")]
             for path, value in candidates:
                 _config_or_raise(self, {key: value}, {key: path}, ("space", key))
+        # choices that are valid alone may clash together (dataset ring8 with arch conv): try every combination
+        choices = {k: d.choices for k, d in self.space.items() if isinstance(d, CategoricalDistribution)}
+        if choices and math.prod(len(c) for c in choices.values()) <= MAX_TRIALS:
+            for combo in itertools.product(*choices.values()):
+                params = dict(zip(choices, combo, strict=True))
+                where = {k: ("space", k, "choices", choices[k].index(v)) for k, v in params.items()}
+                cfg = _config_or_raise(self, params, where, ("space",), context=_config_id(params))
+                self._check_measured(cfg, _config_id(params))
 
     def _check_measured(self, cfg: TrainConfig, config_id: str) -> None:
         """Objectives, early stopping and verdict must name metrics this configuration reports."""
@@ -411,10 +454,26 @@ class Study(_Model):
 
     @property
     def trial_count(self) -> int:
-        """Trials a full run has: every configuration (or sampled configuration) times every seed."""
+        """Trials a full run has: every configuration (or sampled configuration) times every seed; counted,
+        never listed, so that a study too large to run is refused at once."""
+        return self.configuration_count * self.seed_count
+
+    @property
+    def configuration_count(self) -> int:
+        """Configurations a full run has (a search: those sampled), counted without listing them."""
         if self.kind == "search":
-            return (self.trials or 0) * len(self.seed_list)
-        return len(expand(self))
+            return self.trials or 0
+        if self.kind == "grid":
+            return math.prod(len(levels) for levels in self.factors.values())
+        base = _base_values(self)
+        return 1 + sum(sum(1 for v in levels if v != base[name]) for name, levels in self.factors.items())
+
+    @property
+    def seed_count(self) -> int:
+        """Seeds every configuration runs with (with planned looks: up to the last look)."""
+        if isinstance(self.seeds, SeedPlan):
+            return self.seeds.max
+        return self.seeds if isinstance(self.seeds, int) else len(self.seeds)
 
     @property
     def seed_list(self) -> list[int]:
@@ -439,6 +498,14 @@ class Study(_Model):
             planned.append(planned[-1] * 2)
         return planned if planned[-1] == self.seeds.max else [*planned, self.seeds.max]
 
+    def renamed(self, name: str) -> Study:
+        """The same study under another name, checked as a name in a file is."""
+        try:
+            check_study_name(name)
+        except ValueError as e:
+            raise StudyError(f"study name {e}") from None
+        return self.model_copy(update={"name": name})
+
     def replication(self, index: int) -> Study:
         """Replication `index` (1, 2, ...): the same study named NAME-rep<index>, each seed s run as
         s + index * REPLICATION_SEED_OFFSET, so that no seed of the original is used again."""
@@ -452,7 +519,7 @@ class Study(_Model):
             seeds: Any = self.seeds.model_copy(update={"first": self.seeds.first + offset})
         else:
             seeds = [s + offset for s in self.seed_list]
-        return self.model_copy(update={"name": f"{self.name}-rep{index}", "seeds": seeds})
+        return self.renamed(f"{self.name}-rep{index}").model_copy(update={"seeds": seeds})
 
     def train_config(self, params: dict[str, Any], seed: int) -> TrainConfig:
         """base + budget + params + seed, as a validated TrainConfig."""
@@ -468,8 +535,10 @@ class Study(_Model):
         seeds: int | list[int] | None = None,
         trials: int | None = None,
         set_values: dict | None = None,
+        max_trials: int | None = MAX_TRIALS,
     ) -> Study:
-        """A new validated study with budget steps, seeds, search trials or base values replaced (CLI)."""
+        """A new validated study with budget steps, seeds, search trials or base values replaced (CLI), at most
+        `max_trials` trials."""
         data, values = self.model_dump(mode="json"), dict(set_values or {})
         budget = data["budget"] | {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         budget["steps"] = budget["steps"] if steps is None else steps
@@ -483,7 +552,7 @@ class Study(_Model):
             "seeds": data["seeds"] if seeds is None else seeds,
             "trials": data["trials"] if trials is None else trials,
         }
-        return parse(data, source=f"study {self.name} with overrides")
+        return parse(data, source=f"study {self.name} with overrides", max_trials=max_trials)
 
     def fingerprint(self) -> str:
         """sha256 of what gives the trials their meaning; name, seeds, trials, resources... excluded."""
@@ -505,7 +574,7 @@ def _config_or_raise(
     try:
         return _build(study, params, seed=0)
     except ConfigError as e:
-        suffix = f" (in configuration {context})" if context and study.kind == "grid" else ""
+        suffix = f" (in configuration {context})" if context and study.kind != "ablation" else ""
         m = re.match(r"`([\w/]+)` (.*)", str(e))
         if m and m.group(1) in where:
             raise _At(where[m.group(1)], m.group(2) + suffix) from None
@@ -553,8 +622,9 @@ def factor_levels(study: Study) -> dict[str, list[Any]]:
     return {name: [base[name], *(v for v in values if v != base[name])] for name, values in study.factors.items()}
 
 
-def _configurations(study: Study) -> list[tuple[str, dict[str, Any], str | None, Any]]:
-    """(config_id, params, factor, level) of each configuration, in order; validates the factor lists."""
+def _configurations(study: Study) -> Iterable[tuple[str, dict[str, Any], str | None, Any]]:
+    """(config_id, params, factor, level) of each configuration, in order; validates the factor lists at
+    once, and yields a grid's configurations one at a time (a large grid is never listed whole)."""
     for name, values in study.factors.items():
         if not values:
             raise _At(("factors", name), "must list at least one level")
@@ -563,10 +633,10 @@ def _configurations(study: Study) -> list[tuple[str, dict[str, Any], str | None,
                 raise _At(("factors", name, i), f"repeats the value {format_value(v)}")
     if study.kind == "grid":
         names = list(study.factors)
-        return [
+        return (
             (_config_id(params), params, None, None)
             for params in (dict(zip(names, combo, strict=True)) for combo in itertools.product(*study.factors.values()))
-        ]
+        )
     base = _base_values(study)
     configs: list[tuple[str, dict[str, Any], str | None, Any]] = [("base", dict(base), None, None)]
     for name, levels in factor_levels(study).items():
@@ -576,15 +646,21 @@ def _configurations(study: Study) -> list[tuple[str, dict[str, Any], str | None,
     return configs
 
 
-def expand(study: Study) -> list[TrialSpec]:
-    """Every trial of an ablation or grid study: configurations in file order, each repeated per seed."""
+def iter_trials(study: Study) -> Iterator[TrialSpec]:
+    """The trials of `expand`, one at a time (to show the first few of a large study)."""
     if study.kind == "search":
         raise StudyError(f"study {study.name}: search studies have no fixed trials; a sampler proposes them")
-    pairs = itertools.product(_configurations(study), study.seed_list)
-    return [
+    seeds = study.seed_list
+    pairs = ((config, seed) for config in _configurations(study) for seed in seeds)  # lazy, unlike product()
+    return (
         TrialSpec(i, cid, copy.deepcopy(params), seed, factor, level)
         for i, ((cid, params, factor, level), seed) in enumerate(pairs)
-    ]
+    )
+
+
+def expand(study: Study) -> list[TrialSpec]:
+    """Every trial of an ablation or grid study: configurations in file order, each repeated per seed."""
+    return list(iter_trials(study))
 
 
 def _locate(loc: tuple[Any, ...], data: Any, node: yaml.Node | None, *, keep_last: bool) -> tuple[str, int | None]:
@@ -625,12 +701,12 @@ def _message(error: dict[str, Any]) -> str:
     return f"{msg}, but got {got if len(got) <= 60 else got[:57] + '...'}"
 
 
-def _validate(data: Any, source: str, node: yaml.Node | None = None) -> Study:
+def _validate(data: Any, source: str, node: yaml.Node | None = None, *, max_trials: int | None) -> Study:
     if not isinstance(data, dict):
         where = f"{source}:1" if node is not None else source
         raise StudyError(f"{where}: a study must be a mapping of keys (name, kind, ...), not {type(data).__name__}")
     try:
-        return Study.model_validate(data)
+        return Study.model_validate(data, context={"max_trials": max_trials})
     except ValidationError as e:
         error = e.errors()[0]
         cause = (error.get("ctx") or {}).get("error")
@@ -638,46 +714,93 @@ def _validate(data: Any, source: str, node: yaml.Node | None = None) -> Study:
         path, line = _locate(loc, data, node, keep_last=error["type"] == "missing" or isinstance(cause, _At))
         where = f"{source}:{line}" if line else source
         text = f"{where}: {path}: {_message(error)}" if path else f"{where}: {_message(error)}"
-        raise StudyError(" ".join(text.split())) from None
+        kind = TooManyTrialsError if isinstance(cause, _TooMany) else StudyError
+        raise kind(" ".join(text.split())) from None
 
 
-def parse(data: dict[str, Any], *, source: str = "<study>") -> Study:
-    """Validate a study given as a plain dict (messages name `source` and the key path)."""
-    return _validate(data, source)
+def parse(data: dict[str, Any], *, source: str = "<study>", max_trials: int | None = MAX_TRIALS) -> Study:
+    """Validate a study given as a plain dict (messages name `source` and the key path); at most
+    `max_trials` trials (None: no limit)."""
+    return _validate(data, source, max_trials=max_trials)
 
 
 def parse_stored(data: dict[str, Any], *, source: str = "<stored study>") -> Study:
     """Validate a study definition as a storage keeps it, upgrading rules written before verdicts had a
     smallest effect of interest (min_effect 0: never NO EFFECT) and paired tests (welch -> t,
-    mannwhitney -> rank)."""
+    mannwhitney -> rank). A stored study was within its run's trial limit: none is applied again."""
     data = copy.deepcopy(data)
     rule = data.get("verdict")
     if isinstance(rule, dict):
         rule.setdefault("min_effect", 0.0)
         rule["test"] = {"welch": "t", "mannwhitney": "rank"}.get(rule.get("test"), rule.get("test", "t"))
-    return _validate(data, source)
+    return _validate(data, source, max_trials=None)
 
 
-def load(path: str | Path) -> Study:
-    """Read and validate a study YAML file; every error is one line `file:line: key.path: problem`."""
+def load(path: str | Path, *, max_trials: int | None = MAX_TRIALS) -> Study:
+    """Read and validate a study YAML file of at most `max_trials` trials (None: no limit); every error is
+    one line `file:line: key.path: problem`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StudyError(f"{path}: no such study file") from None
+    except UnicodeDecodeError as e:
+        raise StudyError(f"{path}: not a study file: byte {e.start} is not UTF-8 text (a binary file?)") from None
     except OSError as e:
         raise StudyError(f"{path}: cannot read the study file ({e.strerror})") from None
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()  # parsed once: the nodes keep lines, the data is built from them
+        _bounded_aliases(node, str(path))
+        _no_duplicate_keys(node, str(path))  # before the data is built: building merges `<<` keys into the nodes
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e)
         raise StudyError(" ".join(f"{where}: invalid YAML: {problem}".split())) from None
+    except RecursionError:
+        raise StudyError(f"{path}: invalid YAML: nested too deeply for a study") from None
+    finally:
+        loader.dispose()
     if data is None:
         raise StudyError(f"{path}:1: the file is empty; a study needs at least name, kind, objectives, budget")
-    _no_duplicate_keys(node, str(path))
-    return _validate(data, str(path), node)
+    return _validate(data, str(path), node, max_trials=max_trials)
+
+
+def _bounded_aliases(root: yaml.Node | None, source: str) -> None:
+    """Refuse a file whose aliases would expand it by more than ALIAS_NODES nodes, or that refers to itself.
+
+    YAML shares an anchored node wherever an alias names it, so nested aliases (a "billion laughs") make a
+    file of a few hundred bytes stand for billions of values: every walk over the data (the duplicate-key
+    check, validation, hashing) would run for hours. Each node's expanded size is computed once here."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    added = 0  # nodes the aliases add, so far
+
+    def size(node: yaml.Node) -> int:
+        nonlocal added
+        if id(node) in sizes:  # seen before: this is an alias of it
+            added += sizes[id(node)]
+            if added > ALIAS_NODES:
+                raise StudyError(
+                    f"{source}:{node.start_mark.line + 1}: YAML aliases expand the file by more than {ALIAS_NODES:,} "
+                    "values; write the values out instead"
+                )
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise StudyError(f"{source}:{node.start_mark.line + 1}: a YAML alias refers to a value that contains it")
+        open_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        total = 1 + sum(size(child) for child in children)
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def _no_duplicate_keys(node: yaml.Node | None, source: str, where: str = "") -> None:
@@ -723,6 +846,7 @@ def study_json_schema() -> dict[str, Any]:
 
 __all__ = [
     "DIVERGED",
+    "MAX_TRIALS",
     "REPLICATION_SEED_OFFSET",
     "Budget",
     "CategoricalDistribution",
@@ -736,9 +860,11 @@ __all__ = [
     "Study",
     "TrialSpec",
     "Verdict",
+    "check_study_name",
     "expand",
     "factor_levels",
     "format_value",
+    "iter_trials",
     "load",
     "parse",
     "parse_stored",

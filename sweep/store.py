@@ -5,11 +5,22 @@ the artifact store, `runs/ray/<study>/` Ray Tune's files. Any SQLAlchemy URL can
 file for a team.
 
 Every attribute key the tool stores is named here, and the few calls below Optuna's public API
-(reaching a trial by its number after its driver died) are made here and nowhere else.
+(reaching a trial by its number after its driver died) are made here and nowhere else. So is the
+driver lease: one row per running study in a small table of the storage's own database
+(`sweep_driver_leases`), so that two drivers never run the same study at once, on SQLite or PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +30,8 @@ import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.errors import StudyError
-from sweep.vocab import Outcome
+from sweep.errors import StudyBusyError, StudyError
+from sweep.vocab import Outcome, masked
 
 
 class TrialAttr:
@@ -69,6 +80,11 @@ class Store:
     url: str
 
     @property
+    def display_url(self) -> str:
+        """The storage URL as messages show it: with its password hidden."""
+        return masked(self.url)
+
+    @property
     def artifact_dir(self) -> Path:
         return self.root / "artifacts"
 
@@ -77,17 +93,50 @@ class Store:
         """Ray Tune's storage_path; each study's experiment lands in ray_dir/<study>."""
         return (self.root / "ray").resolve()
 
-    def storage(self) -> optuna.storages.BaseStorage:
+    def storage(self) -> optuna.storages.RDBStorage:
         """The Optuna storage; a SQLite file's folder is created on first use."""
-        if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            storage = optuna.storages.RDBStorage(self.url, engine_kwargs=_engine_kwargs(self.url))
-        except Exception as exc:  # a bad URL or an unreachable database server
-            raise StudyError(f"cannot open the study storage {self.url}: {str(exc).splitlines()[0]}") from exc
-        if self.url.startswith("sqlite"):
-            _sqlite_wal(storage)
+            url = _engine_url(self.url)
+            if url.get_backend_name() == "sqlite" and url.database and not url.database.startswith("file:"):
+                _folder(Path(url.database).parent)  # a file: URI is used as written: SQLite says what is missing
+            storage = optuna.storages.RDBStorage(
+                url.render_as_string(hide_password=False), engine_kwargs=_engine_kwargs(self.url)
+            )
+            if url.get_backend_name() == "sqlite":
+                _sqlite_wal(storage)
+        except StudyError:
+            raise
+        except Exception as exc:  # a bad URL, an unreachable server, a file that is no database
+            problem = storage_problem(exc) or str(exc).splitlines()[0]
+            raise StudyError(f"cannot open the study storage {self.display_url}: {problem}") from exc
         return storage
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Say what is wrong with the storage (read-only, not a database, malformed) when it fails, instead of
+        Optuna's "invalid data in the commit"."""
+        try:
+            yield
+        except StudyError:
+            raise
+        except Exception as exc:
+            problem = storage_problem(exc)
+            if problem is None:
+                raise
+            raise StudyError(f"study storage {self.display_url}: {problem}") from exc
+
+    @contextlib.contextmanager
+    def lease(self, study_name: str) -> Iterator[DriverLease]:
+        """Hold `study_name`'s driver lease while the block runs; StudyBusyError if another driver holds it."""
+        storage = self.storage()
+        lease = DriverLease(storage.engine, study_name)
+        with self.errors():
+            lease.acquire()
+        try:
+            yield lease
+        finally:
+            lease.release()
+            storage.engine.dispose()
 
     def artifact_store(self) -> FileSystemArtifactStore:
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +150,7 @@ class Store:
         except KeyError:
             names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
             known = ", ".join(names) if names else "none yet"
-            raise StudyError(f"no study named '{name}' in {self.url}; stored studies: {known}") from None
+            raise StudyError(f"no study named '{name}' in {self.display_url}; stored studies: {known}") from None
 
     def study_names(self) -> list[str]:
         return [s.study_name for s in optuna.get_all_study_summaries(self.storage())]
@@ -114,7 +163,8 @@ def _sqlite_wal(storage: optuna.storages.RDBStorage) -> None:
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        with contextlib.suppress(sqlite3.OperationalError):  # a read-only database keeps its mode, and can be read
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -129,10 +179,206 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
+def _engine_url(url: str) -> sqlalchemy.engine.URL:
+    """The URL SQLAlchemy opens: `postgresql://` (and `postgres://`) use psycopg 3, the `postgres` extra's
+    driver, when psycopg2 (SQLAlchemy's default for that scheme) is not installed."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres") and importlib.util.find_spec("psycopg2") is None:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _folder(path: Path) -> Path:
+    """`path` as an existing folder, created if missing; a one-line StudyError if it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StudyError(f"{path} is a file, not a folder") from None
+    except OSError as e:
+        raise StudyError(f"cannot create the folder {path}: {e.strerror}") from None
+    return path
+
+
+# what SQLite and PostgreSQL say, and what it means for the storage
+_PROBLEMS = (
+    ("readonly database", "the database is read-only"),
+    ("read-only", "the database is read-only"),
+    ("file is not a database", "the file is not a SQLite database"),
+    ("malformed", "the database file is corrupted"),
+    ("unable to open database file", "the database file cannot be opened: its folder is missing or not writable"),
+    ("database is locked", "the database is locked by another process"),
+)
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """What went wrong in the storage, in words, for an error raised while using it (the database's own
+    message in parentheses); None when the error did not come from the storage."""
+    chain, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    storage_errors = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+    if not any(isinstance(e, storage_errors) for e in chain):
+        return None
+    root = chain[-1]
+    detail = str(getattr(root, "orig", None) or root).strip().splitlines()
+    detail_line = masked(detail[0]) if detail else type(root).__name__
+    text = " ".join(str(e) for e in chain).lower()
+    for needle, meaning in _PROBLEMS:
+        if needle in text:
+            return f"{meaning} ({detail_line})"
+    return detail_line
+
+
 def open_store(root: str | Path | None = None, storage: str | None = None) -> Store:
-    """The store under `root` (default ./runs), with the `storage` URL if given (default: SQLite in root)."""
+    """The store under `root` (default ./runs), with the `storage` URL if given (default: SQLite in root);
+    a StudyError at once when `root`, or a folder above it, is a file."""
     root_path = Path(root or "runs")
+    for folder in (root_path, *root_path.parents):
+        if folder.exists() and not folder.is_dir():
+            raise StudyError(f"the root {root_path} cannot be a folder: {folder} is a file")
     return Store(root=root_path, url=storage or f"sqlite:///{root_path / 'sweep.db'}")
+
+
+# --- the driver lease ---------------------------------------------------------------------------
+
+LEASE_BEAT_S = 5.0  # seconds between a running driver's heartbeats
+LEASE_STALE_S = 60.0  # a lease not renewed for this long was left by a driver that died: the next driver takes it
+
+_LEASES = sqlalchemy.Table(
+    "sweep_driver_leases",
+    sqlalchemy.MetaData(),
+    sqlalchemy.Column("study_name", sqlalchemy.String(512), primary_key=True),
+    sqlalchemy.Column("token", sqlalchemy.String(64), nullable=False),  # the holder's random id
+    sqlalchemy.Column("host", sqlalchemy.String(255), nullable=False),
+    sqlalchemy.Column("pid", sqlalchemy.Integer, nullable=False),
+    sqlalchemy.Column("beat", sqlalchemy.Float, nullable=False),  # the holder's clock at its last heartbeat (epoch s)
+)
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """The driver that holds (or held) a study's lease."""
+
+    host: str
+    pid: int
+    beat: float  # epoch seconds of its last heartbeat
+
+    def gone(self, now: float) -> bool:
+        """Whether it stopped: no heartbeat for LEASE_STALE_S, or a process of this host that no longer exists."""
+        if now - self.beat > LEASE_STALE_S:
+            return True
+        return self.host == socket.gethostname() and not _process_exists(self.pid)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class DriverLease:
+    """The right to drive one study: a row of `sweep_driver_leases`, taken by an atomic insert (or by a
+    conditional update of a holder that is gone), kept fresh by a heartbeat thread, deleted on release.
+
+    `lost` turns true if another driver took the lease over (this one's heartbeat stalled for
+    LEASE_STALE_S); `took_over` names the gone holder this driver replaced, if any."""
+
+    def __init__(self, engine: sqlalchemy.engine.Engine, study_name: str) -> None:
+        self.engine, self.study_name = engine, study_name
+        self.token = secrets.token_hex(16)
+        self.lost = False
+        self.took_over: LeaseHolder | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray Tune saves its searcher, and this with it: the lease stays here
+        return {"study_name": self.study_name, "token": self.token, "lost": self.lost, "took_over": self.took_over}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, engine=None, _stop=threading.Event(), _thread=None)
+
+    def _row(self, conn: sqlalchemy.engine.Connection) -> Any:
+        return conn.execute(sqlalchemy.select(_LEASES).where(_LEASES.c.study_name == self.study_name)).first()
+
+    def _mine(self, **where: Any) -> dict[str, Any]:
+        return {"token": self.token, "host": socket.gethostname(), "pid": os.getpid(), "beat": time.time(), **where}
+
+    def acquire(self) -> None:
+        """Take the lease, or raise StudyBusyError naming the driver that holds it."""
+        try:
+            _LEASES.create(self.engine, checkfirst=True)
+        except sqlalchemy.exc.SQLAlchemyError:  # another driver created it at the same moment
+            if not sqlalchemy.inspect(self.engine).has_table(_LEASES.name):
+                raise
+        for _ in range(5):  # each pass loses only to a driver that changed the row meanwhile
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(_LEASES.insert().values(study_name=self.study_name, **self._mine()))
+                break
+            except sqlalchemy.exc.IntegrityError:
+                pass  # held, or left behind: look at the holder
+            with self.engine.begin() as conn:
+                row = self._row(conn)
+                if row is None:
+                    continue  # released meanwhile
+                holder = LeaseHolder(row.host, row.pid, row.beat)
+                now = time.time()
+                if not holder.gone(now):
+                    raise StudyBusyError(
+                        f"study '{self.study_name}' is being run by another driver: pid {holder.pid} on "
+                        f"{holder.host}, last heartbeat {max(0.0, now - holder.beat):.0f} s ago (a driver whose "
+                        f"heartbeat stops is taken over after {LEASE_STALE_S:.0f} s)"
+                    )
+                taken = conn.execute(
+                    sqlalchemy.update(_LEASES)
+                    .where(_LEASES.c.study_name == self.study_name, _LEASES.c.token == row.token)
+                    .values(**self._mine())
+                ).rowcount
+            if taken == 1:
+                self.took_over = holder
+                break
+        else:
+            raise StudyBusyError(f"study '{self.study_name}': other drivers keep taking its lease; try again")
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.study_name}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LEASE_BEAT_S):
+            try:
+                with self.engine.begin() as conn:
+                    kept = conn.execute(
+                        sqlalchemy.update(_LEASES)
+                        .where(_LEASES.c.study_name == self.study_name, _LEASES.c.token == self.token)
+                        .values(beat=time.time())
+                    ).rowcount
+            except sqlalchemy.exc.SQLAlchemyError:
+                continue  # a passing error (a lock, a dropped connection): the next beat tries again
+            if not kept:
+                self.lost = True
+                return
+
+    def release(self) -> None:
+        """Stop the heartbeat and give the lease up (a release that fails leaves a lease that goes stale)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError), self.engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.delete(_LEASES).where(_LEASES.c.study_name == self.study_name, _LEASES.c.token == self.token)
+            )
+
+    def holder(self) -> LeaseHolder | None:
+        """Who holds the lease now (None: nobody)."""
+        with self.engine.connect() as conn:
+            row = self._row(conn)
+        return None if row is None else LeaseHolder(row.host, row.pid, row.beat)
 
 
 # --- below Optuna's public API, in one place ----------------------------------------------------
@@ -177,6 +423,10 @@ def end_trial(study: optuna.Study, trial: optuna.Trial, state: TrialState, outco
 
 __all__ = [
     "FINAL_IMAGES",
+    "LEASE_BEAT_S",
+    "LEASE_STALE_S",
+    "DriverLease",
+    "LeaseHolder",
     "Store",
     "StudyAttr",
     "TrialAttr",
@@ -184,5 +434,6 @@ __all__ = [
     "end_trial",
     "open_store",
     "reopen_trial",
+    "storage_problem",
     "study_id",
 ]

@@ -7,6 +7,7 @@ Imports nothing heavy, so every layer (storage, analysis, console, report) can s
 from __future__ import annotations
 
 import math
+import re
 from enum import Enum
 from typing import Any
 
@@ -93,6 +94,15 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def masked(text: str) -> str:
+    """`text` with the password of every URL in it hidden: postgresql://user:***@host/db. Applied to
+    everything that may show a storage URL: errors, titles, suggested commands."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 def counts(tally: dict[Any, int], order: tuple = tuple(Outcome)) -> str:
     """'3 completed, 1 diverged': non-zero counts in the given order, then any others."""
     keys = [k for k in order if tally.get(k)] + [k for k in tally if k not in order and tally[k]]
@@ -111,6 +121,7 @@ __all__ = [
     "duration",
     "interval",
     "is_missing",
+    "masked",
     "num",
     "p_value",
     "signed",

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -86,3 +93,72 @@ def tiny_study(tmp_path: Path) -> Path:
 def make_study():
     """write_study as a fixture: make_study(path, **overrides) -> path."""
     return write_study
+
+
+# --- PostgreSQL: one real server for the session, in a temporary folder ---------------------------
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server of this test session: `url(name)` creates a fresh database and returns its URL."""
+
+    port: int
+    created: list[str] = field(default_factory=list)
+
+    def url(self, name: str, *, password: str = "s3cret") -> str:
+        """A new, empty database `name`: its URL in the form the README shows (postgresql://user:password@...).
+        The server trusts loopback connections, so the password only has to be hidden from every message."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=sweep dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return f"postgresql://sweep:{password}@127.0.0.1:{self.port}/{name}"
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of initdb and pg_ctl: on PATH, or where Debian's `postgresql` package puts them."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server on a free loopback port, its cluster in a temporary folder, stopped and removed
+    at the end of the session. initdb refuses to run as root (CI runs as root), so there the server runs as
+    the `postgres` account that Debian's package creates."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip(reason="PostgreSQL is not installed (apt-get install -y postgresql: initdb and pg_ctl)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
+    as_user: dict = {}
+    folder = Path(tempfile.mkdtemp(prefix="sweep-pg-"))  # not under pytest's tmp: that is private to root
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(folder)
+            pytest.skip(reason="running as root, and there is no `postgres` account to run PostgreSQL as")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "HOME": str(folder)}
+
+    def pg(*args: str) -> None:
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=folder, env=env, timeout=120, **as_user)
+        assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
+
+    data = folder / "data"
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "sweep", "--auth=trust", "-E", "UTF8", "--no-sync")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off"
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
+    try:
+        yield Postgres(port)
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

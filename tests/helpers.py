@@ -62,4 +62,18 @@ def start_sweep(*args: str, **popen: Any) -> subprocess.Popen:
     return subprocess.Popen([SWEEP, *args], env=sweep_env(), **popen)
 
 
-__all__ = ["REPO", "SWEEP", "TINY_DIGITS", "TINY_RING", "run_sweep", "start_sweep", "sweep_env"]
+def lease_holder(url: str, study: str) -> tuple[str, int] | None:
+    """(host, pid) of the driver whose lease on `study` is in the storage at `url`, read as any client would."""
+    import sqlalchemy  # lazy: only the tests of the driver lease read its table
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        table = sqlalchemy.Table("sweep_driver_leases", sqlalchemy.MetaData(), autoload_with=engine)
+        with engine.connect() as conn:
+            row = conn.execute(sqlalchemy.select(table.c.host, table.c.pid).where(table.c.study_name == study)).first()
+    finally:
+        engine.dispose()
+    return None if row is None else (row.host, row.pid)
+
+
+__all__ = ["REPO", "SWEEP", "TINY_DIGITS", "TINY_RING", "lease_holder", "run_sweep", "start_sweep", "sweep_env"]

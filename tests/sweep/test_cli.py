@@ -10,7 +10,7 @@ import click
 import pytest
 import typer
 
-from sweep import cli, runner, spec
+from sweep import cli, console, runner, spec
 from sweep.store import open_store
 
 from helpers import run_sweep
@@ -171,3 +171,78 @@ def test_fetch_says_what_failed_in_one_line(tmp_path):
     assert "could not fetch train-" in line and "127.0.0.1:9" in line
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing half-written
     assert "mnist, fashion-mnist" in one_line_error(sweep("fetch", "digits", "--data-dir", str(tmp_path)))
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+
+def test_validate_names_a_binary_file_and_goes_on_to_check_the_rest(tiny_study, tmp_path):
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    proc = sweep("validate", str(tiny_study), str(binary), str(tiny_study))
+    assert proc.returncode == 1
+    assert proc.stdout.count("ok ") == 2  # the file after the binary one was checked too
+    assert "weights.yaml: not a study file: byte 128 is not UTF-8 text" in proc.stderr
+    assert "Traceback" not in proc.stderr and "UnicodeDecodeError" not in proc.stderr
+
+
+def test_a_new_name_that_is_a_path_is_a_usage_error_and_nothing_is_written(tiny_study, tmp_path):
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    for name in ("../../../evil", "..", "a" * 5000):
+        proc = sweep("run", str(tiny_study), "--root", str(tmp_path / "R"), "--new-name", name)
+        assert proc.returncode == 2, proc.stderr
+        assert "--new-name" in proc.stderr and "must be" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # no root, no storage, no Ray folder
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+
+
+def test_a_billion_laughs_is_refused_in_one_line_by_validate_and_run(tmp_path):
+    path = tmp_path / "laughs.yaml"
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    path.write_text("\n".join(lines) + "\n")
+    for command in ("validate", "run"):
+        line = one_line_error(sweep(command, str(path), timeout=60))  # today: never returns
+        assert "laughs.yaml:4: YAML aliases expand the file by more than 10,000 values" in line
+
+
+def test_the_trial_limit_is_refused_with_its_flag_and_a_dry_run_shows_a_screenful(make_study, tmp_path):
+    path = make_study(tmp_path / "many.yaml", seeds=100_000)
+    line = one_line_error(sweep("run", str(path), "--dry-run"))
+    assert "seeds: the study has 200,000 trials (2 configurations x 100,000 seeds)" in line
+    assert line.endswith("raise the limit with --max-trials N if you mean it")
+    assert one_line_error(sweep("validate", str(path))).endswith("more than the limit of 10,000")
+    assert sweep("validate", str(path), "--max-trials", "200000").returncode == 0
+    dry = sweep("run", str(path), "--dry-run", "--max-trials", "200000")
+    assert dry.returncode == 0, dry.stderr
+    rows = [line for line in dry.stdout.splitlines() if re.match(r"│ \d+ ", line)]
+    assert len(rows) == console.PLAN_ROWS and "│ 19 " in rows[-1]  # today: an 11 MB table
+    assert f"... and {200_000 - console.PLAN_ROWS} more: 200000 trials in all" in dry.stdout
+    assert len(dry.stdout.splitlines()) < console.PLAN_ROWS + 10
+    assert f"(default: {spec.MAX_TRIALS})" in " ".join(sweep("run", "--help").stdout.split())
+
+
+def test_a_broken_storage_or_root_is_one_line_that_says_what_is_wrong(tiny_study, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    line = one_line_error(sweep("run", str(tiny_study), "--root", str(tmp_path / "a_file")))
+    assert "a_file is a file" in line and "FileExistsError" not in line
+    # a file: URI is opened as SQLite reads it; nothing named 'file:...' appears in the current folder
+    uri = "sqlite:///file:sub/x.db?mode=ro&uri=true"
+    line = one_line_error(run_sweep("list", "--storage", uri, cwd=tmp_path))
+    assert "cannot be opened: its folder is missing" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "tiny.yaml"]
+    # a read-only database: read works, a run says read-only instead of "invalid data in the commit"
+    runner.open_study(spec.load(tiny_study), open_store(tmp_path / "runs"))
+    read_only = f"sqlite:///file:{tmp_path / 'runs' / 'sweep.db'}?mode=ro&uri=true"
+    assert sweep("list", "--storage", read_only).returncode == 0
+    line = one_line_error(sweep("run", str(tiny_study), "--storage", read_only, "--root", str(tmp_path / "r")))
+    assert "the database is read-only (attempt to write a readonly database)" in line
+    assert "invalid data" not in line
+
+
+def test_no_message_shows_the_storage_password(tmp_path):
+    line = one_line_error(sweep("list", "--storage", "postgresql://ann:hunter2@127.0.0.1:9/sweep"))
+    assert "postgresql://ann:***@127.0.0.1:9/sweep" in line and "hunter2" not in line
+    assert cli._location_flags(tmp_path, "postgresql://ann:hunter2@db/sweep") == (
+        f" --root {tmp_path} --storage postgresql://ann:***@db/sweep"
+    )

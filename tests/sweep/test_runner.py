@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import re
 import signal
+import socket
+import struct
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +25,7 @@ from sweep.report import build, render
 from sweep.store import open_store
 from sweep.vocab import Status
 
-from helpers import run_sweep, start_sweep
+from helpers import lease_holder, run_sweep, start_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -156,6 +163,8 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
         driver.wait(30)
     before = _states(root, "resume")
     assert before[TrialState.COMPLETE] < 6 and before[TrialState.RUNNING] >= 1
+    # the killed driver left its lease; the rerun takes it over at once, since that process is gone
+    assert lease_holder(f"sqlite:///{root / 'sweep.db'}", "resume") == (socket.gethostname(), driver.pid)
 
     rerun = run_sweep(*cmd, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -165,7 +174,7 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
     )
     assert len(complete) == 6 and set(complete.values()) == {1}  # every pair exactly once
     interrupted = [t for t in trials if t.user_attrs.get("outcome") == "interrupted"]
-    assert len(interrupted) == before[TrialState.RUNNING]
+    assert len(interrupted) == before[TrialState.RUNNING] + before[TrialState.WAITING]  # WAITING: enqueued, not asked
     assert all(t.state == TrialState.FAIL for t in interrupted)
 
 
@@ -376,3 +385,147 @@ def test_seeds_are_fixed_once_a_verdict_could_decide(make_study, tmp_path):
         add("base", "none", seed)
         add("d_batchnorm=separate", "separate", seed)
     runner.open_study(smoke.model_copy(update={"seeds": 4}), store)
+
+
+# --- concurrent drivers, crashed trials, the local Ray instance ------------------------------------
+
+
+def test_a_second_driver_of_a_running_study_is_refused_and_every_pair_runs_once(ray_session, make_study, tmp_path):
+    root = tmp_path / "runs"
+    path = make_study(
+        tmp_path / "twice.yaml",
+        name="twice",
+        seeds=2,
+        budget={"steps": 150, "report_every": 10},
+        resources={"cpus": 1, "max_concurrent": 2},
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = ("run", str(path), "--root", str(root), "--address", address)
+    first = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: _states(root, "twice")[TrialState.RUNNING] >= 1, 120), _states(root, "twice")
+        second = run_sweep(*cmd, timeout=120)
+        lines = second.stderr.strip().splitlines()
+        assert second.returncode == 1 and len(lines) == 1, second.stderr
+        assert re.search(
+            rf"study 'twice' is being run by another driver: pid {first.pid} on {socket.gethostname()}, last "
+            r"heartbeat \d+ s ago",
+            lines[0],
+        ), lines[0]
+        _, stderr = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr[-2000:]
+    trials = _load(root, "twice").get_trials()
+    # today both drivers run every pair: 8 trials for 4 pairs, and the second marks the first's running ones interrupted
+    assert sorted((t.user_attrs["config_id"], t.user_attrs["seed"], t.state.name) for t in trials) == [
+        ("base", 0, "COMPLETE"),
+        ("base", 1, "COMPLETE"),
+        ("d_batchnorm=separate", 0, "COMPLETE"),
+        ("d_batchnorm=separate", 1, "COMPLETE"),
+    ]
+    assert lease_holder(f"sqlite:///{root / 'sweep.db'}", "twice") is None
+
+
+def _write_idx(path: Path, array) -> None:
+    """An MNIST-format IDX file (unsigned bytes) of `array`."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype("uint8").tobytes())
+
+
+def test_crashed_trials_fail_the_run_with_their_reasons_and_rerun_with_retry_crashed(ray_session, make_study, tmp_path):
+    import numpy as np
+
+    data = tmp_path / "data"
+    path = make_study(
+        tmp_path / "missing.yaml",
+        name="missing",
+        base={
+            "dataset": "mnist",
+            "data_dir": str(data),
+            "arch": "mlp",
+            "batch_size": 16,
+            "g_width": 0.1,
+            "d_width": 0.1,
+            "noise_dim": 4,
+            "eval_samples": 100,
+        },
+        factors={"lambda_cat": [0.0]},
+        objectives=["loss/g"],
+        seeds=1,
+        budget={"steps": 4, "report_every": 2},
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = ("run", str(path), "--root", str(tmp_path / "runs"), "--address", address)
+    crashed = run_sweep(*cmd, timeout=300)
+    assert crashed.returncode == 1, crashed.stderr[-2000:]  # today: 0
+    assert "2 x crashed: DataError: dataset `mnist`: train-images-idx3-ubyte(.gz) and" in crashed.stdout
+    assert crashed.stderr.strip().endswith(
+        "study 'missing': 2 trials crashed in this run (reasons above); fix the cause, then run them again with "
+        "--retry-crashed"
+    )
+    again = run_sweep(*cmd, timeout=300)  # today: "complete", exit 0
+    assert again.returncode == 1 and "nothing left to run, but 2 of its" in " ".join(again.stdout.split())
+    assert "2 pairs crashed in an earlier run" in again.stderr
+    # the user adds the data file; the crashed pairs run again, and only they
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    _write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 256, size=(64, 28, 28)))
+    _write_idx(data / "train-labels-idx1-ubyte", np.arange(64) % 10)
+    retried = run_sweep(*cmd, "--retry-crashed", timeout=300)
+    assert retried.returncode == 0, retried.stdout[-2000:] + retried.stderr[-2000:]
+    assert "2 pairs that crashed in an earlier run were run again" in retried.stdout
+    stored = _load(tmp_path / "runs", "missing")
+    outcomes = [(t.user_attrs["config_id"], t.user_attrs["outcome"]) for t in stored.get_trials()]
+    assert sorted(outcomes) == [
+        ("base", "completed"),
+        ("base", "crashed"),
+        ("lambda_cat=0.0", "completed"),
+        ("lambda_cat=0.0", "crashed"),
+    ]
+    design = analysis.design_frame(analysis.trials_frame(stored), spec.load(path))
+    assert sorted(design["outcome"]) == ["completed", "completed"]  # each pair counts once: its latest trial
+
+
+def test_a_diverged_trial_is_a_result_and_a_crashed_one_is_not(make_study, tmp_path):
+    study = spec.load(make_study(tmp_path / "s.yaml", name="outcomes", seeds=1))
+    store = open_store(tmp_path / "runs")
+    optuna_study = runner.open_study(study, store)
+    the_plan = runner.plan(study, optuna_study)
+    tracker = runner.Tracker(0)
+    front = runner.OptunaFront(
+        study, optuna_study, store, pending=the_plan.pending, search_remaining=0, tracker=tracker
+    )
+    for tune_id, outcome, reason in (("a", "diverged", "loss/d is not finite at step 7"), ("b", "crashed", "OOM")):
+        _, front.live[tune_id] = front.next_config()
+        front._finish(tune_id, {"outcome": outcome, "reason": reason, "steps_run": 7})
+    assert (tracker.failed, tracker.crashed) == (2, 1)
+    assert dict(tracker.failures) == {("diverged", "loss/d is not finite at step 7"): 1, ("crashed", "OOM"): 1}
+
+
+def test_a_local_ray_listens_on_loopback_only_and_prints_no_token_banner(tmp_path):
+    code = (
+        "import json, psutil, ray\n"
+        "from sweep.runner import ensure_ray\n"
+        "ensure_ray(num_cpus=1)\n"
+        "found = {(p.name(), c.laddr.ip) for p in psutil.Process().children(recursive=True)\n"
+        "         for c in p.net_connections('inet') if c.status == psutil.CONN_LISTEN}\n"
+        "print(json.dumps([sorted(found), ray.util.get_node_ip_address()]))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default: token authentication
+    env["HOME"] = str(tmp_path)  # a user who never ran Ray: the token is created, the banner would print
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listening, node_ip = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {name for name, _ in listening} >= {"gcs_server", "raylet"}  # the control: Ray's servers were seen
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+    assert [(name, ip) for name, ip in listening if not loopback(ip)] == []  # today: '::' (every interface)
+    assert node_ip == "127.0.0.1"
+    assert "Token authentication" not in proc.stderr
+    assert (tmp_path / ".ray" / "auth_token").exists()  # token authentication stays on, as Ray sets it up

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+import time
+import tracemalloc
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +13,7 @@ import pytest
 import yaml
 
 from sweep import core, spec
-from sweep.errors import StudyError
+from sweep.errors import StudyError, TooManyTrialsError
 
 ABLATION = """\
 name: bn-ablation
@@ -458,3 +461,121 @@ def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path) -> None:
     )
     with pytest.raises(StudyError, match=r"dup\.yaml:5: budget\.steps: appears twice"):
         spec.load(path)
+
+
+# --- hostile input: names, aliases, sizes, bytes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [".", "..", "../../../evil", "a/b", "a\\b", "-rep", ".hidden", "a b", "x" * 101])
+def test_a_study_name_that_is_a_path_or_too_long_is_refused_wherever_it_arrives(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        spec.check_study_name(name)
+    # in the file's `name:` ...
+    assert "name: must be" in error(tmp_path, ABLATION.replace("name: bn-ablation", f"name: {json.dumps(name)}"))
+    # ... and as a new name for a run
+    with pytest.raises(StudyError, match="^study name must be"):
+        spec.load(write(tmp_path, ABLATION)).renamed(name)
+
+
+def test_a_name_of_100_characters_is_fine_but_its_replication_would_not_be() -> None:
+    assert (
+        spec.check_study_name("x" * 100) == "x" * 100 and spec.check_study_name("bn_ablation-2.b") == "bn_ablation-2.b"
+    )
+    study = spec.parse({**minimal(), "name": "x" * 95, "base": {"dataset": "ring8"}, "objectives": ["mi/cat"]})
+    assert study.replication(9).name == "x" * 95 + "-rep9"  # 100 characters
+    with pytest.raises(StudyError, match="at most 100 characters"):
+        study.replication(10)
+
+
+def test_a_5000_character_name_is_refused_by_validation_naming_its_length(tmp_path: Path) -> None:
+    message = error(tmp_path, ABLATION.replace("name: bn-ablation", "name: " + "a" * 5000))
+    assert message.endswith("study.yaml:1: name: must be at most 100 characters (it names a folder), but got 5000")
+
+
+def _laughs(levels: int = 9) -> str:
+    """A "billion laughs": each anchor's list names the previous one nine times (482 bytes at 9 levels)."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_nested_aliases_are_refused_at_once_and_plain_aliases_still_work(tmp_path: Path) -> None:
+    text = "name: laughs\n" + _laughs()
+    assert len(text.encode()) < 500
+    started = time.perf_counter()
+    message = error(tmp_path, text)
+    assert time.perf_counter() - started < 2.0  # on today's code: hours, at 100% CPU
+    assert message.endswith("YAML aliases expand the file by more than 10,000 values; write the values out instead")
+    assert "a value that contains it" in error(tmp_path, "name: x\nkind: &k [*k]\n")
+    # the control: a study that shares a mapping through an anchor and a merge key is read as before
+    shared = ABLATION.replace("base:\n", "base: &base\n") + "x-other: {<<: *base, d_batchnorm: none}\n"
+    assert "x-other: unknown key" in error(tmp_path, shared)  # read in full: the alias expanded, the merge applied
+    reused = spec.load(
+        write(tmp_path, ABLATION.replace("steps: 20", "steps: &n 20").replace("report_every: 10", "report_every: *n"))
+    )
+    assert (reused.budget.steps, reused.budget.report_every) == (20, 20)
+
+
+def test_trials_are_counted_not_listed_and_a_study_over_the_limit_is_refused_at_once(tmp_path: Path) -> None:
+    levels = "[" + ", ".join(str(round(0.1 * i, 1)) for i in range(1, 11)) + "]"
+    widths = ("g_width", "d_width", "q_width", "lambda_cat", "lambda_cont", "q_std", "lr_g", "lr_d")
+    grid = "name: huge\nkind: grid\nbase: {dataset: ring8}\nfactors:\n"
+    grid += "".join(f"  {w}: {levels}\n" for w in widths) + "objectives: [mi/cat]\nbudget: {steps: 10}\n"
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(TooManyTrialsError) as info:
+        spec.load(write(tmp_path, grid))
+    seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert str(info.value).endswith(
+        "study.yaml:4: factors: the study has 300,000,000 trials (100,000,000 configurations x 3 seeds), more than "
+        "the limit of 10,000"
+    )
+    assert seconds < 2.0 and peak < 20e6  # today: 2.6 GB after 90 s, and growing
+    # seeds: 100000 is refused by the same count, at the key that makes it too large
+    assert "study.yaml:10: seeds: the study has 400,000 trials (4 configurations x 100,000 seeds)" in error(
+        tmp_path, ABLATION.replace("seeds: 2", "seeds: 100000")
+    )
+    assert "trials: the study has 20,000 trials" in error(tmp_path, SEARCH + "seeds: 5000\n")
+    # a run may raise the limit; the count is the expansion's length (the control)
+    study = spec.load(write(tmp_path, ABLATION.replace("seeds: 2", "seeds: 5000")), max_trials=20_000)
+    assert study.trial_count == 20_000 == len(spec.expand(study))
+    assert next(iter(spec.iter_trials(study))) == spec.expand(study)[0]
+    with pytest.raises(TooManyTrialsError, match="limit of 10,000"):
+        study.with_overrides(steps=5)
+    assert study.with_overrides(steps=5, max_trials=None).trial_count == 20_000
+
+
+def test_a_binary_file_is_named_and_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00\xa4\x8a\xff\xfe" + bytes(range(256)))
+    with pytest.raises(StudyError, match=r"model\.pt: not a study file: byte 10 is not UTF-8 text"):
+        spec.load(path)
+
+
+def test_a_configuration_whose_network_does_not_fit_its_data_is_refused_at_its_line(tmp_path: Path) -> None:
+    # ring8's samples are vectors: a conv network cannot read them; every configuration is built
+    grid = "name: g\nkind: grid\nbase: {dataset: digits}\nfactors:\n  dataset: [digits, ring8]\n  arch: [conv]\n"
+    message = error(tmp_path, grid + "objectives: [mi/cat]\nbudget: {steps: 10}\n")
+    assert message.endswith(
+        "study.yaml:6: factors.arch[0]: must be mlp (or auto) for dataset `ring8`, whose samples are vectors of "
+        "shape (2,), but got 'conv' (in configuration dataset=ring8,arch=conv)"
+    )
+    # a search space whose choices are valid alone but not together
+    search = SEARCH.replace(
+        "clip: {type: categorical, choices: [none, norm]}",
+        "dataset: {type: categorical, choices: [digits, ring8]}\n  arch: {type: categorical, choices: [mlp, conv]}",
+    )
+    message = error(tmp_path, search)
+    assert ": space.arch.choices[1]: must be mlp (or auto) for dataset `ring8`" in message
+    assert message.endswith("(in configuration dataset=ring8,arch=conv)")
+    # an objective one of the choices cannot measure: digits has no modes to count
+    only_dataset = (
+        SEARCH.replace(
+            "clip: {type: categorical, choices: [none, norm]}", "dataset: {type: categorical, choices: [ring8, digits]}"
+        ).replace("eval/cat_acc", "eval/modes")
+        + "base: {dataset: ring8}\n"
+    )
+    assert "objectives[0].metric: eval/modes is not measured in configuration dataset=digits" in error(
+        tmp_path, only_dataset
+    )
