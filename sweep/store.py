@@ -5,12 +5,14 @@ the artifact store, `runs/ray/<study>/` Ray Tune's files. Any SQLAlchemy URL can
 file for a team.
 
 Every attribute key the tool stores is named here, and the few calls below Optuna's public API
-(reaching a trial by its number after its driver died) are made here and nowhere else.
+(reaching a trial by its number after its driver died, intermediate values of a study with several
+objectives, a trial's start and end as its worker saw them) are made here and nowhere else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,9 @@ class TrialAttr:
     NODE_ID = "node_id"
     TRIAL_DIR = "trial_dir"  # the worker's Ray Tune trial folder
     TRACEBACK = "traceback"  # the end of a crashed trial's traceback
+    PROVENANCE = "provenance"  # what trained it: code version and git commit, library versions, device
     # what a worker reports at the end of a trial and the driver stores as it is
-    FROM_WORKER = (STARTED_AT, ENDED_AT, NODE, NODE_ID, TRIAL_DIR, WALL_S, STEPS_RUN, REASON, TRACEBACK)
+    FROM_WORKER = (STARTED_AT, ENDED_AT, NODE, NODE_ID, TRIAL_DIR, WALL_S, STEPS_RUN, REASON, TRACEBACK, PROVENANCE)
 
 
 class StudyAttr:
@@ -58,6 +61,7 @@ class StudyAttr:
     SOURCE = "source"  # the study file it was read from
     REPLICATION_OF = "replication_of"  # a replication: the name of the study it replicates on fresh seeds
     REPLICATE = "replicate"  # a replication: its number (1, 2, ...), which offsets its seeds
+    PROVENANCE = "provenance"  # the driver of its latest run: code version and git commit, libraries, machine
 
 
 FINAL_IMAGES = "images"  # in a worker's final result, beside the trial attributes: figure name -> base64 PNG
@@ -168,6 +172,35 @@ def close_stale_trials(study: optuna.Study, reason: str) -> int:
     return closed
 
 
+def record_intermediate(study: optuna.Study, trial: optuna.Trial, step: int, value: float) -> None:
+    """Store `value` as the trial's intermediate value at `step` (optuna-dashboard draws learning curves from
+    these). Through the storage, because `Trial.report` refuses studies with several objectives; a step
+    recorded again is overwritten."""
+    study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+
+
+_TRIALS = sqlalchemy.table(  # the columns of Optuna's `trials` table that set_trial_times writes
+    "trials",
+    sqlalchemy.column("trial_id"),
+    sqlalchemy.column("datetime_start", sqlalchemy.DateTime),
+    sqlalchemy.column("datetime_complete", sqlalchemy.DateTime),
+)
+
+
+def set_trial_times(study: optuna.Study, trial: optuna.Trial, start: float, end: float) -> None:
+    """Record a finished trial's start and end as its worker's clock gave them (epoch seconds), so that its
+    duration in optuna-dashboard is the time it trained, not the time the driver held it open (Optuna stamps
+    both when a trial is asked and told, and has no setter). RDB storages only; others keep Optuna's."""
+    storage = getattr(study._storage, "_backend", study._storage)  # below Optuna's cache, if any
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return
+    update = _TRIALS.update().where(_TRIALS.c.trial_id == trial._trial_id)
+    with storage.engine.begin() as connection:
+        connection.execute(
+            update.values(datetime_start=datetime.fromtimestamp(start), datetime_complete=datetime.fromtimestamp(end))
+        )
+
+
 def end_trial(study: optuna.Study, trial: optuna.Trial, state: TrialState, outcome: Outcome, reason: str) -> None:
     """Tell Optuna a trial ended without values (PRUNED or FAIL), with its outcome and reason attached."""
     trial.set_user_attr(TrialAttr.OUTCOME, outcome.value)
@@ -183,6 +216,8 @@ __all__ = [
     "close_stale_trials",
     "end_trial",
     "open_store",
+    "record_intermediate",
     "reopen_trial",
+    "set_trial_times",
     "study_id",
 ]
