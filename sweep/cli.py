@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -49,6 +50,9 @@ StorageOpt = Annotated[
     ),
 ]
 StudyArg = Annotated[str, typer.Argument(help="Study name (see `sweep list`).", show_default=False)]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="Every detail, in as many columns as it takes (default: fits 80 columns).")
+]
 
 # what to type next, for the library's errors that a flag resolves
 HINTS: dict[type[Exception], str] = {
@@ -142,6 +146,7 @@ def run(
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded trial table and stop.")] = False,
+    wide: WideOpt = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -165,7 +170,7 @@ def run(
         original = study.name
         study, index = runner.next_replication(study, _store(root, storage))
     if dry_run:
-        console.print_plan(study, None if study.kind == "search" else spec.expand(study))
+        console.print_plan(study, None if study.kind == "search" else spec.expand(study), wide=wide)
         return
     from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
@@ -231,21 +236,21 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
     """
     import optuna  # lazy: Optuna loads only for commands that use the storage
 
-    from sweep.store import StudyAttr  # lazy: Optuna loads only for commands that use the storage
+    from sweep.store import StudyAttr, TrialAttr  # lazy: Optuna loads only for commands that use the storage
+    from sweep.vocab import counts  # lazy: the vocabulary is needed here alone
 
     store = _store(root, storage)
     rows = []
     for s in optuna.get_all_study_summaries(store.storage(), include_best_trial=False):
-        states = [t.state.name for t in store.load_study(s.study_name).get_trials(deepcopy=False)]
+        trials = store.load_study(s.study_name).get_trials(deepcopy=False)
+        # how each trial ended (the tool's outcomes), or the state it is in while it has not
+        tally = Counter(t.user_attrs.get(TrialAttr.OUTCOME) or t.state.name.lower() for t in trials)
         rows.append(
             {
                 "study": s.study_name,
                 "kind": s.user_attrs.get(StudyAttr.KIND),
-                "trials": len(states),
-                "complete": states.count("COMPLETE"),
-                "pruned": states.count("PRUNED"),
-                "failed": states.count("FAIL"),
-                "running": states.count("RUNNING"),
+                "trials": len(trials),
+                "outcomes": counts(dict(tally)),
                 "created": s.user_attrs.get(StudyAttr.CREATED),
             }
         )
@@ -256,6 +261,7 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
 def show(
     study_name: StudyArg,
     effects: Annotated[bool, typer.Option("--effects", help="Print the effect table per factor and level.")] = False,
+    wide: WideOpt = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -267,10 +273,10 @@ def show(
 
     optuna_study = _store(root, storage).load_study(study_name)
     if effects:
-        console.print_effects(optuna_study)
+        console.print_effects(optuna_study, wide=wide)
         return
     objectives = [o.metric for o in study_spec(optuna_study).objectives]
-    console.print_trials(study_name, trials_frame(optuna_study), objectives)
+    console.print_trials(study_name, trials_frame(optuna_study), objectives, wide=wide)
 
 
 @app.command()
@@ -367,6 +373,7 @@ def dashboard(
 @app.command()
 def claims(
     studies_dir: Annotated[Path, typer.Option("--studies", help="Folder of study files.")] = Path("studies"),
+    wide: WideOpt = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -377,7 +384,7 @@ def claims(
     from sweep.analysis import claim_rows  # lazy: scipy and pandas load only for commands that analyse
 
     rows = claim_rows(studies_dir, _store(root, storage))
-    console.print_claims(studies_dir, rows, _location_flags(root, storage))
+    console.print_claims(studies_dir, rows, _location_flags(root, storage), wide=wide)
 
 
 # --- train ------------------------------------------------------------------------------------

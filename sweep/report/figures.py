@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sweep import analysis
-from sweep.report.tables import reference_word
+from sweep.report.tables import BASE, one_base_row, reference_word, row_label
 from sweep.spec import Study, format_value
 from sweep.vocab import Outcome
 
@@ -44,6 +44,7 @@ def effect_figure(effects: pd.DataFrame, study: Study) -> Picture | None:
     if effects.empty or not effects["n"].any():
         return None
     ref = reference_word(study)
+    effects = one_base_row(effects, study)
     metrics = list(dict.fromkeys(effects["metric"]))
     rows = effects[effects["metric"] == metrics[0]]
     height = 0.9 + 0.38 * len(rows) + 0.25 * rows["factor"].nunique()
@@ -52,7 +53,10 @@ def effect_figure(effects: pd.DataFrame, study: Study) -> Picture | None:
     for ax, metric in zip(axes[0], metrics, strict=True):
         part = effects[effects["metric"] == metric].reset_index(drop=True)
         y = np.arange(len(part))[::-1]
-        labels = [f"{r.factor}={r.level}" + (f" ({ref})" if r.baseline else "") for r in part.itertuples()]
+        labels = [
+            row_label(r.factor, r.level) + (f" ({ref})" if r.baseline and r.factor != BASE else "")
+            for r in part.itertuples()
+        ]
         for yi, r in zip(y, part.itertuples(), strict=True):
             colour = "#555555" if r.baseline else "#1f77b4"
             if r.n == 0:

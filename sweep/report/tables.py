@@ -13,7 +13,7 @@ import pandas as pd
 
 from sweep.analysis import TABLE_ALPHA, look_alphas
 from sweep.core import caveats
-from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, format_value
+from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, factor_levels, format_value
 from sweep.store import StudyAttr
 from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, is_missing, num, p_value, signed
 
@@ -24,6 +24,7 @@ class EffectRow:
     reference: bool  # the level every other level is compared with
     significant: bool  # Holm-adjusted p below the table's alpha (never the unadjusted p)
     not_finished: bool  # some runs at this level did not finish
+    label: str = ""  # the row in one phrase: `factor=level`, or `base` (row_label)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class EffectTable:
     def column(self, row: EffectRow, header: str) -> str:
         """A row's cell under `header`, "" when the table has no such column."""
         return row.cells[self.headers.index(header)] if header in self.headers else ""
+
+
+BASE = "base"  # an ablation's base configuration: the one reference row of each of its effect tables
 
 
 def reference_word(study: Study) -> str:
@@ -80,11 +84,29 @@ def effect_size_text(row: pd.Series) -> str:
     return f"{'d_z' if row['method'] == 't' else 'r'} {num(row['std_effect'], 3)}"
 
 
+def one_base_row(effects: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The effect rows to show: an ablation's base configuration once per metric, first (every factor's
+    reference level is the same base runs), as factor `BASE` with the base's levels; other rows as they are."""
+    if study.kind != "ablation" or effects.empty:
+        return effects
+    reference = effects["baseline"].astype(bool)
+    first = reference & ~effects["metric"].where(reference).duplicated()
+    rows = effects[~reference | first].copy()
+    base = ", ".join(f"{k}={format_value(levels[0])}" for k, levels in factor_levels(study).items() if levels)
+    rows.loc[rows["baseline"].astype(bool), ["factor", "level"]] = [BASE, base]
+    return rows
+
+
+def row_label(factor: str, level: str) -> str:
+    """How a row is named in one phrase (the terminal, figures): `factor=level`, or `base`."""
+    return BASE if factor == BASE else f"{factor}={level}"
+
+
 def _cells(row: pd.Series, ref: str, divergence: bool) -> list[str]:
     no_runs = row["n"] == 0
     cells = [
         str(row["factor"]),
-        str(row["level"]) + (f" ({ref})" if row["baseline"] else ""),
+        str(row["level"]) + (f" ({ref})" if row["baseline"] and row["factor"] != BASE else ""),
         str(int(row["runs"])),
         str(int(row["n"])),
         not_finished_text(row) or MISSING,
@@ -118,13 +140,14 @@ def effect_tables(effects: pd.DataFrame, study: Study) -> list[EffectTable]:
     ref = reference_word(study)
     divergence = bool(len(effects)) and bool(pd.to_numeric(effects["diverged"], errors="coerce").fillna(0).any())
     tables = []
-    for metric, part in effects.groupby("metric", sort=False):
+    for metric, part in one_base_row(effects, study).groupby("metric", sort=False):
         rows = [
             EffectRow(
                 cells=_cells(row, ref, divergence),
                 reference=bool(row["baseline"]),
                 significant=not row["baseline"] and not is_missing(row["p_holm"]) and row["p_holm"] < TABLE_ALPHA,
                 not_finished=bool(not_finished_text(row)),
+                label=row_label(str(row["factor"]), str(row["level"])),
             )
             for _, row in part.iterrows()
         ]
@@ -160,6 +183,18 @@ def method_text(study: Study, test: str = "t") -> str:
         "p: two-sided; p (Holm): adjusted over every comparison in these tables (Holm's step-down method), the "
         "only p that is ever marked. Divergence rates (diverged among completed and diverged runs) are compared "
         f"with the {ref} level by Fisher's exact test, Holm-adjusted over the levels."
+    )
+
+
+def method_brief(study: Study, test: str = "t") -> str:
+    """How the effect table's numbers were computed, in one sentence (the terminal's narrow table)."""
+    if study.kind == "search":
+        return "Means over completed runs with a 95% CI across seeds; no differences: a sampler chose the levels."
+    pairing = "by seed" if study.kind == "ablation" else "by seed within the other factors' levels"
+    path = "signed-rank test" if test == "rank" else "paired t-test (signed-rank where a run failed)"
+    return (
+        f"runs: finished of run; diff: each level minus the {reference_word(study)}, paired {pairing}, 95% CI by a "
+        f"{path}; p (Holm): adjusted over every row, bold below 0.05."
     )
 
 
@@ -218,13 +253,17 @@ def _seeds_text(study: Study) -> str:
 
 
 __all__ = [
+    "BASE",
     "DIVERGED_P",
     "EffectRow",
     "EffectTable",
     "effect_size_text",
     "effect_tables",
     "headers",
+    "method_brief",
     "method_text",
+    "one_base_row",
     "reference_word",
+    "row_label",
     "summary_rows",
 ]
