@@ -68,13 +68,16 @@ class ExportFormat(str, Enum):
     JSON = "json"
 
 
-def _store(root: Path | None, storage: str | None) -> Store:
-    import optuna  # lazy: Optuna loads only for the commands that read or write the storage
+def _store(root: Path | None, storage: str | None, *, writing: bool = False) -> Store:
+    """The store of --root/--storage; Optuna's info lines quiet once there is a storage to read or write."""
+    from sweep.store import open_store  # lazy: the storage layer loads only for commands that use it
 
-    from sweep.store import open_store  # lazy: Optuna loads only for commands that use the storage
+    store = open_store(root, storage)
+    if writing or store.exists():
+        import optuna  # lazy: Optuna loads only where there is a storage to read or write
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return open_store(root, storage)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return store
 
 
 def _location_flags(root: Path | None, storage: str | None) -> str:
@@ -168,13 +171,13 @@ def run(
         from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
         original = study.name
-        study, index = runner.next_replication(study, _store(root, storage))
+        study, index = runner.next_replication(study, _store(root, storage, writing=True))
     if dry_run:
         console.print_plan(study, None if study.kind == "search" else spec.expand(study), wide=wide)
         return
     from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
-    store = _store(root, storage)
+    store = _store(root, storage, writing=True)
     summary = runner.run(
         study,
         store=store,
@@ -234,12 +237,15 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
 
     Example: sweep list --storage postgresql://user@host/sweep
     """
-    import optuna  # lazy: Optuna loads only for commands that use the storage
-
     from sweep.store import StudyAttr, TrialAttr  # lazy: Optuna loads only for commands that use the storage
     from sweep.vocab import counts  # lazy: the vocabulary is needed here alone
 
     store = _store(root, storage)
+    if not store.exists():
+        console.print_studies(store.url, [])
+        return
+    import optuna  # lazy: Optuna loads only where there is a storage to read
+
     rows = []
     for s in optuna.get_all_study_summaries(store.storage(), include_best_trial=False):
         trials = store.load_study(s.study_name).get_trials(deepcopy=False)
@@ -284,22 +290,50 @@ def export(
     study_name: StudyArg,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.CSV,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")] = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves",
+            help="Every trial's history instead, in long format: one row per (trial, step, metric) with its seed "
+            "and factor levels.",
+        ),
+    ] = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Export a study as tidy records: one row per trial, params and final metrics flattened.
+    """Export a study as tidy records: one row per trial, params and final metrics flattened (or, with --curves,
+    one row per trial, step and metric).
 
     Example: sweep export balance --format csv -o balance.csv
     """
-    from sweep.analysis import trials_frame  # lazy: scipy and pandas load only for commands that analyse
+    from sweep.analysis import curves_frame, trials_frame  # lazy: pandas loads only for commands that analyse
 
-    frame = trials_frame(_store(root, storage).load_study(study_name))
+    optuna_study = _store(root, storage).load_study(study_name)
+    frame = curves_frame(optuna_study) if curves else trials_frame(optuna_study)
     text = frame.to_csv(index=False) if fmt is ExportFormat.CSV else frame.to_json(orient="records", indent=2)
     if output:
         output.write_text(text)
-        console.print_wrote(output, f"{len(frame)} trials")
+        console.print_wrote(output, f"{len(frame)} {'rows of curves' if curves else 'trials'}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def compare(
+    study_a: Annotated[str, typer.Argument(help="A stored study (see `sweep list`).", show_default=False)],
+    study_b: Annotated[str, typer.Argument(help="Another stored study to set beside it.", show_default=False)],
+    wide: WideOpt = False,
+    root: RootOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Compare two stored studies: what differs in their definitions and code, their verdicts and effects.
+
+    Example: sweep compare balance balance-rep1
+    """
+    from sweep.compare import compare as compare_studies  # lazy: scipy and pandas load only to analyse
+
+    store = _store(root, storage)
+    console.print_comparison(compare_studies(store.load_study(study_a), store.load_study(study_b)), wide=wide)
 
 
 # --- report, dashboard, claims ------------------------------------------------------------------

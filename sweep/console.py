@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from sweep.compare import Comparison
     from sweep.runner import RunSummary, Tracker
     from sweep.spec import Study, TrialSpec
 
@@ -481,6 +482,64 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
     _print_lines(notes, indent=0, style="dim")
 
 
+def print_comparison(c: Comparison, *, wide: bool = False) -> None:
+    """Two studies side by side (a compare.Comparison): what differs in their definitions and in what they ran
+    on, their verdicts, and each level's effect in both; the p-values and the verdicts' reasons with `wide`."""
+    a, b = c.a, c.b
+    out.print(Text(f"{a.name} (A) against {b.name} (B)", style="bold"))
+    _print_lines([f"A: {a.trials}", f"B: {b.trials}"], indent=2)
+    if c.definition:
+        table = _table()
+        table.add_column("definition", overflow="fold")
+        table.add_column(f"A: {a.name}", overflow="fold")
+        table.add_column(f"B: {b.name}", overflow="fold")
+        for d in c.definition:
+            table.add_row(d.key, d.a, d.b)
+        _print_table("What differs in their definitions", table, wide=wide)
+    else:
+        out.print("Their definitions are the same.")
+    if c.runs:
+        table = _table()
+        table.add_column("ran on", no_wrap=True)
+        table.add_column(f"A: {a.name}")
+        table.add_column(f"B: {b.name}")
+        for d in c.runs:
+            table.add_row(d.key, d.a, d.b)
+        _print_table("What differs in the code and machines that ran them", table, wide=wide)
+    _print_lines([f"Both ran on the same {what}: {text}" for what, text in c.same_runs], indent=0)
+    verdicts = _table()
+    verdicts.add_column("study", overflow="fold")
+    verdicts.add_column("verdict", no_wrap=True)
+    verdicts.add_column("effect, interval, MDE, n")
+    for label, side in (("A", a), ("B", b)):
+        v = side.verdict
+        summary = (v.summary() + (f"\n{v.message}" if wide else "")) if v else "no verdict rule, or no trials"
+        verdicts.add_row(f"{label}: {side.name}", status_text(v.status) if v else MISSING, summary)
+    _print_table("Verdicts", verdicts, wide=wide)
+    metrics = list(dict.fromkeys(pair.metric for pair in c.effects))
+    for metric in metrics:
+        table = _table()
+        table.add_column("level", overflow="fold")
+        for label in ("A", "B"):
+            table.add_column(f"{label}: diff [95% CI]", justify="right", no_wrap=True)
+            if wide:
+                table.add_column(f"{label}: p (Holm)", justify="right", no_wrap=True)
+        for pair in (p for p in c.effects if p.metric == metric):
+            cells = [pair.label]
+            for side in (pair.a, pair.b):
+                if side is None:
+                    cells += [MISSING] + ([MISSING] if wide else [])
+                    continue
+                diff = f"{side[list(side)[7]]} {side['95% CI of diff']}".strip()
+                cells.append(f"mean {side['mean']}" if pair.reference else diff)
+                if wide:
+                    cells.append("" if pair.reference else side["p (Holm)"])
+            table.add_row(*cells, style="dim" if pair.reference else None)
+        _print_table(f"Effects on {metric}: each level against its study's reference", table, wide=wide)
+    if not wide:
+        out.print("[dim]Holm-adjusted p of each effect and the verdicts' reasons: --wide.[/]")
+
+
 # --- report, export, dashboard -------------------------------------------------------------------
 
 
@@ -573,6 +632,7 @@ __all__ = [
     "error",
     "out",
     "print_claims",
+    "print_comparison",
     "print_dashboard",
     "print_effects",
     "print_fetched",

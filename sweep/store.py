@@ -14,15 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import optuna
-import sqlalchemy
-from optuna.artifacts import FileSystemArtifactStore
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import StudyError
+from sweep.lazy import LazyImport
 from sweep.vocab import Outcome
+
+if TYPE_CHECKING:
+    import optuna
+    import sqlalchemy
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import FrozenTrial, TrialState
+else:  # loaded when a storage is opened: a command that finds no storage to read never loads them
+    optuna = LazyImport("optuna")
+    sqlalchemy = LazyImport("sqlalchemy")
 
 
 class TrialAttr:
@@ -67,6 +72,9 @@ class StudyAttr:
 FINAL_IMAGES = "images"  # in a worker's final result, beside the trial attributes: figure name -> base64 PNG
 
 
+_OPENED: dict[str, Any] = {}  # storage URL -> the RDBStorage this process opened on it
+
+
 @dataclass(frozen=True)
 class Store:
     root: Path
@@ -82,7 +90,10 @@ class Store:
         return (self.root / "ray").resolve()
 
     def storage(self) -> optuna.storages.BaseStorage:
-        """The Optuna storage; a SQLite file's folder is created on first use."""
+        """The Optuna storage, opened once per process (opening checks the schema: a quarter of a second);
+        a SQLite file's folder is created on first use."""
+        if self.url in _OPENED:
+            return _OPENED[self.url]
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -91,14 +102,22 @@ class Store:
             raise StudyError(f"cannot open the study storage {self.url}: {str(exc).splitlines()[0]}") from exc
         if self.url.startswith("sqlite"):
             _sqlite_wal(storage)
+        _OPENED[self.url] = storage
         return storage
+
+    def exists(self) -> bool:
+        """Whether there can be studies to read: False for a SQLite file not created yet (reading it would
+        create it, empty), True for every database server."""
+        return not self.url.startswith("sqlite:///") or Path(self.url.removeprefix("sqlite:///")).is_file()
 
     def artifact_store(self) -> FileSystemArtifactStore:
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
-        return FileSystemArtifactStore(str(self.artifact_dir))
+        return optuna.artifacts.FileSystemArtifactStore(str(self.artifact_dir))
 
     def load_study(self, name: str) -> optuna.Study:
         """A stored study by name; a miss lists the stored names."""
+        if not self.exists():
+            raise StudyError(f"no study named '{name}' in {self.url}; stored studies: none yet")
         storage = self.storage()
         try:
             return optuna.load_study(study_name=name, storage=storage)
@@ -108,6 +127,8 @@ class Store:
             raise StudyError(f"no study named '{name}' in {self.url}; stored studies: {known}") from None
 
     def study_names(self) -> list[str]:
+        if not self.exists():
+            return []
         return [s.study_name for s in optuna.get_all_study_summaries(self.storage())]
 
 
@@ -162,12 +183,12 @@ def close_stale_trials(study: optuna.Study, reason: str) -> int:
     """Mark every trial a dead driver left open (RUNNING, or WAITING in the queue) FAIL, outcome
     `interrupted`, with `reason`; returns how many. Their (configuration, seed) pairs run again."""
     closed = 0
-    while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         trial = study.ask()  # pops the oldest waiting trial: the public way to take it out of the queue
-        end_trial(study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+        end_trial(study, trial, optuna.trial.TrialState.FAIL, Outcome.INTERRUPTED, reason)
         closed += 1
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        end_trial(study, reopen_trial(study, frozen), TrialState.FAIL, Outcome.INTERRUPTED, reason)
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        end_trial(study, reopen_trial(study, frozen), optuna.trial.TrialState.FAIL, Outcome.INTERRUPTED, reason)
         closed += 1
     return closed
 
@@ -179,14 +200,6 @@ def record_intermediate(study: optuna.Study, trial: optuna.Trial, step: int, val
     study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
 
 
-_TRIALS = sqlalchemy.table(  # the columns of Optuna's `trials` table that set_trial_times writes
-    "trials",
-    sqlalchemy.column("trial_id"),
-    sqlalchemy.column("datetime_start", sqlalchemy.DateTime),
-    sqlalchemy.column("datetime_complete", sqlalchemy.DateTime),
-)
-
-
 def set_trial_times(study: optuna.Study, trial: optuna.Trial, start: float, end: float) -> None:
     """Record a finished trial's start and end as its worker's clock gave them (epoch seconds), so that its
     duration in optuna-dashboard is the time it trained, not the time the driver held it open (Optuna stamps
@@ -194,7 +207,13 @@ def set_trial_times(study: optuna.Study, trial: optuna.Trial, start: float, end:
     storage = getattr(study._storage, "_backend", study._storage)  # below Optuna's cache, if any
     if not isinstance(storage, optuna.storages.RDBStorage):
         return
-    update = _TRIALS.update().where(_TRIALS.c.trial_id == trial._trial_id)
+    trials = sqlalchemy.table(  # the columns of Optuna's `trials` table written here
+        "trials",
+        sqlalchemy.column("trial_id"),
+        sqlalchemy.column("datetime_start", sqlalchemy.DateTime),
+        sqlalchemy.column("datetime_complete", sqlalchemy.DateTime),
+    )
+    update = trials.update().where(trials.c.trial_id == trial._trial_id)
     with storage.engine.begin() as connection:
         connection.execute(
             update.values(datetime_start=datetime.fromtimestamp(start), datetime_complete=datetime.fromtimestamp(end))

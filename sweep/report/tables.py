@@ -7,15 +7,20 @@ number is formatted once. No plotting here: the terminal path never loads matplo
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import optuna
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sweep.analysis import TABLE_ALPHA, look_alphas
 from sweep.core import caveats
+from sweep.lazy import LazyImport
 from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, factor_levels, format_value
 from sweep.store import StudyAttr
 from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, is_missing, num, p_value, signed
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+else:  # loaded with the first table: the terminal's commands that print none never load them
+    pd = LazyImport("pandas")
 
 
 @dataclass(frozen=True)
