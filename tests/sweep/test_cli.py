@@ -7,13 +7,15 @@ import re
 import subprocess
 
 import click
+import numpy as np
+import pandas as pd
 import pytest
 import typer
 
 from sweep import cli, runner, spec
 from sweep.store import open_store
 
-from helpers import run_sweep
+from helpers import REPO, SWEEP, run_sweep, sweep_env
 
 sweep = run_sweep
 
@@ -171,3 +173,67 @@ def test_fetch_says_what_failed_in_one_line(tmp_path):
     assert "could not fetch train-" in line and "127.0.0.1:9" in line
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing half-written
     assert "mnist, fashion-mnist" in one_line_error(sweep("fetch", "digits", "--data-dir", str(tmp_path)))
+
+
+def test_export_curves_writes_every_trials_history_in_long_format(stored, tmp_path):
+    optuna_study = open_store(stored).load_study("balance")
+    expected = [
+        (t.number, t.user_attrs["seed"], t.params["d_width"], h["step"], metric, value)
+        for t in optuna_study.get_trials()
+        for h in t.user_attrs["history"]
+        for metric, value in h.items()
+        if metric != "step"
+    ]
+    assert len(expected) > 100  # the control: histories to find
+    path = tmp_path / "curves.csv"
+    proc = sweep("export", "balance", "--curves", "-o", str(path), "--root", str(stored))
+    assert proc.returncode == 0 and f"wrote {len(expected)} rows of curves" in proc.stderr
+    frame = pd.read_csv(path)
+    params = [f"params.{k}" for k in ("d_width", "g_width", "lr_ratio")]
+    assert list(frame.columns) == ["trial", "config_id", "seed", "outcome", *params, "step", "metric", "value"]
+    assert frame["metric"].tolist() == [e[4] for e in expected]
+    numbers = frame[["trial", "seed", "params.d_width", "step", "value"]].to_numpy(dtype=float)
+    np.testing.assert_allclose(numbers, [[*e[:4], e[5]] for e in expected], rtol=1e-12)
+    # for pandas users: one line from long format to a learning curve per level
+    curve = frame[frame["metric"] == "eval/fd"].groupby(["config_id", "step"])["value"].mean()
+    assert curve.loc[("d_width=1.0", 800)] > curve.loc[("base", 800)]
+    records = json.loads(sweep("export", "balance", "--curves", "--format", "json", "--root", str(stored)).stdout)
+    assert len(records) == len(expected) and records[0]["metric"] == expected[0][4]
+
+
+STORAGE_COMMANDS = [
+    ["list"],
+    ["claims"],
+    ["show", "balance"],
+    ["show", "balance", "--effects"],
+    ["export", "balance"],
+    ["export", "balance", "--curves"],
+    ["compare", "balance", "balance-rep1"],
+]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["schema"], ["validate", *(str(p) for p in sorted((REPO / "studies").glob("*.yaml")))]]
+    + STORAGE_COMMANDS,
+    ids=lambda args: " ".join(args[:3]) if args[0] != "validate" else "validate studies/*.yaml",
+)
+def test_commands_that_neither_train_nor_plot_load_no_torch_ray_or_matplotlib(args, stored):
+    env = sweep_env(PYTHONPROFILEIMPORTTIME="1", SWEEP_ROOT=str(stored))
+    proc = subprocess.run([SWEEP, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "typer" in imported  # the control: the import log is read
+    assert {m.split(".")[0] for m in imported} & {"torch", "ray", "matplotlib"} == set()
+    if args[0] in ("--help", "schema", "validate"):  # they read study files only: no storage, no statistics
+        assert {m.split(".")[0] for m in imported} & {"optuna", "scipy", "pandas", "sqlalchemy"} == set()
+
+
+def test_commands_that_read_no_storage_yet_create_none(tmp_path):
+    for args in (["list"], ["claims"]):
+        proc = run_sweep(*args, "--root", str(tmp_path / "runs"), cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+    assert "No studies in sqlite:///" in run_sweep("list", "--root", str(tmp_path / "runs")).stdout
+    line = one_line_error(sweep("show", "balance", "--root", str(tmp_path / "runs")))
+    assert "no study named 'balance'" in line and "none yet" in line
+    assert not (tmp_path / "runs").exists()

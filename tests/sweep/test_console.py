@@ -8,17 +8,16 @@ import io
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from rich.console import Console
 
 from sweep import analysis, console, spec
+from sweep.compare import compare
 from sweep.report.tables import effect_tables
 from sweep.runner import Tracker, TrialProgress
 from sweep.store import open_store
 from sweep.vocab import num
 
-from fakes import store_design
 from helpers import REPO, run_sweep
 
 STUDIES = REPO / "studies"
@@ -45,53 +44,6 @@ def flat(text: str) -> str:
 def flat_lines(text: str) -> str:
     """Each line with every run of whitespace as one space: a table row as its cells in order."""
     return "\n".join(" ".join(line.split()) for line in text.splitlines())
-
-
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory) -> Path:
-    """A storage as a researcher has it after a morning's work: `balance` (an ablation with a crashed and a
-    diverged run, its claim supported), its replication, `search` (twelve parameters) and `batchnorm` (a grid)."""
-    root = tmp_path_factory.mktemp("console") / "runs"
-    root.mkdir()
-    url = f"sqlite:///{root / 'sweep.db'}"
-    rng = np.random.default_rng(0)
-
-    def balance(s: spec.TrialSpec) -> dict[str, float] | str:
-        if s.config_id == "lr_ratio=5.0" and s.seed == 2:
-            return "crashed"
-        if s.config_id == "g_width=1.0" and s.seed == 1:
-            return "diverged"
-        fd = 41.0 + (9.0 if s.config_id == "d_width=1.0" else 0.0) + rng.normal(0, 0.6)
-        return {"eval/fd": fd, "eval/cat_acc": 0.612 + rng.normal(0, 0.01), "loss/d": 1.3}
-
-    original = spec.load(STUDIES / "balance.yaml")
-    store_design(original, balance, storage=url)
-    replica = store_design(original.replication(1), balance, storage=url)
-    replica.set_user_attr("replication_of", "balance")
-    replica.set_user_attr("replicate", 1)
-
-    search = spec.load(STUDIES / "search.yaml")
-    configs = []
-    for _ in range(search.trials):
-        params = {}
-        for name, d in search.space.items():
-            if d.type == "categorical":
-                params[name] = d.choices[rng.integers(len(d.choices))]
-            elif d.type == "int":
-                params[name] = int(rng.integers(d.low, d.high + 1))
-            else:
-                params[name] = float(np.exp(rng.uniform(np.log(d.low), np.log(d.high))))
-        configs.append(params)
-    store_design(
-        search,
-        lambda s: {"eval/fd": 30 + 40 * rng.random(), "mi/cat_ratio": rng.random()},
-        storage=url,
-        searched=configs,
-    )
-
-    grid = spec.load(STUDIES / "batchnorm.yaml")
-    store_design(grid, lambda s: {"eval/modes": float(rng.integers(5, 25)), "eval/hq": rng.random()}, storage=url)
-    return root
 
 
 def test_list_fits_80_columns(stored):
@@ -160,6 +112,23 @@ def test_claims_fit_80_columns_with_each_claim_and_verdict(stored):
     assert len(text.splitlines()) < 60  # not the 130 lines it was
     wide = run_sweep("claims", "--studies", str(STUDIES), "--wide", "--root", str(stored), columns=WIDTH).stdout
     assert "default cost" in wide and "15 trials x 800 steps" in wide
+
+
+def test_compare_fits_80_columns_with_both_verdicts_and_every_effect(stored):
+    text = at_80("compare", "balance", "balance-rep1", "--root", str(stored))
+    c = compare(spec_study(stored, "balance"), spec_study(stored, "balance-rep1"))
+    assert re.search(r"^seeds +3 +\[10000,10001,10002\]$", flat_lines(text), re.MULTILINE)
+    assert re.search(r"^A: balance SUPPORTED effect ", flat_lines(text), re.MULTILINE)
+    assert re.search(r"^B: balance-rep1 SUPPORTED effect ", flat_lines(text), re.MULTILINE)
+    for pair in c.effects:
+        cells = [
+            f"mean {side['mean']}" if pair.reference else f"{side[list(side)[7]]} {side['95% CI of diff']}"
+            for side in (pair.a, pair.b)
+        ]
+        assert f"{pair.label} {cells[0]} {cells[1]}" in flat_lines(text), pair
+    assert "Both ran on the same code: sweep 0.1.0, git 0123456789ab (clean)" in text
+    wide = run_sweep("compare", "balance", "balance-rep1", "--wide", "--root", str(stored), columns=WIDTH).stdout
+    assert "A: p (Holm)" in wide
 
 
 @pytest.mark.parametrize("study", ["balance", "batchnorm", "search", "paper_fig1"])
