@@ -121,13 +121,13 @@ def store_design(
     *,
     storage: str | None = None,
     searched: list[dict] | None = None,
-    provenance: dict | None = None,
+    provenance: dict | Callable[[spec.TrialSpec], dict] | None = None,
 ) -> optuna.Study:
     """`study` stored with one finished trial per (configuration, seed) of its design, as the runner stores
     them (config_id, seed, factor, level, outcome, metrics, history, provenance); `value(spec)` gives the
     trial's final metrics, or an outcome word ("crashed", "diverged") for a run that did not finish. A search
     study's configurations are `searched` (params), each run for every seed; its trials ran on `provenance`
-    (default: PROVENANCE)."""
+    (default: PROVENANCE), or on what `provenance(spec)` says."""
     provenance = provenance or PROVENANCE
     stored = optuna.create_study(
         study_name=study.name, storage=storage, directions=[o.direction for o in study.objectives]
@@ -171,7 +171,7 @@ def store_design(
                     "history": [
                         {"step": k * steps // 4, **{m: v * k / 4 for m, v in metrics.items()}} for k in (1, 2, 3, 4)
                     ],
-                    "provenance": provenance,
+                    "provenance": provenance(s) if callable(provenance) else provenance,
                 },
             )
         )
