@@ -96,8 +96,8 @@ def print_plan(study: Study, trials: list[TrialSpec] | None, *, wide: bool = Fal
         for name, dist in study.space.items():
             table.add_row(name, _distribution_text(dist.model_dump(exclude_none=True)))
         title = (
-            f"{study.name}: search with the {study.sampler} sampler, {study.trials} configurations x "
-            f"{len(study.seed_list)} seeds = {study.trial_count} trials of {study.budget.steps} steps"
+            f"{study.name}: search with the {study.sampler} sampler, {_plural(study.trials or 0, 'configuration')} "
+            f"x {_plural(len(study.seed_list), 'seed')} = {study.trial_count} trials of {study.budget.steps} steps"
         )
         _print_table(title, table)
         return
@@ -105,7 +105,7 @@ def print_plan(study: Study, trials: list[TrialSpec] | None, *, wide: bool = Fal
     looks = f", run in looks at {', '.join(map(str, study.looks))} seeds" if study.sequential else ""
     title = (
         f"{study.name}: {study.kind}, {'up to ' if looks else ''}{len(trials)} trials of {study.budget.steps} "
-        f"steps ({len(configs)} configurations x {len(study.seed_list)} seeds){looks}"
+        f"steps ({_plural(len(configs), 'configuration')} x {_plural(len(study.seed_list), 'seed')}){looks}"
     )
     if wide:
         table = _table()
@@ -125,6 +125,10 @@ def print_plan(study: Study, trials: list[TrialSpec] | None, *, wide: bool = Fal
         table.add_row(str(number), config_id, _seeds_text(seeds), str(len(seeds)))
     _print_table(title, table)
     out.print("[dim]Every trial with its index and factor levels: --dry-run --wide.[/]")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _seeds_text(seeds: list[int]) -> str:
