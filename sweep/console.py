@@ -596,9 +596,7 @@ class TrainProgress:
         self.task = self.bars.add_task("steps", total=steps)
 
     def __enter__(self) -> TrainProgress:
-        if self.console.is_terminal:
-            self.bars.start()
-        return self
+        return self  # the bar appears with the first step: a run that fails before it draws nothing
 
     def __exit__(self, *exc: object) -> None:
         if self.bars.live.is_started:
@@ -609,6 +607,8 @@ class TrainProgress:
         if self.console.is_terminal:
             self.bars.update(self.task, completed=step)
             self.bars.status = Text(info, style="dim")
+            if not self.bars.live.is_started:
+                self.bars.start()
             return
         now = self.clock()
         if self.last_line is None or now - self.last_line >= self.interval or step >= self.steps:

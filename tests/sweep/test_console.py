@@ -236,3 +236,16 @@ def test_progress_elsewhere_is_a_plain_line_at_an_interval_and_at_each_trials_en
 
 def spec_study(root: Path, name: str):
     return open_store(root).load_study(name)
+
+
+def test_train_progress_draws_nothing_before_the_first_step_and_then_the_step_and_metrics():
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=WIDTH)
+    with pytest.raises(RuntimeError), console.TrainProgress(300, console=terminal):
+        raise RuntimeError("no data")  # a run that fails before its first step (missing files, say)
+    assert screen.getvalue() == ""
+    with console.TrainProgress(300, console=terminal) as progress:
+        progress(50, {"loss/d": 1.3712, "loss/g": 0.7, "eval/modes": 6.0, "grad/d": 2.0})
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert re.search(r"50/300 +steps", text) and "loss/d 1.37, loss/g 0.7, eval/modes 6" in text
+    assert "grad/d" not in text  # the key metrics only
