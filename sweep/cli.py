@@ -12,16 +12,15 @@ import sys
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from sweep import console
 from sweep.errors import AddressInUseError, DefinitionConflictError, SeedPlanConflictError, StudyError, SweepError
 from sweep.report.render import Format as ReportFormat
-
-if TYPE_CHECKING:
-    from sweep.store import Store
+from sweep.store import Store, StudyAttr, TrialAttr, open_store  # Optuna itself loads when a storage is opened
+from sweep.vocab import counts
 
 app = typer.Typer(
     name="sweep",
@@ -70,8 +69,6 @@ class ExportFormat(str, Enum):
 
 def _store(root: Path | None, storage: str | None, *, writing: bool = False) -> Store:
     """The store of --root/--storage; Optuna's info lines quiet once there is a storage to read or write."""
-    from sweep.store import open_store  # lazy: the storage layer loads only for commands that use it
-
     store = open_store(root, storage)
     if writing or store.exists():
         import optuna  # lazy: Optuna loads only where there is a storage to read or write
@@ -237,9 +234,6 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
 
     Example: sweep list --storage postgresql://user@host/sweep
     """
-    from sweep.store import StudyAttr, TrialAttr  # lazy: Optuna loads only for commands that use the storage
-    from sweep.vocab import counts  # lazy: the vocabulary is needed here alone
-
     store = _store(root, storage)
     if not store.exists():
         console.print_studies(store.url, [])

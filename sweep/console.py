@@ -228,9 +228,10 @@ class ProgressView:
         bars.status = Text("; ".join(self._status(tracker)), style="dim")
         if not bars.live.is_started and finished < tracker.total:  # the first call, or the next look's seeds
             bars.start()
-        bars.refresh()
-        if finished >= tracker.total and bars.live.is_started:
-            bars.stop()
+        if bars.live.is_started:
+            bars.refresh()
+            if finished >= tracker.total:
+                bars.stop()
 
     def _lines(self, tracker: Tracker) -> None:
         finished = tracker.done + tracker.failed + tracker.pruned
@@ -395,18 +396,23 @@ def print_effects(optuna_study: optuna.Study, *, wide: bool = False) -> None:
             table = _table()
             h = t.headers
             table.add_column("level", overflow="fold")
-            for header in ("runs", "mean", "diff [95% CI]", "p (Holm)"):
+            compared = study.kind != "search"  # a sampler's levels are no controlled comparison: means only
+            headers = ("runs", "mean", "diff [95% CI]", "p (Holm)") if compared else ("runs", "mean [95% CI]")
+            for header in headers:
                 table.add_column(header, justify="right", no_wrap=True)
             notes = []
             for row in t.rows:
                 c = dict(zip(h, row.cells, strict=True))
                 label = row.label
-                p = f"[bold green]{c['p (Holm)']}[/]" if row.significant else c["p (Holm)"]
-                diff = f"{c[h[7]]} {c['95% CI of diff']}".strip()
-                if row.reference:
-                    diff = "" if c["factor"] == BASE else f"({c[h[7]]})"  # the reference level of its factor
-                cells = [label, f"{c['finished']}/{c['runs']}", c["mean"], diff, p]
-                table.add_row(*cells, style="dim" if row.reference else None)
+                cells = [label, f"{c['finished']}/{c['runs']}"]
+                if not compared:
+                    table.add_row(*cells, f"{c['mean']} {c['95% CI']}".strip())
+                else:
+                    p = f"[bold green]{c['p (Holm)']}[/]" if row.significant else c["p (Holm)"]
+                    diff = f"{c[h[7]]} {c['95% CI of diff']}".strip()
+                    if row.reference:
+                        diff = "" if c["factor"] == BASE else f"({c[h[7]]})"  # the reference level of its factor
+                    table.add_row(*cells, c["mean"], diff, p, style="dim" if row.reference else None)
                 if row.not_finished:
                     notes.append(f"{label}: {c['not finished']} (not in the mean)")
                 if c.get(DIVERGED_P):
@@ -419,8 +425,8 @@ def print_effects(optuna_study: optuna.Study, *, wide: bool = False) -> None:
         if wide:
             _print_lines([method_text(study, test)], indent=0, style="dim")
         else:
-            brief = method_brief(study, test)
-            _print_lines([f"{brief} Each mean's CI, effect sizes, unadjusted p: --wide."], indent=0, style="dim")
+            more = "" if study.kind == "search" else " Each mean's CI, effect sizes, unadjusted p: --wide."
+            _print_lines([method_brief(study, test) + more], indent=0, style="dim")
     result = analysis.verdict(frame, study)
     if result is not None:
         print_verdict(result)
