@@ -209,7 +209,8 @@ class ProgressView:
         best = f", best {self.metric} {num(tracker.best)}" if self.metric and tracker.best is not None else ""
         elapsed = self.clock() - self.started
         left = "?" if finished == 0 else "~" + duration(elapsed / finished * (tracker.total - finished))
-        return f"{tracker.running} running, {tally}{best}", f"{duration(elapsed)} elapsed, {left} left"
+        standing = f"{tracker.running} running" + (f", {tally}" if finished else "")
+        return standing + best, f"{duration(elapsed)} elapsed, {left} left"
 
     def _draw(self, tracker: Tracker) -> None:
         finished = tracker.done + tracker.failed + tracker.pruned
