@@ -12,15 +12,13 @@ import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
-import pandas as pd
-from optuna.trial import TrialState
 
 from sweep.core import METRICS
 from sweep.errors import SweepError
+from sweep.lazy import LazyImport
 from sweep.spec import DIVERGED, SeedPlan, Study, Verdict, expand, factor_levels, format_value, load, parse_stored
 from sweep.stats import (
     Estimate,
@@ -49,6 +47,13 @@ from sweep.vocab import (
     p_value,
     signed,
 )
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+else:  # loaded by the first study read: `sweep claims` on a storage with no studies needs neither
+    optuna = LazyImport("optuna")
+    pd = LazyImport("pandas")
 
 BASE_COLUMNS = ["number", "state", "outcome", "config_id", "factor", "level", "seed"]
 
@@ -103,6 +108,33 @@ def history_frame(study: optuna.Study) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+CURVE_COLUMNS = ["trial", "config_id", "seed", "outcome"]  # then params.<name>..., then step, metric, value
+
+
+def curves_frame(study: optuna.Study) -> pd.DataFrame:
+    """Every trial's history in long format, for pandas: one row per (trial, step, metric) with the trial's
+    number, config_id, seed, outcome and factor levels (`params.<name>`), the step, the metric and its value
+    (None where it was not finite)."""
+    rows = []
+    params: dict[str, None] = {}
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        head = {
+            "trial": t.number,
+            "config_id": attrs.get(TrialAttr.CONFIG_ID),
+            "seed": attrs.get(TrialAttr.SEED),
+            "outcome": attrs.get(TrialAttr.OUTCOME, t.state.name.lower()),
+            **{f"params.{k}": v for k, v in t.params.items()},
+        }
+        params.update(dict.fromkeys(k for k in head if k.startswith("params.")))
+        for report in attrs.get(TrialAttr.HISTORY) or []:
+            rows += [
+                {**head, "step": report.get("step"), "metric": k, "value": v} for k, v in report.items() if k != "step"
+            ]
+    columns = [*CURVE_COLUMNS, *params, "step", "metric", "value"]
+    return _levels_as_written(pd.DataFrame(rows, columns=columns), rows)
 
 
 # --- grouping trials by factor level ------------------------------------------------------------
@@ -900,7 +932,7 @@ def importance(optuna_study: optuna.Study, study: Study) -> dict[str, dict[str, 
     if study.kind == "ablation":
         why = "an ablation changes one factor at a time from the base; read the effect table instead"
         return {o.metric: why for o in study.objectives}
-    complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     varying = [k for k in {k for t in complete for k in t.params} if len({repr(t.params.get(k)) for t in complete}) > 1]
     result: dict[str, dict[str, float] | str] = {}
     for i, objective in enumerate(study.objectives):
@@ -1039,6 +1071,7 @@ __all__ = [
     "better_direction",
     "claim_rows",
     "comparison_units",
+    "curves_frame",
     "design_frame",
     "differences",
     "effects",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -27,10 +28,8 @@ from sweep.errors import (
     TooManyTrialsError,
 )
 from sweep.report.render import Format as ReportFormat
-from sweep.vocab import masked
-
-if TYPE_CHECKING:
-    from sweep.store import Store
+from sweep.store import Store, StudyAttr, TrialAttr, open_store  # Optuna itself loads when a storage is opened
+from sweep.vocab import counts, masked
 
 app = typer.Typer(
     name="sweep",
@@ -68,6 +67,9 @@ MaxTrialsOpt = Annotated[
         help="Refuse a study with more trials than this (default: 10000), so that a typo cannot queue millions.",
     ),
 ]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="Every detail, in as many columns as it takes (default: fits 80 columns).")
+]
 
 # what to type next, for the library's errors that a flag resolves
 HINTS: dict[type[Exception], str] = {
@@ -86,13 +88,14 @@ class ExportFormat(str, Enum):
     JSON = "json"
 
 
-def _store(root: Path | None, storage: str | None) -> Store:
-    import optuna  # lazy: Optuna loads only for the commands that read or write the storage
+def _store(root: Path | None, storage: str | None, *, writing: bool = False) -> Store:
+    """The store of --root/--storage; Optuna's info lines quiet once there is a storage to read or write."""
+    store = open_store(root, storage)
+    if writing or store.exists():
+        import optuna  # lazy: Optuna loads only where there is a storage to read or write
 
-    from sweep.store import open_store  # lazy: Optuna loads only for commands that use the storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return open_store(root, storage)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return store
 
 
 def _location_flags(root: Path | None, storage: str | None) -> str:
@@ -193,6 +196,7 @@ def run(
         bool, typer.Option("--dry-run", help="Print the first trials of the expanded table, and their total, and stop.")
     ] = False,
     max_trials: MaxTrialsOpt = None,
+    wide: WideOpt = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -215,13 +219,13 @@ def run(
         from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
         original = study.name
-        study, index = runner.next_replication(study, _store(root, storage))
+        study, index = runner.next_replication(study, _store(root, storage, writing=True))
     if dry_run:
-        console.print_plan(study, None if study.kind == "search" else spec.iter_trials(study))
+        console.print_plan(study, None if study.kind == "search" else spec.iter_trials(study), wide=wide)
         return
     from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
-    store = _store(root, storage)
+    store = _store(root, storage, writing=True)
     summary = runner.run(
         study,
         store=store,
@@ -290,23 +294,23 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
 
     Example: sweep list --storage postgresql://user@host/sweep
     """
-    import optuna  # lazy: Optuna loads only for commands that use the storage
-
-    from sweep.store import StudyAttr  # lazy: Optuna loads only for commands that use the storage
-
     store = _store(root, storage)
+    if not store.exists():
+        console.print_studies(store.url, [])
+        return
+    import optuna  # lazy: Optuna loads only where there is a storage to read
+
     rows = []
     for s in optuna.get_all_study_summaries(store.storage(), include_best_trial=False):
-        states = [t.state.name for t in store.load_study(s.study_name).get_trials(deepcopy=False)]
+        trials = store.load_study(s.study_name).get_trials(deepcopy=False)
+        # how each trial ended (the tool's outcomes), or the state it is in while it has not
+        tally = Counter(t.user_attrs.get(TrialAttr.OUTCOME) or t.state.name.lower() for t in trials)
         rows.append(
             {
                 "study": s.study_name,
                 "kind": s.user_attrs.get(StudyAttr.KIND),
-                "trials": len(states),
-                "complete": states.count("COMPLETE"),
-                "pruned": states.count("PRUNED"),
-                "failed": states.count("FAIL"),
-                "running": states.count("RUNNING"),
+                "trials": len(trials),
+                "outcomes": counts(dict(tally)),
                 "created": s.user_attrs.get(StudyAttr.CREATED),
             }
         )
@@ -317,6 +321,7 @@ def list_studies(root: RootOpt = None, storage: StorageOpt = None) -> None:
 def show(
     study_name: StudyArg,
     effects: Annotated[bool, typer.Option("--effects", help="Print the effect table per factor and level.")] = False,
+    wide: WideOpt = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -328,10 +333,10 @@ def show(
 
     optuna_study = _store(root, storage).load_study(study_name)
     if effects:
-        console.print_effects(optuna_study)
+        console.print_effects(optuna_study, wide=wide)
         return
     objectives = [o.metric for o in study_spec(optuna_study).objectives]
-    console.print_trials(study_name, trials_frame(optuna_study), objectives)
+    console.print_trials(study_name, trials_frame(optuna_study), objectives, wide=wide)
 
 
 @app.command()
@@ -339,22 +344,50 @@ def export(
     study_name: StudyArg,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.CSV,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")] = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves",
+            help="Every trial's history instead, in long format: one row per (trial, step, metric) with its seed "
+            "and factor levels.",
+        ),
+    ] = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Export a study as tidy records: one row per trial, params and final metrics flattened.
+    """Export a study as tidy records: one row per trial, params and final metrics flattened (or, with --curves,
+    one row per trial, step and metric).
 
     Example: sweep export balance --format csv -o balance.csv
     """
-    from sweep.analysis import trials_frame  # lazy: scipy and pandas load only for commands that analyse
+    from sweep.analysis import curves_frame, trials_frame  # lazy: pandas loads only for commands that analyse
 
-    frame = trials_frame(_store(root, storage).load_study(study_name))
+    optuna_study = _store(root, storage).load_study(study_name)
+    frame = curves_frame(optuna_study) if curves else trials_frame(optuna_study)
     text = frame.to_csv(index=False) if fmt is ExportFormat.CSV else frame.to_json(orient="records", indent=2)
     if output:
         output.write_text(text)
-        console.print_wrote(output, f"{len(frame)} trials")
+        console.print_wrote(output, f"{len(frame)} {'rows of curves' if curves else 'trials'}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def compare(
+    study_a: Annotated[str, typer.Argument(help="A stored study (see `sweep list`).", show_default=False)],
+    study_b: Annotated[str, typer.Argument(help="Another stored study to set beside it.", show_default=False)],
+    wide: WideOpt = False,
+    root: RootOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Compare two stored studies: what differs in their definitions and code, their verdicts and effects.
+
+    Example: sweep compare balance balance-rep1
+    """
+    from sweep.compare import compare as compare_studies  # lazy: scipy and pandas load only to analyse
+
+    store = _store(root, storage)
+    console.print_comparison(compare_studies(store.load_study(study_a), store.load_study(study_b)), wide=wide)
 
 
 # --- report, dashboard, claims ------------------------------------------------------------------
@@ -430,6 +463,7 @@ def dashboard(
 @app.command()
 def claims(
     studies_dir: Annotated[Path, typer.Option("--studies", help="Folder of study files.")] = Path("studies"),
+    wide: WideOpt = False,
     root: RootOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -440,7 +474,7 @@ def claims(
     from sweep.analysis import claim_rows  # lazy: scipy and pandas load only for commands that analyse
 
     rows = claim_rows(studies_dir, _store(root, storage))
-    console.print_claims(studies_dir, rows, _location_flags(root, storage))
+    console.print_claims(studies_dir, rows, _location_flags(root, storage), wide=wide)
 
 
 # --- train ------------------------------------------------------------------------------------

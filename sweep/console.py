@@ -9,33 +9,63 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Column, Table
+from rich.text import Text
 
-from sweep.vocab import MISSING, STATUS_COLOURS, Status, masked, num, p_value
+from sweep.vocab import MISSING, STATUS_COLOURS, Status, counts, duration, masked, num, p_value
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from sweep.compare import Comparison
     from sweep.runner import RunSummary, Tracker
     from sweep.spec import Study, TrialSpec
 
 out = Console()
 err = Console(stderr=True)
 PLAN_ROWS = 20  # trials a dry run lists: a screenful, then the total
+
+PROGRESS_INTERVAL = 15.0  # seconds between progress lines when the output is not a terminal (CI, logs)
+
+
+def _table(*, leading: int = 0) -> Table:
+    """A table drawn for an 80-column terminal: a rule under the header, no side borders, two spaces between
+    columns. Columns that hold numbers never wrap; text columns wrap (or fold) instead of being cut."""
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), leading=leading)
+
+
+def _print_table(title: str, table: Table, *, wide: bool = False) -> None:
+    """A title (wrapped at the terminal's width, not the table's) and its table; with `wide`, the table at its
+    natural width, however wide (the terminal wraps what is longer)."""
+    out.print(Text(title, style="bold"))
+    if not wide:
+        out.print(table)
+        return
+    natural = Measurement.get(out, out.options.update_width(100_000), table).maximum
+    wide_console = Console(
+        file=out.file,
+        width=max(out.width, natural),
+        color_system=out.color_system,
+        force_terminal=out.is_terminal,
+        highlight=False,
+    )
+    wide_console.print(table)
+
+
+def _print_lines(lines: Iterable[str], *, indent: int = 2, style: str = "") -> None:
+    """Lines of prose, each wrapped at the terminal's width under a hanging indent."""
+    for line in lines:
+        out.print(Padding(Text(line, style=style), (0, 0, 0, indent)))
 
 
 def error(message: str) -> None:
@@ -56,67 +86,180 @@ def _cell(value: Any) -> str:
 # --- run ----------------------------------------------------------------------------------------
 
 
-def print_plan(study: Study, trials: Iterable[TrialSpec] | None) -> None:
-    """The first PLAN_ROWS trials of an ablation or grid study and their total, or the search space of a
-    search study."""
+def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool = False) -> None:
+    """An ablation or grid study's plan: its first PLAN_ROWS configurations with their seeds (trials, with
+    `wide`) and the totals; or the search space of a search study. Counted, never listed whole."""
     from sweep.spec import format_value  # lazy: pydantic and the core's config load only for commands that plan
 
     if trials is None:
-        out.print(
-            f"[bold]{study.name}[/]: search with the {study.sampler} sampler over {len(study.space)} "
-            f"parameters, {study.trials} configurations x {len(study.seed_list)} seeds "
-            f"= {study.trial_count} trials of {study.budget.steps} steps"
-        )
+        table = _table()
+        table.add_column("parameter", overflow="fold")
+        table.add_column("distribution")
         for name, dist in study.space.items():
-            out.print(f"  {name}: {dist.model_dump(exclude_none=True)}")
+            table.add_row(name, _distribution_text(dist.model_dump(exclude_none=True)))
+        title = (
+            f"{study.name}: search with the {study.sampler} sampler, {_plural(study.trials or 0, 'configuration')} "
+            f"x {_plural(len(study.seed_list), 'seed')} = {study.trial_count} trials of {study.budget.steps} steps"
+        )
+        _print_table(title, table)
         return
     looks = f", run in looks at {', '.join(map(str, study.looks))} seeds" if study.sequential else ""
-    total = study.trial_count
-    title = f"{study.name}: {study.kind}, {'up to ' if looks else ''}{total} trials of {study.budget.steps} steps"
-    table = Table(title=title + looks)
-    for col in ("index", "config", "seed", *study.factors):
-        table.add_column(col)
-    for t in itertools.islice(trials, PLAN_ROWS):
-        table.add_row(str(t.index), t.config_id, str(t.seed), *(format_value(t.params[f]) for f in study.factors))
-    out.print(table)
-    if total > PLAN_ROWS:
-        out.print(f"... and {total - PLAN_ROWS} more: {total} trials in all")
+    total, n_configs = study.trial_count, study.configuration_count
+    title = (
+        f"{study.name}: {study.kind}, {'up to ' if looks else ''}{total} trials of {study.budget.steps} "
+        f"steps ({_plural(n_configs, 'configuration')} x {_plural(study.seed_count, 'seed')}){looks}"
+    )
+    if wide:
+        table = _table()
+        for col in ("index", "config", "seed", *study.factors):
+            table.add_column(col, overflow="fold")
+        for t in itertools.islice(trials, PLAN_ROWS):
+            table.add_row(str(t.index), t.config_id, str(t.seed), *(format_value(t.params[f]) for f in study.factors))
+        _print_table(title, table, wide=True)
+        if total > PLAN_ROWS:
+            out.print(f"... and {total - PLAN_ROWS} more: {total} trials in all")
+        return
+    table = _table()
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("configuration", overflow="fold")
+    table.add_column("seeds", overflow="fold")
+    table.add_column("trials", justify="right", no_wrap=True)
+    by_config = itertools.groupby(trials, key=lambda t: t.config_id)  # trials come configuration by configuration
+    for number, (config_id, group) in enumerate(itertools.islice(by_config, PLAN_ROWS)):
+        seeds = [t.seed for t in group]
+        table.add_row(str(number), config_id, _seeds_text(seeds), str(len(seeds)))
+    _print_table(title, table)
+    if n_configs > PLAN_ROWS:
+        out.print(f"... and {n_configs - PLAN_ROWS} more configurations: {total} trials in all")
+    out.print("[dim]Each trial with its index and factor levels: --dry-run --wide.[/]")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    """'0..11' for a run of consecutive seeds, else the list."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _distribution_text(dist: dict[str, Any]) -> str:
+    """'float in [0.0001, 0.01], log scale', 'one of none, joint, separate'."""
+    if dist.get("type") == "categorical":
+        from sweep.spec import format_value  # lazy: pydantic loads only for commands that plan
+
+        return "one of " + ", ".join(format_value(c) for c in dist.get("choices", []))
+    text = f"{dist.get('type')} in [{dist.get('low')}, {dist.get('high')}]"
+    if dist.get("step") not in (None, 1):
+        text += f", step {dist['step']}"
+    return text + (", log scale" if dist.get("log") else "")
+
+
+class _StatusProgress(Progress):
+    """A rich Progress with lines of text under its bars, wrapped at the terminal's width (never cut)."""
+
+    status: Text = Text()
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield Group(self.make_tasks_table(self.tasks), self.status)
+
+
+def _bars(console: Console) -> _StatusProgress:
+    label = Column(overflow="fold")
+    return _StatusProgress(
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}", table_column=label),
+        console=console,
+        transient=False,
+    )
 
 
 class ProgressView:
-    """Live progress of a run: trials done / running / failed / pruned, best so far, time left."""
+    """Live progress of a run: trials done / running / failed / pruned, best so far, time left, and each
+    running trial's step out of its total.
 
-    def __init__(self, study: Study) -> None:
+    On a terminal: a bar for the study and one per running trial. Elsewhere (CI, a log file): a plain line
+    every `interval` seconds and one as each trial ends, instead of nothing until the end.
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        *,
+        console: Console | None = None,
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.metric = study.objectives[0].metric if len(study.objectives) == 1 else None
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("left {task.fields[eta]}"),
-            console=err,
-            transient=False,
-        )
-        self.task: Any = None
-        self.live = False
-        self.started = time.perf_counter()
+        self.console = console or err
+        self.interval, self.clock = interval, clock
+        self.started = clock()
+        self.last_line: float | None = None  # when the last plain line was printed
+        self.ended = 0  # trial ends already printed (plain lines)
+        self.said_done = False  # the line that says every trial finished was printed
+        self.bars: _StatusProgress | None = None
+        self.tasks: dict[str, Any] = {}  # trial label -> its bar (terminal)
 
     def __call__(self, tracker: Tracker) -> None:
+        if self.console.is_terminal:
+            self._draw(tracker)
+        else:
+            self._lines(tracker)
+
+    def _status(self, tracker: Tracker) -> tuple[str, str]:
+        """(how the trials stand, how long so far and how long left)."""
         finished = tracker.done + tracker.failed + tracker.pruned
-        if self.task is None:
-            self.task = self.progress.add_task("trials", total=tracker.total, info="", eta="?")
-        if not self.live and finished < tracker.total:  # the first call, or the next look's seeds
-            self.progress.start()
-            self.live = True
-        best = f" best {self.metric} {num(tracker.best)}" if self.metric and tracker.best is not None else ""
-        info = f"done {tracker.done} running {tracker.running} failed {tracker.failed} pruned {tracker.pruned}{best}"
-        elapsed = time.perf_counter() - self.started
-        eta = "?" if finished == 0 else f"{elapsed / finished * (tracker.total - finished):.0f}s"
-        self.progress.update(self.task, total=tracker.total, completed=finished, info=info, eta=eta)
-        if self.live and finished >= tracker.total:
-            self.progress.stop()
-            self.live = False
+        tally = counts({"completed": tracker.done, "failed": tracker.failed, "pruned": tracker.pruned}, ())
+        best = f", best {self.metric} {num(tracker.best)}" if self.metric and tracker.best is not None else ""
+        elapsed = self.clock() - self.started
+        left = "?" if finished == 0 else "~" + duration(elapsed / finished * (tracker.total - finished))
+        standing = f"{tracker.running} running" + (f", {tally}" if finished else "")
+        return standing + best, f"{duration(elapsed)} elapsed, {left} left"
+
+    def _draw(self, tracker: Tracker) -> None:
+        finished = tracker.done + tracker.failed + tracker.pruned
+        if self.bars is None:
+            self.bars = _bars(self.console)
+            self.tasks["trials"] = self.bars.add_task("trials", total=tracker.total)
+        bars = self.bars
+        bars.update(self.tasks["trials"], total=tracker.total, completed=finished)
+        running = {t.label: t for t in tracker.running_trials()}
+        for label in [k for k in self.tasks if k != "trials" and k not in running]:
+            bars.remove_task(self.tasks.pop(label))
+        for label, trial in running.items():
+            if label not in self.tasks:
+                self.tasks[label] = bars.add_task(label, total=trial.steps)
+            bars.update(self.tasks[label], completed=trial.step, total=trial.steps, description=f"steps {label}")
+        bars.status = Text("; ".join(self._status(tracker)), style="dim")
+        if not bars.live.is_started and finished < tracker.total:  # the first call, or the next look's seeds
+            bars.start()
+        if bars.live.is_started:
+            bars.refresh()
+            if finished >= tracker.total:
+                bars.stop()
+
+    def _lines(self, tracker: Tracker) -> None:
+        finished = tracker.done + tracker.failed + tracker.pruned
+        for trial in tracker.ended[self.ended :]:
+            took = f" in {duration(trial.seconds)}" if trial.seconds is not None else ""
+            self._say(f"trial {trial.label}: {trial.outcome}{took} ({finished}/{tracker.total} finished)")
+        self.ended = len(tracker.ended)
+        now = self.clock()
+        done = finished >= tracker.total
+        due = self.last_line is None or now - self.last_line >= self.interval or (done and not self.said_done)
+        if not due or (self.last_line is None and not tracker.trials):
+            return  # not yet (the first line comes with the first trial handed out)
+        self.last_line, self.said_done = now, done
+        standing, timing = self._status(tracker)
+        self._say(f"trials {finished}/{tracker.total}: {standing}; {timing.partition(', ')[2]}")
+        for trial in tracker.running_trials():
+            self._say(f"  {trial.label}: step {trial.step}/{trial.steps}")
+
+    def _say(self, line: str) -> None:
+        self.console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False)
 
 
 def print_run_summary(study: Study, summary: RunSummary, location_flags: str) -> None:
@@ -133,13 +276,13 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
             "pairs are already stored; nothing to run."
         )
     else:
-        table = Table(title=f"{study.name}: {summary.planned} trials in {summary.wall_s:.0f} s")
+        table = _table()
         for col in ("completed", "pruned", "failed", "already stored", "rerun after interruption"):
             table.add_column(col, justify="right")
         table.add_row(
             *(str(x) for x in (summary.completed, summary.pruned, summary.failed, summary.skipped, summary.interrupted))
         )
-        out.print(table)
+        _print_table(f"{study.name}: {summary.planned} trials in {duration(summary.wall_s)}", table)
     _print_failures(summary)
     if summary.unfinished:
         err.print(
@@ -149,9 +292,25 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
     if summary.verdict is not None:
         print_verdict(summary.verdict)
     out.print("Look further:")
-    out.print(f"  sweep show {study.name}{location_flags}            trials, params, metrics")
-    out.print(f"  sweep report {study.name}{location_flags}          effects, curves, images and the verdict (HTML)")
-    out.print(f"  sweep dashboard {study.name}{location_flags}       every trial in optuna-dashboard")
+    _print_commands(
+        [
+            (f"sweep show {study.name}{location_flags}", "trials, configurations, metrics"),
+            (f"sweep report {study.name}{location_flags}", "effects, curves, images and the verdict (HTML)"),
+            (f"sweep dashboard {study.name}{location_flags}", "every trial in optuna-dashboard"),
+        ]
+    )
+
+
+def _print_commands(commands: list[tuple[str, str]]) -> None:
+    """Commands to type, each whole on one line (to copy), with what it shows as a shell comment: beside
+    it when both fit the terminal, else on the line above."""
+    width = max(len(command) for command, _ in commands) + 2
+    for command, what in commands:
+        if 2 + width + len(what) + 2 <= out.width:
+            out.print(f"  {command:<{width}}# {what}", highlight=False, soft_wrap=True)
+        else:
+            out.print(f"  # {what}", highlight=False)
+            out.print(f"  {command}", highlight=False, soft_wrap=True)
 
 
 def _print_failures(summary: RunSummary) -> None:
@@ -181,40 +340,56 @@ def print_invalid(message: str) -> None:
 
 
 def print_studies(url: str, rows: Iterable[dict[str, Any]]) -> None:
-    """One row per stored study: kind, trials by state, creation time."""
+    """One row per stored study: kind, trials by outcome, creation time."""
     rows = list(rows)
     if not rows:
-        out.print(f"No studies in {url} yet: run one with `sweep run studies/balance.yaml`.")
+        out.print(f"No studies in {url} yet: run one with `sweep run studies/balance.yaml`.", soft_wrap=False)
         return
-    table = Table(title=f"Studies in {url}")
-    columns = ("study", "kind", "trials", "complete", "pruned", "failed", "running", "created")
-    for col in columns:
-        table.add_column(col)
+    table = _table()
+    table.add_column("study", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("trials", justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    table.add_column("outcomes")
     for row in rows:
-        table.add_row(*(_cell(row.get(col, MISSING)) for col in columns))
-    out.print(table)
+        table.add_row(*(_cell(row.get(col, MISSING)) for col in ("study", "kind", "trials", "created", "outcomes")))
+    _print_table(f"Studies in {url}", table)
 
 
-def print_trials(name: str, frame: pd.DataFrame, objectives: list[str]) -> None:
-    """Each trial: configuration, seed, outcome, parameters, objective values, and why it failed."""
+def print_trials(name: str, frame: pd.DataFrame, objectives: list[str], *, wide: bool = False) -> None:
+    """Each trial: configuration, seed, outcome, objective values, and why it failed; its parameters, steps,
+    time and node with `wide`."""
     params = [c for c in frame.columns if c.startswith("params.")]
-    table = Table(title=f"{name}: {len(frame)} trials")
-    for col in ("#", "config", "seed", "state", *(p.removeprefix("params.") for p in params), *objectives, "note"):
-        table.add_column(col)
+    table = _table()
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("config", overflow="fold")
+    table.add_column("seed", justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    if wide:
+        for p in params:
+            table.add_column(p.removeprefix("params."), overflow="fold")
+    for o in objectives:
+        table.add_column(o, justify="right", no_wrap=True)
+    if wide:
+        for col in ("steps", "wall s", "node", "note"):
+            table.add_column(col)
+    notes = []
     for _, row in frame.iterrows():
         note = row.get("reason") if isinstance(row.get("reason"), str) else ""
-        table.add_row(
-            str(row["number"]),
-            str(row["config_id"]),
-            _cell(row["seed"]),
-            str(row["outcome"]),
-            *(_cell(row[p]) for p in params),
-            *(_cell(row.get(o)) for o in objectives),
-            str(note)[:60],
-        )
-    out.print(table)
+        cells = [str(row["number"]), str(row["config_id"]), _cell(row["seed"]), str(row["outcome"])]
+        cells += [_cell(row[p]) for p in params] if wide else []
+        cells += [_cell(row.get(o)) for o in objectives]
+        if wide:
+            cells += [_cell(row.get("steps_run")), _cell(row.get("wall_s")), _cell(row.get("node")), note]
+        elif note:
+            notes.append(f"#{row['number']} {row['outcome']}: {note}")
+        table.add_row(*cells)
+    _print_table(f"{name}: {len(frame)} trials", table, wide=wide)
+    _print_lines(notes, indent=1)
     for line in _caveats(objectives):
         out.print(f"[dim]{line}[/]", highlight=False)
+    if not wide:
+        out.print("[dim]Parameters, steps, time and node of every trial: --wide (or sweep export).[/]")
 
 
 def _caveats(metrics: Iterable[str]) -> list[str]:
@@ -223,10 +398,18 @@ def _caveats(metrics: Iterable[str]) -> list[str]:
     return caveats(metrics)
 
 
-def print_effects(optuna_study: optuna.Study) -> None:
-    """The effect table per objective (and the verdict, when the study has a rule)."""
+def print_effects(optuna_study: optuna.Study, *, wide: bool = False) -> None:
+    """The effect table per objective (and the verdict, when the study has a rule): each level's finished runs,
+    mean, difference from the reference with its 95% CI, and Holm-adjusted p; with `wide`, every column of the
+    report's table (the mean's CI, effect size, unadjusted p, divergence) and the method in full."""
     from sweep import analysis  # lazy: scipy and pandas load only for the commands that analyse
-    from sweep.report.tables import DIVERGED_P, effect_tables, method_text  # lazy: pandas loads only to print effects
+    from sweep.report.tables import (  # lazy: pandas loads only to print effects
+        BASE,
+        DIVERGED_P,
+        effect_tables,
+        method_brief,
+        method_text,
+    )
 
     study = analysis.study_spec(optuna_study)
     frame = analysis.trials_frame(optuna_study)
@@ -234,71 +417,166 @@ def print_effects(optuna_study: optuna.Study) -> None:
     effects = analysis.effects(frame, study, test=test)
     if effects.empty:
         out.print(f"No effect table for {study.name}: no trials yet, or no categorical factor to compare.")
-    wide = out.width >= 140  # a narrower terminal gets each interval, and the Holm p, on a line of its own
-    sep = " " if wide else "\n"
     for t in effect_tables(effects, study):
-        caption = f"[dim]{t.caveat}[/]" if t.caveat else None
-        table = Table(title=f"{study.name}: {t.metric} ({t.direction})", title_justify="left", caption=caption)
-        h = t.headers
-        table.add_column("level", overflow="fold")
-        table.add_column("ok/runs", justify="right")
-        table.add_column("not finished", style="yellow")
-        table.add_column("mean [95% CI]", justify="right", no_wrap=wide)
-        table.add_column(f"{h[7]} [95% CI]", justify="right", no_wrap=wide)
-        table.add_column("effect size", justify="right")
-        table.add_column("p (Holm)", justify="right")
-        if DIVERGED_P in h:
-            table.add_column(DIVERGED_P, justify="right")
-        for row in t.rows:
-            c = dict(zip(h, row.cells, strict=True))
-            style = "dim" if row.reference else None
-            diff = c[h[7]] if row.reference else f"{c[h[7]]}{sep}{c['95% CI of diff']}".strip()
-            p = f"{c['p']}{sep}({c['p (Holm)']})" if c["p"] else ""
-            p = f"[bold green]{p}[/]" if row.significant else p
-            cells = [f"{c['factor']}={c['level']}", f"{c['finished']}/{c['runs']}", c["not finished"]]
-            cells += [f"{c['mean']}{sep}{c['95% CI']}".strip(), diff, c["effect size"], p]
-            table.add_row(*cells, *([c[DIVERGED_P]] if DIVERGED_P in h else []), style=style)
-        out.print(table)
+        title = f"{study.name}: {t.metric} ({t.direction})"
+        if wide:
+            _print_table(title, _wide_effect_table(t), wide=True)
+        else:
+            table = _table()
+            h = t.headers
+            table.add_column("level", overflow="fold")
+            compared = study.kind != "search"  # a sampler's levels are no controlled comparison: means only
+            headers = ("runs", "mean", "diff [95% CI]", "p (Holm)") if compared else ("runs", "mean [95% CI]")
+            for header in headers:
+                table.add_column(header, justify="right", no_wrap=True)
+            notes = []
+            for row in t.rows:
+                c = dict(zip(h, row.cells, strict=True))
+                label = row.label
+                cells = [label, f"{c['finished']}/{c['runs']}"]
+                if not compared:
+                    table.add_row(*cells, f"{c['mean']} {c['95% CI']}".strip())
+                else:
+                    p = f"[bold green]{c['p (Holm)']}[/]" if row.significant else c["p (Holm)"]
+                    diff = f"{c[h[7]]} {c['95% CI of diff']}".strip()
+                    if row.reference:
+                        diff = "" if c["factor"] == BASE else f"({c[h[7]]})"  # the reference level of its factor
+                    table.add_row(*cells, c["mean"], diff, p, style="dim" if row.reference else None)
+                if row.not_finished:
+                    notes.append(f"{label}: {c['not finished']} (not in the mean)")
+                if c.get(DIVERGED_P):
+                    notes.append(f"{label}: {c[DIVERGED_P]}")
+            _print_table(title, table)
+            _print_lines(notes, indent=1, style="yellow")
+        if t.caveat:
+            _print_lines([t.caveat], indent=0, style="dim")
     if not effects.empty:
-        out.print(f"[dim]{method_text(study, test)}[/]")
+        if wide:
+            _print_lines([method_text(study, test)], indent=0, style="dim")
+        else:
+            more = "" if study.kind == "search" else " Each mean's CI, effect sizes, unadjusted p: --wide."
+            _print_lines([method_brief(study, test) + more], indent=0, style="dim")
     result = analysis.verdict(frame, study)
     if result is not None:
         print_verdict(result)
 
 
+def _wide_effect_table(t: Any) -> Table:
+    """Every column of the report's effect table (a report.tables.EffectTable)."""
+    table = _table()
+    for i, header in enumerate(t.headers):
+        table.add_column(header, justify="left" if i < 2 or header == "not finished" else "right", no_wrap=True)
+    for row in t.rows:
+        cells = list(row.cells)
+        if row.significant:
+            i = t.headers.index("p (Holm)")
+            cells[i] = f"[bold green]{cells[i]}[/]"
+        table.add_row(*cells, style="dim" if row.reference else None)
+    return table
+
+
 def print_verdict(result: Any) -> None:
     """A verdict, its reason and its numbers (an analysis.VerdictResult)."""
-    out.print(f"\nVerdict: {status_text(result.status)}: {result.message}", highlight=False)
-    for line in result.lines():
-        out.print(f"  {line}", highlight=False)
+    out.print()
+    out.print(Text.from_markup(f"Verdict: {status_text(result.status)}: ").append(result.message))
+    _print_lines(result.lines(), indent=2)
 
 
-def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: str) -> None:
-    """Every study file's claim, its default cost, its verdict where it has been run (with the effect, its
-    interval, the MDE, n and the p-value Holm-adjusted over the claims), and its replications' verdicts."""
-    table = Table(title=f"Claims of the studies in {studies_dir}", show_lines=True)
-    for col in ("study", "claim", "default cost", "verdict", "effect, interval, MDE, n; p (Holm over claims)"):
-        table.add_column(col, overflow="fold")
+def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: str, *, wide: bool = False) -> None:
+    """Every study file's claim and its verdict where it has been run, with the effect, its interval, the MDE,
+    n and the p-value Holm-adjusted over the claims, and its replications' verdicts; each study's default
+    cost and the verdict's reason with `wide`."""
+    table = _table()
+    table.add_column("study", overflow="fold")
+    table.add_column("verdict", no_wrap=True)
+    if wide:
+        table.add_column("default cost")
+    table.add_column("claim, and the numbers behind its verdict")
+    not_run = []
     for row in rows:
-        verdict = status_text(row["verdict"])
-        numbers = row["summary"]
+        details = row["summary"]
         if row["verdict"] == "not run":
-            numbers = f"sweep run {row['file']}{location_flags}"
+            details = ""
+            not_run.append(row["file"])
         elif row["verdict"] == "no rule":
-            numbers = f"see sweep report {row['study']}{location_flags}"
+            details = f"no verdict rule: sweep report {row['study']}{location_flags}"
         elif row["verdict"] == "INVALID":
-            numbers = row["message"]
+            details = row["message"]
         else:
-            numbers += f"; p {p_value(row['p'])} ({p_value(row['p_holm'])})\n{row['message']}"
+            details += f"; p {p_value(row['p'])} (Holm {p_value(row['p_holm'])})"
+            details += f"\n{row['message']}" if wide else ""
+        claim = Text(row["claim"] + ("\n" if row["claim"] and details else "")).append(details, style="dim")
+        table.add_row(row["study"], status_text(row["verdict"]), *([row["cost"]] if wide else []), claim)
         for name, status, summary in row["replications"]:
-            verdict += f"\n{name}: {status_text(status)}"
-            numbers += f"\n{name}: {summary}" if summary else ""
-        table.add_row(row["study"], row["claim"], row["cost"], verdict, numbers)
-    out.print(table)
-    out.print(
-        "[dim]p: two-sided, scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims "
-        "listed. A verdict reads off the effect's interval (studies/README.md: 'Reading a verdict').[/]"
-    )
+            table.add_row(f"  {name}", status_text(status), *([""] if wide else []), Text(summary, style="dim"))
+    _print_table(f"Claims of the studies in {studies_dir}", table, wide=wide)
+    notes = [
+        "p: two-sided, scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims listed. "
+        "A verdict reads off the effect's interval (studies/README.md: 'Reading a verdict')."
+        + ("" if wide else " Each study's cost and the verdict's reason: --wide.")
+    ]
+    if not_run:
+        example = Path(not_run[0]).parent / "STUDY.yaml"
+        notes.append(f"Run a study not run yet with: sweep run {example}{location_flags}")
+    _print_lines(notes, indent=0, style="dim")
+
+
+def print_comparison(c: Comparison, *, wide: bool = False) -> None:
+    """Two studies side by side (a compare.Comparison): what differs in their definitions and in what they ran
+    on, their verdicts, and each level's effect in both; the p-values and the verdicts' reasons with `wide`."""
+    a, b = c.a, c.b
+    out.print(Text(f"{a.name} (A) against {b.name} (B)", style="bold"))
+    _print_lines([f"A: {a.trials}", f"B: {b.trials}"], indent=2)
+    if c.definition:
+        table = _table()
+        table.add_column("definition", overflow="fold")
+        table.add_column(f"A: {a.name}", overflow="fold")
+        table.add_column(f"B: {b.name}", overflow="fold")
+        for d in c.definition:
+            table.add_row(d.key, d.a, d.b)
+        _print_table("What differs in their definitions", table, wide=wide)
+    else:
+        out.print("Their definitions are the same.")
+    if c.runs:
+        table = _table()
+        table.add_column("ran on", no_wrap=True)
+        table.add_column(f"A: {a.name}")
+        table.add_column(f"B: {b.name}")
+        for d in c.runs:
+            table.add_row(d.key, d.a, d.b)
+        _print_table("What differs in the code and machines that ran them", table, wide=wide)
+    _print_lines([f"Both ran on the same {what}: {text}" for what, text in c.same_runs], indent=0)
+    verdicts = _table()
+    verdicts.add_column("study", overflow="fold")
+    verdicts.add_column("verdict", no_wrap=True)
+    verdicts.add_column("effect, interval, MDE, n")
+    for label, side in (("A", a), ("B", b)):
+        v = side.verdict
+        summary = (v.summary() + (f"\n{v.message}" if wide else "")) if v else "no verdict rule, or no trials"
+        verdicts.add_row(f"{label}: {side.name}", status_text(v.status) if v else MISSING, summary)
+    _print_table("Verdicts", verdicts, wide=wide)
+    metrics = list(dict.fromkeys(pair.metric for pair in c.effects))
+    for metric in metrics:
+        table = _table()
+        table.add_column("level", overflow="fold")
+        for label in ("A", "B"):
+            table.add_column(f"{label}: diff [95% CI]", justify="right", no_wrap=True)
+            if wide:
+                table.add_column(f"{label}: p (Holm)", justify="right", no_wrap=True)
+        for pair in (p for p in c.effects if p.metric == metric):
+            cells = [pair.label]
+            for side in (pair.a, pair.b):
+                if side is None:
+                    cells += [MISSING] + ([MISSING] if wide else [])
+                    continue
+                diff = f"{side[list(side)[7]]} {side['95% CI of diff']}".strip()
+                cells.append(f"mean {side['mean']}" if pair.reference else diff)
+                if wide:
+                    cells.append("" if pair.reference else side["p (Holm)"])
+            table.add_row(*cells, style="dim" if pair.reference else None)
+        _print_table(f"Effects on {metric}: each level against its study's reference", table, wide=wide)
+    if not wide:
+        out.print("[dim]Holm-adjusted p of each effect and the verdicts' reasons: --wide.[/]")
 
 
 # --- report, export, dashboard -------------------------------------------------------------------
@@ -335,38 +613,51 @@ TRAIN_PROGRESS_METRICS = ("loss/d", "loss/g", "mi/cat_ratio", "eval/cat_acc", "e
 
 
 class TrainProgress:
-    """A progress bar over one training run's steps, with its latest key metrics."""
+    """Progress over one training run's steps, with its latest key metrics: a bar on a terminal, else a
+    plain line every `interval` seconds and at the end."""
 
-    def __init__(self, steps: int) -> None:
-        self.progress = Progress(
-            TextColumn("training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=err,
-        )
-        self.task = self.progress.add_task("train", total=steps, info="")
+    def __init__(
+        self,
+        steps: int,
+        *,
+        console: Console | None = None,
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console or err
+        self.steps, self.interval, self.clock = steps, interval, clock
+        self.last_line: float | None = None
+        self.bars = _bars(self.console)
+        self.task = self.bars.add_task("steps", total=steps)
 
     def __enter__(self) -> TrainProgress:
-        self.progress.start()
-        return self
+        return self  # the bar appears with the first step: a run that fails before it draws nothing
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.bars.live.is_started:
+            self.bars.stop()
 
     def __call__(self, step: int, metrics: dict[str, float]) -> None:
-        info = " ".join(f"{k} {num(metrics[k], 3)}" for k in TRAIN_PROGRESS_METRICS if k in metrics)
-        self.progress.update(self.task, completed=step, info=info)
+        info = ", ".join(f"{k} {num(metrics[k], 3)}" for k in TRAIN_PROGRESS_METRICS if k in metrics)
+        if self.console.is_terminal:
+            self.bars.update(self.task, completed=step)
+            self.bars.status = Text(info, style="dim")
+            if not self.bars.live.is_started:
+                self.bars.start()
+            return
+        now = self.clock()
+        if self.last_line is None or now - self.last_line >= self.interval or step >= self.steps:
+            self.last_line = now
+            self.console.print(f"{time.strftime('%H:%M:%S')} step {step}/{self.steps}: {info}", highlight=False)
 
 
 def print_final_metrics(metrics: dict[str, float], steps: int, wall_s: float, images: dict[str, str]) -> None:
-    table = Table(title=f"final metrics after {steps} steps ({wall_s:.1f} s)")
+    table = _table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in sorted(metrics.items()):
         table.add_row(k, num(v))
-    out.print(table)
+    _print_table(f"Final metrics after {steps} steps ({duration(wall_s)})", table)
     for line in _caveats(metrics):
         out.print(f"[dim]{line}[/]", highlight=False)
     for name, path in images.items():
@@ -380,6 +671,7 @@ __all__ = [
     "error",
     "out",
     "print_claims",
+    "print_comparison",
     "print_dashboard",
     "print_effects",
     "print_fetched",

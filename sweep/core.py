@@ -27,6 +27,7 @@ from infogan_core import (
     measured_metrics,
 )
 from infogan_core.data import IDX_SOURCES, fetch_idx
+from sweep.provenance import cpu_device
 
 if TYPE_CHECKING:
     from infogan_core import TrainResult
@@ -61,6 +62,19 @@ def set_threads(count: int) -> None:
     torch.set_num_threads(max(1, count))
 
 
+def device_description(name: str) -> str:
+    """What a run with `device: name` trains on here: 'GPU <name>', or 'CPU <model>, <n> threads' (torch's
+    intra-op threads in this process)."""
+    import torch  # lazy: only a process that trains loads torch
+
+    from infogan_core.training import resolve_device  # lazy: the training module loads torch
+
+    device = resolve_device(name)
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return cpu_device(torch.get_num_threads())
+
+
 __all__ = [
     "DATASETS",
     "IDX_SOURCES",
@@ -72,6 +86,7 @@ __all__ = [
     "TrainConfig",
     "caveats",
     "curves_png",
+    "device_description",
     "field_docs",
     "field_names",
     "fetch_idx",

@@ -14,11 +14,11 @@ import optuna
 from optuna.artifacts import upload_artifact
 from optuna_dashboard import save_note, wsgi
 
-from sweep import analysis
+from sweep import analysis, provenance
 from sweep.core import caveats
 from sweep.errors import AddressInUseError
 from sweep.spec import Study, factor_levels, format_value
-from sweep.store import FINAL_IMAGES, TrialAttr, study_id
+from sweep.store import FINAL_IMAGES, StudyAttr, TrialAttr, study_id
 from sweep.vocab import Outcome, counts, num
 
 if TYPE_CHECKING:
@@ -80,6 +80,8 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
     lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
     wall = final.get(TrialAttr.WALL_S)
     lines.append(f"- **Steps:** {final.get(TrialAttr.STEPS_RUN, '?')}" + (f" in {wall:.1f} s" if wall else ""))
+    if final.get(TrialAttr.PROVENANCE):
+        lines.append(f"- **Ran on:** {provenance.text(final[TrialAttr.PROVENANCE])}")
     metrics = final.get(TrialAttr.METRICS) or {}
     if metrics:
         lines += ["", "| metric | final |", "|---|---|"]
@@ -130,6 +132,15 @@ def study_note(study: Study, optuna_study: optuna.Study) -> str:
     lines.append(f"**Kind:** {study.kind}, {shape}; {seeds}, {study.budget.steps} steps each")
     tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
     lines.append("**Trials:** " + (counts(tally) if tally else "none yet"))
+    if optuna_study.user_attrs.get(StudyAttr.PROVENANCE):
+        lines.append(f"**Latest run:** {provenance.text(optuna_study.user_attrs[StudyAttr.PROVENANCE])}")
+    first = study.objectives[0].metric
+    if len(study.objectives) > 1:
+        lines.append(
+            f"**Learning curves:** each trial's intermediate values are its {first} at the steps it was measured; "
+            "optuna-dashboard lists them on the trial's page (it draws the Intermediate Values chart only for "
+            f"studies with one objective). `sweep report {study.name}` draws every curve."
+        )
     lines += ["", "| objective | best configuration | worst configuration |", "|---|---|---|"]
     for o in study.objectives:
         ranked = analysis.rank_configs(frame, o.metric, o.direction) if len(frame) else None

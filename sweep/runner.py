@@ -38,12 +38,21 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
-from sweep import analysis, review
+from sweep import analysis, provenance, review
 from sweep import spec as spec_module
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError, StudyBusyError, StudyError
 from sweep.spec import Study, TrialSpec
-from sweep.store import DriverLease, Store, StudyAttr, TrialAttr, close_stale_trials, end_trial
-from sweep.trainable import FINAL, trainable
+from sweep.store import (
+    DriverLease,
+    Store,
+    StudyAttr,
+    TrialAttr,
+    close_stale_trials,
+    end_trial,
+    record_intermediate,
+    set_trial_times,
+)
+from sweep.trainable import EVAL_STEP, FINAL, trainable
 from sweep.vocab import DECISIVE, FINISHED, Outcome
 
 # --- planning: which trials still have to run -------------------------------------------------
@@ -193,6 +202,7 @@ def open_study(
     # the latest definition (claim, verdict, seeds) is what reports read
     optuna_study.set_user_attr(StudyAttr.SPEC, study.model_dump(mode="json"))
     optuna_study.set_user_attr(StudyAttr.SOURCE, source)
+    optuna_study.set_user_attr(StudyAttr.PROVENANCE, provenance.collect(provenance.cpu_device()))
     return optuna_study
 
 
@@ -224,6 +234,17 @@ def _check_seed_plan(study: Study, optuna_study: optuna.Study) -> None:
 
 
 @dataclass
+class TrialProgress:
+    """One trial as the progress display shows it: which pair, how far, how it ended."""
+
+    label: str  # "d_width=1.0 seed 2"
+    steps: int  # its training budget
+    step: int = 0  # the last step it reported
+    outcome: str = ""  # a vocab.Outcome value once it ended
+    seconds: float | None = None  # its worker's wall time, when the worker sent its final result
+
+
+@dataclass
 class Tracker:
     """Counts for the progress display and the summary."""
 
@@ -238,10 +259,23 @@ class Tracker:
     started_at: float = field(default_factory=time.perf_counter)
     trial_seconds: float = 0.0  # sum of the trials' own wall times
     first_step_at: float | None = None
+    trials: dict[str, TrialProgress] = field(default_factory=dict)  # Tune id -> its trial, once handed out
+    ended: list[TrialProgress] = field(default_factory=list)  # trials in the order they ended
 
     @property
     def running(self) -> int:
         return len(self.started)
+
+    def running_trials(self) -> list[TrialProgress]:
+        """The trials a worker runs now, in the order they were handed out."""
+        return [t for tid, t in self.trials.items() if tid in self.started and not t.outcome]
+
+    def end(self, tune_id: str, outcome: Outcome, seconds: float | None = None) -> None:
+        self.started.discard(tune_id)
+        trial = self.trials.get(tune_id)
+        if trial is not None and not trial.outcome:
+            trial.outcome, trial.seconds = outcome.value, seconds
+            self.ended.append(trial)
 
 
 class OptunaFront:
@@ -269,7 +303,6 @@ class OptunaFront:
         self.search_remaining = search_remaining
         self.tracker = tracker
         self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> open Optuna trial
-        self.last_step: dict[str, int] = {}  # Tune trial id -> last reported step
         self.distributions = {name: _distribution(study, name) for name in self._param_names()}
         self.artifact_store = store.artifact_store()
 
@@ -327,15 +360,19 @@ class OptunaFront:
             return
         if self.tracker.first_step_at is None:
             self.tracker.first_step_at = time.perf_counter()
-        if "step" in result:
-            self.last_step[tune_id] = int(result["step"])
+        progress = self.tracker.trials.get(tune_id)
+        if "step" in result and progress is not None:
+            progress.step = int(result["step"])
         if FINAL in result:
             self._finish(tune_id, json.loads(result[FINAL]))
             return
-        if len(self.study.objectives) == 1:
-            value = result.get(self.study.objectives[0].metric)
-            if value is not None and math.isfinite(value):
-                trial.report(float(value), int(result["step"]))
+        # the first objective's learning curve, at the steps where it was measured (eval/* metrics are
+        # measured every eval_every steps; results between repeat the latest evaluation)
+        metric = self.study.objectives[0].metric
+        value = result.get(metric)
+        measured = not metric.startswith("eval/") or result.get(EVAL_STEP) == result.get("step")
+        if measured and isinstance(value, int | float) and math.isfinite(value):
+            record_intermediate(self.optuna_study, trial, int(result["step"]), float(value))
 
     def _finish(self, tune_id: str, final: dict[str, Any]) -> None:
         trial = self.live.pop(tune_id)
@@ -369,7 +406,9 @@ class OptunaFront:
         else:
             self.optuna_study.tell(trial, state=TrialState.FAIL)
             self._failed(outcome, trial.user_attrs.get(TrialAttr.REASON) or final.get(TrialAttr.REASON))
-        self.tracker.started.discard(tune_id)
+        if TrialAttr.STARTED_AT in final and TrialAttr.ENDED_AT in final:
+            set_trial_times(self.optuna_study, trial, final[TrialAttr.STARTED_AT], final[TrialAttr.ENDED_AT])
+        self.tracker.end(tune_id, outcome, final.get(TrialAttr.WALL_S))
 
     def _failed(self, outcome: Outcome, reason: str | None) -> None:
         self.tracker.failed += 1
@@ -379,8 +418,9 @@ class OptunaFront:
     def close_unfinished(self) -> None:
         """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
         reason = "the run was stopped before this trial finished; its pair is run again"
-        for trial in self.live.values():
+        for tune_id, trial in self.live.items():
             end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+            self.tracker.end(tune_id, Outcome.INTERRUPTED)
         self.live = {}
         self.tracker.started.clear()
 
@@ -389,17 +429,19 @@ class OptunaFront:
         trial = self.live.pop(tune_id, None)
         if trial is None:
             return
-        self.tracker.started.discard(tune_id)
         if error:
             reason = "the Ray worker running this trial failed"
             end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.CRASHED, reason)
             self._failed(Outcome.CRASHED, reason)
+            self.tracker.end(tune_id, Outcome.CRASHED)
         else:
-            step = self.last_step.get(tune_id)
+            progress = self.tracker.trials.get(tune_id)
+            step = progress.step if progress is not None else None
             trial.set_user_attr(TrialAttr.STEPS_RUN, step)
             reason = f"stopped early by ASHA at step {step}"
             end_trial(self.optuna_study, trial, TrialState.PRUNED, Outcome.PRUNED, reason)
             self.tracker.pruned += 1
+            self.tracker.end(tune_id, Outcome.PRUNED)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -420,6 +462,8 @@ class _FrontSearcher(Searcher):
             return Searcher.FINISHED
         config, trial = nxt
         self.front.live[trial_id] = trial
+        label = f"{trial.user_attrs[TrialAttr.CONFIG_ID]} seed {trial.user_attrs[TrialAttr.SEED]}"
+        self.front.tracker.trials[trial_id] = TrialProgress(label, config["train_config"]["steps"])
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -483,6 +527,11 @@ class ProgressCallback(Callback):
         if self.fn:
             self.fn()
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # Tune's event loop turns several times a second: a steady clock for a display that prints at intervals
+        if self.fn:
+            self.fn()
+
 
 def _slots(study: Study) -> int:
     """How many trials of this study can run at once on the cluster Ray is connected to."""
@@ -530,7 +579,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     clustered = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)  # never a found cluster
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = clustered
 
@@ -753,6 +802,7 @@ __all__ = [
     "RunSummary",
     "Tracker",
     "crashed_pairs",
+    "TrialProgress",
     "ensure_ray",
     "next_replication",
     "open_study",

@@ -26,9 +26,12 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
 
+from sweep.lazy import LazyImport
 from sweep.vocab import Status
+
+stats = LazyImport("scipy.stats")  # a second or more to import: loaded by the first statistic computed
+optimize = LazyImport("scipy.optimize")
 
 NAN = math.nan
 POWER = 0.8  # the power at which the minimum detectable effect is quoted

@@ -5,7 +5,8 @@ the artifact store, `runs/ray/<study>/` Ray Tune's files. Any SQLAlchemy URL can
 file for a team.
 
 Every attribute key the tool stores is named here, and the few calls below Optuna's public API
-(reaching a trial by its number after its driver died) are made here and nowhere else. So is the
+(reaching a trial by its number after its driver died, intermediate values of a study with several
+objectives, a trial's start and end as its worker saw them) are made here and nowhere else. So is the
 driver lease: one row per running study in a small table of the storage's own database
 (`sweep_driver_leases`), so that two drivers never run the same study at once, on SQLite or PostgreSQL.
 """
@@ -13,6 +14,7 @@ driver lease: one row per running study in a small table of the storage's own da
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import secrets
@@ -22,16 +24,22 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import optuna
-import sqlalchemy
-from optuna.artifacts import FileSystemArtifactStore
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import StudyBusyError, StudyError
+from sweep.lazy import LazyImport
 from sweep.vocab import Outcome, masked
+
+if TYPE_CHECKING:
+    import optuna
+    import sqlalchemy
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import FrozenTrial, TrialState
+else:  # loaded when a storage is opened: a command that finds no storage to read never loads them
+    optuna = LazyImport("optuna")
+    sqlalchemy = LazyImport("sqlalchemy")
 
 
 class TrialAttr:
@@ -55,8 +63,9 @@ class TrialAttr:
     NODE_ID = "node_id"
     TRIAL_DIR = "trial_dir"  # the worker's Ray Tune trial folder
     TRACEBACK = "traceback"  # the end of a crashed trial's traceback
+    PROVENANCE = "provenance"  # what trained it: code version and git commit, library versions, device
     # what a worker reports at the end of a trial and the driver stores as it is
-    FROM_WORKER = (STARTED_AT, ENDED_AT, NODE, NODE_ID, TRIAL_DIR, WALL_S, STEPS_RUN, REASON, TRACEBACK)
+    FROM_WORKER = (STARTED_AT, ENDED_AT, NODE, NODE_ID, TRIAL_DIR, WALL_S, STEPS_RUN, REASON, TRACEBACK, PROVENANCE)
 
 
 class StudyAttr:
@@ -69,9 +78,13 @@ class StudyAttr:
     SOURCE = "source"  # the study file it was read from
     REPLICATION_OF = "replication_of"  # a replication: the name of the study it replicates on fresh seeds
     REPLICATE = "replicate"  # a replication: its number (1, 2, ...), which offsets its seeds
+    PROVENANCE = "provenance"  # the driver of its latest run: code version and git commit, libraries, machine
 
 
 FINAL_IMAGES = "images"  # in a worker's final result, beside the trial attributes: figure name -> base64 PNG
+
+
+_OPENED: dict[str, Any] = {}  # storage URL -> the RDBStorage this process opened on it
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,10 @@ class Store:
         return (self.root / "ray").resolve()
 
     def storage(self) -> optuna.storages.RDBStorage:
-        """The Optuna storage; a SQLite file's folder is created on first use."""
+        """The Optuna storage, opened once per process (opening checks the schema: a quarter of a second);
+        a SQLite file's folder is created on first use."""
+        if self.url in _OPENED:
+            return _OPENED[self.url]
         try:
             url = _engine_url(self.url)
             if url.get_backend_name() == "sqlite" and url.database and not url.database.startswith("file:"):
@@ -109,7 +125,13 @@ class Store:
         except Exception as exc:  # a bad URL, an unreachable server, a file that is no database
             problem = storage_problem(exc) or str(exc).splitlines()[0]
             raise StudyError(f"cannot open the study storage {self.display_url}: {problem}") from exc
+        _OPENED[self.url] = storage
         return storage
+
+    def exists(self) -> bool:
+        """Whether there can be studies to read: False for a SQLite file not created yet (reading it would
+        create it, empty), True for every database server."""
+        return not self.url.startswith("sqlite:///") or Path(self.url.removeprefix("sqlite:///")).is_file()
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -128,22 +150,22 @@ class Store:
     @contextlib.contextmanager
     def lease(self, study_name: str) -> Iterator[DriverLease]:
         """Hold `study_name`'s driver lease while the block runs; StudyBusyError if another driver holds it."""
-        storage = self.storage()
-        lease = DriverLease(storage.engine, study_name)
+        lease = DriverLease(self.storage().engine, study_name)
         with self.errors():
             lease.acquire()
         try:
             yield lease
         finally:
             lease.release()
-            storage.engine.dispose()
 
     def artifact_store(self) -> FileSystemArtifactStore:
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
-        return FileSystemArtifactStore(str(self.artifact_dir))
+        return optuna.artifacts.FileSystemArtifactStore(str(self.artifact_dir))
 
     def load_study(self, name: str) -> optuna.Study:
         """A stored study by name; a miss lists the stored names."""
+        if not self.exists():
+            raise StudyError(f"no study named '{name}' in {self.url}; stored studies: none yet")
         storage = self.storage()
         try:
             return optuna.load_study(study_name=name, storage=storage)
@@ -153,6 +175,8 @@ class Store:
             raise StudyError(f"no study named '{name}' in {self.display_url}; stored studies: {known}") from None
 
     def study_names(self) -> list[str]:
+        if not self.exists():
+            return []
         return [s.study_name for s in optuna.get_all_study_summaries(self.storage())]
 
 
@@ -247,15 +271,21 @@ def open_store(root: str | Path | None = None, storage: str | None = None) -> St
 LEASE_BEAT_S = 5.0  # seconds between a running driver's heartbeats
 LEASE_STALE_S = 60.0  # a lease not renewed for this long was left by a driver that died: the next driver takes it
 
-_LEASES = sqlalchemy.Table(
-    "sweep_driver_leases",
-    sqlalchemy.MetaData(),
-    sqlalchemy.Column("study_name", sqlalchemy.String(512), primary_key=True),
-    sqlalchemy.Column("token", sqlalchemy.String(64), nullable=False),  # the holder's random id
-    sqlalchemy.Column("host", sqlalchemy.String(255), nullable=False),
-    sqlalchemy.Column("pid", sqlalchemy.Integer, nullable=False),
-    sqlalchemy.Column("beat", sqlalchemy.Float, nullable=False),  # the holder's clock at its last heartbeat (epoch s)
-)
+LEASE_TABLE = "sweep_driver_leases"
+
+
+@functools.cache
+def _leases() -> sqlalchemy.Table:
+    """The lease table (built on first use: reading a study never loads SQLAlchemy for it)."""
+    return sqlalchemy.Table(
+        LEASE_TABLE,
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("study_name", sqlalchemy.String(512), primary_key=True),
+        sqlalchemy.Column("token", sqlalchemy.String(64), nullable=False),  # the holder's random id
+        sqlalchemy.Column("host", sqlalchemy.String(255), nullable=False),
+        sqlalchemy.Column("pid", sqlalchemy.Integer, nullable=False),
+        sqlalchemy.Column("beat", sqlalchemy.Float, nullable=False),  # the holder's clock at its last beat (epoch s)
+    )
 
 
 @dataclass(frozen=True)
@@ -305,7 +335,7 @@ class DriverLease:
         self.__dict__.update(state, engine=None, _stop=threading.Event(), _thread=None)
 
     def _row(self, conn: sqlalchemy.engine.Connection) -> Any:
-        return conn.execute(sqlalchemy.select(_LEASES).where(_LEASES.c.study_name == self.study_name)).first()
+        return conn.execute(sqlalchemy.select(_leases()).where(_leases().c.study_name == self.study_name)).first()
 
     def _mine(self, **where: Any) -> dict[str, Any]:
         return {"token": self.token, "host": socket.gethostname(), "pid": os.getpid(), "beat": time.time(), **where}
@@ -313,14 +343,14 @@ class DriverLease:
     def acquire(self) -> None:
         """Take the lease, or raise StudyBusyError naming the driver that holds it."""
         try:
-            _LEASES.create(self.engine, checkfirst=True)
+            _leases().create(self.engine, checkfirst=True)
         except sqlalchemy.exc.SQLAlchemyError:  # another driver created it at the same moment
-            if not sqlalchemy.inspect(self.engine).has_table(_LEASES.name):
+            if not sqlalchemy.inspect(self.engine).has_table(LEASE_TABLE):
                 raise
         for _ in range(5):  # each pass loses only to a driver that changed the row meanwhile
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(_LEASES.insert().values(study_name=self.study_name, **self._mine()))
+                    conn.execute(_leases().insert().values(study_name=self.study_name, **self._mine()))
                 break
             except sqlalchemy.exc.IntegrityError:
                 pass  # held, or left behind: look at the holder
@@ -337,8 +367,8 @@ class DriverLease:
                         f"heartbeat stops is taken over after {LEASE_STALE_S:.0f} s)"
                     )
                 taken = conn.execute(
-                    sqlalchemy.update(_LEASES)
-                    .where(_LEASES.c.study_name == self.study_name, _LEASES.c.token == row.token)
+                    sqlalchemy.update(_leases())
+                    .where(_leases().c.study_name == self.study_name, _leases().c.token == row.token)
                     .values(**self._mine())
                 ).rowcount
             if taken == 1:
@@ -354,8 +384,8 @@ class DriverLease:
             try:
                 with self.engine.begin() as conn:
                     kept = conn.execute(
-                        sqlalchemy.update(_LEASES)
-                        .where(_LEASES.c.study_name == self.study_name, _LEASES.c.token == self.token)
+                        sqlalchemy.update(_leases())
+                        .where(_leases().c.study_name == self.study_name, _leases().c.token == self.token)
                         .values(beat=time.time())
                     ).rowcount
             except sqlalchemy.exc.SQLAlchemyError:
@@ -371,7 +401,9 @@ class DriverLease:
             self._thread.join(timeout=30)
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError), self.engine.begin() as conn:
             conn.execute(
-                sqlalchemy.delete(_LEASES).where(_LEASES.c.study_name == self.study_name, _LEASES.c.token == self.token)
+                sqlalchemy.delete(_leases()).where(
+                    _leases().c.study_name == self.study_name, _leases().c.token == self.token
+                )
             )
 
     def holder(self) -> LeaseHolder | None:
@@ -404,14 +436,41 @@ def close_stale_trials(study: optuna.Study, reason: str) -> int:
     """Mark every trial a dead driver left open (RUNNING, or WAITING in the queue) FAIL, outcome
     `interrupted`, with `reason`; returns how many. Their (configuration, seed) pairs run again."""
     closed = 0
-    while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         trial = study.ask()  # pops the oldest waiting trial: the public way to take it out of the queue
-        end_trial(study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+        end_trial(study, trial, optuna.trial.TrialState.FAIL, Outcome.INTERRUPTED, reason)
         closed += 1
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        end_trial(study, reopen_trial(study, frozen), TrialState.FAIL, Outcome.INTERRUPTED, reason)
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        end_trial(study, reopen_trial(study, frozen), optuna.trial.TrialState.FAIL, Outcome.INTERRUPTED, reason)
         closed += 1
     return closed
+
+
+def record_intermediate(study: optuna.Study, trial: optuna.Trial, step: int, value: float) -> None:
+    """Store `value` as the trial's intermediate value at `step` (optuna-dashboard draws learning curves from
+    these). Through the storage, because `Trial.report` refuses studies with several objectives; a step
+    recorded again is overwritten."""
+    study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+
+
+def set_trial_times(study: optuna.Study, trial: optuna.Trial, start: float, end: float) -> None:
+    """Record a finished trial's start and end as its worker's clock gave them (epoch seconds), so that its
+    duration in optuna-dashboard is the time it trained, not the time the driver held it open (Optuna stamps
+    both when a trial is asked and told, and has no setter). RDB storages only; others keep Optuna's."""
+    storage = getattr(study._storage, "_backend", study._storage)  # below Optuna's cache, if any
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return
+    trials = sqlalchemy.table(  # the columns of Optuna's `trials` table written here
+        "trials",
+        sqlalchemy.column("trial_id"),
+        sqlalchemy.column("datetime_start", sqlalchemy.DateTime),
+        sqlalchemy.column("datetime_complete", sqlalchemy.DateTime),
+    )
+    update = trials.update().where(trials.c.trial_id == trial._trial_id)
+    with storage.engine.begin() as connection:
+        connection.execute(
+            update.values(datetime_start=datetime.fromtimestamp(start), datetime_complete=datetime.fromtimestamp(end))
+        )
 
 
 def end_trial(study: optuna.Study, trial: optuna.Trial, state: TrialState, outcome: Outcome, reason: str) -> None:
@@ -433,7 +492,9 @@ __all__ = [
     "close_stale_trials",
     "end_trial",
     "open_store",
+    "record_intermediate",
     "reopen_trial",
     "storage_problem",
+    "set_trial_times",
     "study_id",
 ]

@@ -1,7 +1,9 @@
 """Build a study's report from the storage alone, into one document model that every renderer shares.
 
-The `Report` holds text and pictures ready to lay out: the summary, the verdict, the effect tables,
-hyperparameter importance, training curves, and sample images of the best and worst run per level.
+The `Report` holds text and pictures ready to lay out: the summary (with what the trials ran on), the
+verdict, the effect tables, the Pareto front of a multi-objective study, a search's top configurations
+and parallel coordinates, hyperparameter importance, training curves, and sample images of the best
+and worst run per level.
 """
 
 from __future__ import annotations
@@ -19,8 +21,24 @@ from optuna.trial import FrozenTrial
 
 from sweep import analysis
 from sweep.analysis import TABLE_ALPHA, VerdictResult
-from sweep.report.figures import Picture, curve_figures, effect_figure, slug
-from sweep.report.tables import EffectTable, effect_tables, method_text, summary_rows
+from sweep.report.figures import (
+    Picture,
+    curve_figures,
+    effect_figure,
+    importance_figures,
+    parallel_figures,
+    pareto_figure,
+    slug,
+)
+from sweep.report.tables import (
+    ConfigTable,
+    EffectTable,
+    effect_tables,
+    method_text,
+    pareto_configurations,
+    summary_rows,
+    top_configurations,
+)
 from sweep.spec import Study, format_value
 from sweep.store import Store
 from sweep.vocab import NOT_FINISHED, STATUS_COLOURS, Outcome, counts, num
@@ -91,6 +109,13 @@ class Report:
     replications: list[Replication]  # the original and the other replications, beside this study's verdict
     importance: list[Importance]
     importance_note: str
+    importance_figures: list[Picture]  # Optuna's plot of each objective's importances (search studies)
+    pareto: Picture | None  # Optuna's Pareto front of the trials (2 or 3 objectives)
+    pareto_table: ConfigTable | None  # the Pareto-optimal configurations by their means over seeds
+    pareto_note: str  # why there is no figure, or ""
+    top: list[ConfigTable]  # search: the best configurations by each objective, with their seed intervals
+    parallel: list[Picture]  # search: Optuna's parallel coordinates, one per objective
+    search_note: str  # what could not be drawn, or ""
     curves: list[Picture]
     samples: list[SampleGroup]
     samples_note: str
@@ -99,6 +124,8 @@ class Report:
     def pictures(self) -> list[Picture]:
         """Every picture in the report, in reading order."""
         found = [self.effect_figure] if self.effect_figure else []
+        found += [self.pareto] if self.pareto else []
+        found += self.parallel + self.importance_figures
         found += self.curves
         return found + [s.picture for g in self.samples for s in g.samples if s.picture]
 
@@ -208,6 +235,17 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
         effects_note = method_text(study, test)
     importance, importance_note = _importance(optuna_study, study, int(tally.get(Outcome.COMPLETED, 0)))
     samples = _samples(study, optuna_study, frame, store)
+    multi = len(study.objectives) > 1 and int(tally.get(Outcome.COMPLETED, 0)) > 0
+    pareto, pareto_note = pareto_figure(optuna_study, study) if multi else (None, "")
+    searched = study.kind == "search" and int(tally.get(Outcome.COMPLETED, 0)) > 0
+    parallel = parallel_figures(optuna_study, study) if searched else []
+    importances = importance_figures(optuna_study, study) if searched and any(i.scores for i in importance) else []
+    skipped = [
+        f"{kind} of {o.metric}: {why}"
+        for kind, drawn in (("parallel coordinates", parallel), ("importance plot", importances))
+        for o, (_, why) in zip(study.objectives, drawn, strict=False)
+        if why
+    ]
     return Report(
         study=study,
         outcomes=counts({k: int(v) for k, v in tally.items()}),
@@ -222,10 +260,17 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
         replications=_replications(optuna_study, store),
         importance=importance,
         importance_note=importance_note,
+        importance_figures=[p for p, _ in importances if p],
+        pareto=pareto,
+        pareto_table=pareto_configurations(frame, study) if multi else None,
+        pareto_note=pareto_note,
+        top=top_configurations(frame, study) if searched else [],
+        parallel=[p for p, _ in parallel if p],
+        search_note="; ".join(skipped),
         curves=curve_figures(study, frame, history),
         samples=samples,
         samples_note="" if samples else "No sample images (no artifact store, or no trials).",
     )
 
 
-__all__ = ["Importance", "Replication", "Report", "Sample", "SampleGroup", "build"]
+__all__ = ["ConfigTable", "Importance", "Replication", "Report", "Sample", "SampleGroup", "build"]

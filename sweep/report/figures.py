@@ -1,19 +1,29 @@
-"""The report's figures, each drawn on its own `matplotlib.figure.Figure` (no pyplot, no backend switched)."""
+"""The report's figures, each drawn on its own `matplotlib.figure.Figure` (no pyplot, no backend switched),
+and Optuna's own matplotlib plots for search and multi-objective studies (Pareto front, parallel
+coordinates, parameter importance). Optuna draws those with pyplot: each is drawn inside
+`matplotlib.rc_context` (its style sheet does not leak), saved from the figure it returns and closed
+at once, in whatever backend the caller's pyplot already uses (none is chosen here)."""
 
 from __future__ import annotations
 
 import io
 import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from sweep import analysis
-from sweep.report.tables import reference_word
+from sweep.report.tables import BASE, one_base_row, reference_word, row_label
 from sweep.spec import Study, format_value
 from sweep.vocab import Outcome
+
+if TYPE_CHECKING:
+    import optuna
 
 CURVE_METRICS = ("mi/cat_ratio", "loss/d", "loss/g")  # the paper's Figure 1, and the two losses
 
@@ -44,6 +54,7 @@ def effect_figure(effects: pd.DataFrame, study: Study) -> Picture | None:
     if effects.empty or not effects["n"].any():
         return None
     ref = reference_word(study)
+    effects = one_base_row(effects, study)
     metrics = list(dict.fromkeys(effects["metric"]))
     rows = effects[effects["metric"] == metrics[0]]
     height = 0.9 + 0.38 * len(rows) + 0.25 * rows["factor"].nunique()
@@ -52,7 +63,10 @@ def effect_figure(effects: pd.DataFrame, study: Study) -> Picture | None:
     for ax, metric in zip(axes[0], metrics, strict=True):
         part = effects[effects["metric"] == metric].reset_index(drop=True)
         y = np.arange(len(part))[::-1]
-        labels = [f"{r.factor}={r.level}" + (f" ({ref})" if r.baseline else "") for r in part.itertuples()]
+        labels = [
+            row_label(r.factor, r.level) + (f" ({ref})" if r.baseline and r.factor != BASE else "")
+            for r in part.itertuples()
+        ]
         for yi, r in zip(y, part.itertuples(), strict=True):
             colour = "#555555" if r.baseline else "#1f77b4"
             if r.n == 0:
@@ -128,4 +142,94 @@ def curve_figures(study: Study, frame: pd.DataFrame, history: pd.DataFrame) -> l
     return pictures
 
 
-__all__ = ["CURVE_METRICS", "Picture", "curve_figures", "effect_figure", "png", "slug"]
+# --- Optuna's plots ------------------------------------------------------------------------------
+
+
+def _optuna_picture(
+    draw: Callable[[Any], Any], name: str, title: str, caption: str, *, size: tuple[float, float] = (8.0, 4.6)
+) -> tuple[Picture | None, str]:
+    """(the plot Optuna draws with `draw(plots)`, "") or (None, why it could not be drawn); `size` in inches."""
+    import matplotlib  # lazy: the report loads matplotlib only when it draws
+    from matplotlib import pyplot  # lazy: Optuna's plots are drawn with pyplot, so closing them needs it
+    from optuna.visualization import matplotlib as plots  # lazy: it imports pyplot
+
+    before = set(pyplot.get_fignums())
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" warnings of Optuna's matplotlib plots
+        try:
+            drawn = draw(plots)
+            fig = (drawn.flat[0] if hasattr(drawn, "flat") else drawn).figure
+            fig.set_size_inches(*size)
+            fig.tight_layout()
+            return Picture(name, title, caption, png(fig)), ""
+        except Exception as exc:  # a plot Optuna cannot draw for these trials is reported, not fatal
+            return None, f"Optuna could not draw it: {type(exc).__name__}: {exc}".splitlines()[0]
+        finally:
+            for number in set(pyplot.get_fignums()) - before:  # every figure Optuna opened, drawn or not
+                pyplot.close(number)
+
+
+def pareto_figure(optuna_study: optuna.Study, study: Study) -> tuple[Picture | None, str]:
+    """Optuna's Pareto front of the trials (2 or 3 objectives)."""
+    names = [o.metric for o in study.objectives]
+    if not 2 <= len(names) <= 3:
+        return None, f"Optuna draws a Pareto front of 2 or 3 objectives; this study has {len(names)}."
+    caption = (
+        "Each completed trial (one seed of one configuration) by its objective values, as Optuna draws it; the "
+        "Pareto-optimal trials stand out. The table below takes each configuration's mean over its seeds."
+    )
+    return _optuna_picture(
+        lambda plots: plots.plot_pareto_front(optuna_study, target_names=names),
+        "pareto-front.png",
+        "Pareto front",
+        caption,
+    )
+
+
+def parallel_figures(optuna_study: optuna.Study, study: Study) -> list[tuple[Picture | None, str]]:
+    """Optuna's parallel-coordinate plot of the parameters, one per objective."""
+    found = []
+    for i, o in enumerate(study.objectives):
+        caption = f"Each completed trial's parameters, a line coloured by its {o.metric} ({o.direction})."
+        found.append(
+            _optuna_picture(
+                lambda plots, i=i, o=o: plots.plot_parallel_coordinate(
+                    optuna_study, target=lambda t: t.values[i], target_name=o.metric
+                ),
+                f"parallel-{slug(o.metric)}.png",
+                f"Parallel coordinates: {o.metric}",
+                caption,
+                size=(max(8.0, 1.2 * (len(study.space) + 1)), 5.2),  # an axis per parameter, each readable
+            )
+        )
+    return found
+
+
+def importance_figures(optuna_study: optuna.Study, study: Study) -> list[tuple[Picture | None, str]]:
+    """Optuna's parameter-importance plot, one per objective (its default evaluator, as the table above)."""
+    found = []
+    for i, o in enumerate(study.objectives):
+        found.append(
+            _optuna_picture(
+                lambda plots, i=i, o=o: plots.plot_param_importances(
+                    optuna_study, target=lambda t: t.values[i], target_name=o.metric
+                ),
+                f"importance-{slug(o.metric)}.png",
+                f"Parameter importance: {o.metric}",
+                f"How much of {o.metric}'s variation each parameter explains, as Optuna estimates it.",
+            )
+        )
+    return found
+
+
+__all__ = [
+    "CURVE_METRICS",
+    "Picture",
+    "curve_figures",
+    "effect_figure",
+    "importance_figures",
+    "parallel_figures",
+    "pareto_figure",
+    "png",
+    "slug",
+]

@@ -7,15 +7,23 @@ number is formatted once. No plotting here: the terminal path never loads matplo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import optuna
-import pandas as pd
+import numpy as np
 
-from sweep.analysis import TABLE_ALPHA, look_alphas
+from sweep import provenance
+from sweep.analysis import TABLE_ALPHA, look_alphas, rank_configs
 from sweep.core import caveats
-from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, format_value
-from sweep.store import StudyAttr
+from sweep.lazy import LazyImport
+from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, factor_levels, format_value
+from sweep.store import StudyAttr, TrialAttr
 from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, is_missing, num, p_value, signed
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+else:  # loaded with the first table: the terminal's commands that print none never load them
+    pd = LazyImport("pandas")
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class EffectRow:
     reference: bool  # the level every other level is compared with
     significant: bool  # Holm-adjusted p below the table's alpha (never the unadjusted p)
     not_finished: bool  # some runs at this level did not finish
+    label: str = ""  # the row in one phrase: `factor=level`, or `base` (row_label)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,9 @@ class EffectTable:
     def column(self, row: EffectRow, header: str) -> str:
         """A row's cell under `header`, "" when the table has no such column."""
         return row.cells[self.headers.index(header)] if header in self.headers else ""
+
+
+BASE = "base"  # an ablation's base configuration: the one reference row of each of its effect tables
 
 
 def reference_word(study: Study) -> str:
@@ -80,11 +92,29 @@ def effect_size_text(row: pd.Series) -> str:
     return f"{'d_z' if row['method'] == 't' else 'r'} {num(row['std_effect'], 3)}"
 
 
+def one_base_row(effects: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The effect rows to show: an ablation's base configuration once per metric, first (every factor's
+    reference level is the same base runs), as factor `BASE` with the base's levels; other rows as they are."""
+    if study.kind != "ablation" or effects.empty:
+        return effects
+    reference = effects["baseline"].astype(bool)
+    first = reference & ~effects["metric"].where(reference).duplicated()
+    rows = effects[~reference | first].copy()
+    base = ", ".join(f"{k}={format_value(levels[0])}" for k, levels in factor_levels(study).items() if levels)
+    rows.loc[rows["baseline"].astype(bool), ["factor", "level"]] = [BASE, base]
+    return rows
+
+
+def row_label(factor: str, level: str) -> str:
+    """How a row is named in one phrase (the terminal, figures): `factor=level`, or `base`."""
+    return BASE if factor == BASE else f"{factor}={level}"
+
+
 def _cells(row: pd.Series, ref: str, divergence: bool) -> list[str]:
     no_runs = row["n"] == 0
     cells = [
         str(row["factor"]),
-        str(row["level"]) + (f" ({ref})" if row["baseline"] else ""),
+        str(row["level"]) + (f" ({ref})" if row["baseline"] and row["factor"] != BASE else ""),
         str(int(row["runs"])),
         str(int(row["n"])),
         not_finished_text(row) or MISSING,
@@ -118,13 +148,14 @@ def effect_tables(effects: pd.DataFrame, study: Study) -> list[EffectTable]:
     ref = reference_word(study)
     divergence = bool(len(effects)) and bool(pd.to_numeric(effects["diverged"], errors="coerce").fillna(0).any())
     tables = []
-    for metric, part in effects.groupby("metric", sort=False):
+    for metric, part in one_base_row(effects, study).groupby("metric", sort=False):
         rows = [
             EffectRow(
                 cells=_cells(row, ref, divergence),
                 reference=bool(row["baseline"]),
                 significant=not row["baseline"] and not is_missing(row["p_holm"]) and row["p_holm"] < TABLE_ALPHA,
                 not_finished=bool(not_finished_text(row)),
+                label=row_label(str(row["factor"]), str(row["level"])),
             )
             for _, row in part.iterrows()
         ]
@@ -161,6 +192,121 @@ def method_text(study: Study, test: str = "t") -> str:
         "only p that is ever marked. Divergence rates (diverged among completed and diverged runs) are compared "
         f"with the {ref} level by Fisher's exact test, Holm-adjusted over the levels."
     )
+
+
+def method_brief(study: Study, test: str = "t") -> str:
+    """How the effect table's numbers were computed, in one sentence (the terminal's narrow table)."""
+    if study.kind == "search":
+        return "Means over completed runs with a 95% CI across seeds; no differences: a sampler chose the levels."
+    pairing = "by seed" if study.kind == "ablation" else "by seed within the other factors' levels"
+    path = "signed-rank test" if test == "rank" else "paired t-test (signed-rank where a run failed)"
+    return (
+        f"runs: finished of run; diff: each level minus the {reference_word(study)}, paired {pairing}, 95% CI by a "
+        f"{path}; p (Holm): adjusted over every row, bold below 0.05."
+    )
+
+
+@dataclass(frozen=True)
+class ConfigTable:
+    """Configurations as rows of formatted cells: the top ones by an objective, or the Pareto-optimal ones."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+
+
+TOP = 5  # configurations listed per objective
+
+
+def _params_text(frame: pd.DataFrame, config_id: str) -> str:
+    """A configuration's sampled parameters in one phrase: 'lr_g=0.001, clip=norm'."""
+    params = [c for c in frame.columns if c.startswith("params.")]
+    first = frame[frame["config_id"] == config_id].iloc[0]
+    return ", ".join(
+        f"{c.removeprefix('params.')}={num(first[c]) if isinstance(first[c], float) else format_value(first[c])}"
+        for c in params
+    )
+
+
+def _estimate_text(mean: float, low: float, high: float) -> str:
+    """'41.2 [38.1, 44.3]', or the mean alone where there is no interval (one seed)."""
+    return num(mean) if is_missing(low) or is_missing(high) else f"{num(mean)} {interval(low, high)}"
+
+
+def _config_means(frame: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """Per configuration: n (finished seeds of the first objective) and, per objective, mean, ci_low, ci_high."""
+    table = None
+    for o in study.objectives:
+        ranked = rank_configs(frame, o.metric, str(o.direction)).set_index("config_id")
+        part = ranked[["mean", "ci_low", "ci_high"]].add_prefix(f"{o.metric}:")
+        table = part.assign(n=ranked["n"]) if table is None else table.join(part, how="inner")
+    return table if table is not None else pd.DataFrame()
+
+
+def _objective_cells(row: pd.Series, study: Study) -> list[str]:
+    cells = []
+    for o in study.objectives:
+        cells.append(_estimate_text(row[f"{o.metric}:mean"], row[f"{o.metric}:ci_low"], row[f"{o.metric}:ci_high"]))
+    return cells
+
+
+def top_configurations(frame: pd.DataFrame, study: Study) -> list[ConfigTable]:
+    """The best `TOP` configurations by each objective: their parameters, finished seeds and every objective's
+    mean with its 95% interval over seeds (- with one seed)."""
+    means = _config_means(frame, study) if len(frame) else pd.DataFrame()
+    if means.empty:
+        return []
+    headers = ["configuration", "parameters", "seeds", *(f"{o.metric} [95% CI]" for o in study.objectives)]
+    tables = []
+    for o in study.objectives:
+        ranked = means.sort_values(f"{o.metric}:mean", ascending=o.direction == "minimize", kind="stable").head(TOP)
+        rows = [
+            [str(cid), _params_text(frame, str(cid)), str(int(row["n"])), *_objective_cells(row, study)]
+            for cid, row in ranked.iterrows()
+        ]
+        tables.append(ConfigTable(f"Top configurations by {o.metric} ({o.direction})", headers, rows))
+    return tables
+
+
+def pareto_configurations(frame: pd.DataFrame, study: Study) -> ConfigTable | None:
+    """The configurations no other beats on every objective at once, by their means over seeds (None with one
+    objective); each with every objective's mean and 95% interval."""
+    if len(study.objectives) < 2 or not len(frame):
+        return None
+    means = _config_means(frame, study)
+    if means.empty:
+        return None
+    signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in study.objectives])
+    costs = means[[f"{o.metric}:mean" for o in study.objectives]].to_numpy(dtype=float) * signs  # lower is better
+    front = [
+        i
+        for i, c in enumerate(costs)
+        if not any((other <= c).all() and (other < c).any() for j, other in enumerate(costs) if j != i)
+    ]
+    first = study.objectives[0]
+    part = means.iloc[front].sort_values(f"{first.metric}:mean", ascending=first.direction == "minimize")
+    headers = ["configuration", "seeds", *(f"{o.metric} [95% CI]" for o in study.objectives)]
+    rows = [[str(cid), str(int(row["n"])), *_objective_cells(row, study)] for cid, row in part.iterrows()]
+    if study.kind == "search":
+        headers.insert(1, "parameters")
+        for row in rows:
+            row.insert(1, _params_text(frame, row[0]))
+    return ConfigTable("Pareto-optimal configurations (by their means over seeds)", headers, rows)
+
+
+def provenance_rows(optuna_study: optuna.Study) -> list[tuple[str, str]]:
+    """What the trials ran on (each distinct code, libraries and device, with how many trials), and the driver
+    of the latest run."""
+    records = [
+        t.user_attrs[TrialAttr.PROVENANCE]
+        for t in optuna_study.get_trials(deepcopy=False)
+        if t.user_attrs.get(TrialAttr.PROVENANCE)
+    ]
+    rows = [(f"trials ran on: {what}", text) for what, text in provenance.summary(records)]
+    driver = optuna_study.user_attrs.get(StudyAttr.PROVENANCE)
+    if driver:
+        rows.append(("latest run's driver", provenance.text(driver)))
+    return rows or [("provenance", "not recorded (the study was stored before sweep recorded it)")]
 
 
 def summary_rows(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -202,7 +348,7 @@ def summary_rows(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame) 
     if study.early_stopping:
         es = study.early_stopping
         rows.append(("early stopping", f"ASHA on {es.metric} ({es.mode}), grace period {es.grace_period} steps"))
-    return rows
+    return rows + provenance_rows(optuna_study)
 
 
 def _seeds_text(study: Study) -> str:
@@ -218,13 +364,22 @@ def _seeds_text(study: Study) -> str:
 
 
 __all__ = [
+    "BASE",
     "DIVERGED_P",
+    "TOP",
+    "ConfigTable",
     "EffectRow",
     "EffectTable",
     "effect_size_text",
     "effect_tables",
     "headers",
+    "method_brief",
     "method_text",
+    "one_base_row",
+    "pareto_configurations",
+    "provenance_rows",
     "reference_word",
+    "row_label",
     "summary_rows",
+    "top_configurations",
 ]

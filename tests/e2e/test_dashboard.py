@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import urllib.request
+from datetime import datetime
 
 import pytest
 
@@ -79,6 +80,19 @@ def test_dashboard_serves_trials_notes_and_artifacts_and_stops_on_ctrl_c(review_
         assert len(finished) == 6
         crashed = [t for t in trials if t["state"] == "Fail"]
         assert all("crashed" in t["note"]["body"] for t in crashed)
+
+        for trial in finished:
+            # the learning curve of the first objective (mi/cat_ratio, measured at every report), for the
+            # dashboard to draw; Optuna's Trial.report would refuse it in a study with two objectives
+            assert [v["step"] for v in trial["intermediate_values"]] == [10, 20, 30], trial["intermediate_values"]
+            assert all(isinstance(v["value"], float) for v in trial["intermediate_values"])
+            # the trial's duration in the dashboard is the training time its note gives ("Steps: 30 in 4.2 s")
+            start, end = (datetime.fromisoformat(trial[k]) for k in ("datetime_start", "datetime_complete"))
+            noted = float(re.search(r"\*\*Steps:\*\* 30 in ([\d.]+) s", trial["note"]["body"]).group(1))
+            assert (end - start).total_seconds() == pytest.approx(noted, abs=0.051)
+            assert "**Ran on:** sweep " in trial["note"]["body"] and "torch " in trial["note"]["body"]
+        assert all(t["intermediate_values"] == [] for t in crashed)  # never trained: no curve
+        assert "optuna-dashboard lists them on the trial's page" in detail["note"]["body"]
 
         trial = finished[0]
         pngs = [a for a in trial["artifacts"] if a["mimetype"] == "image/png"]

@@ -49,6 +49,8 @@ def test_html_report_opens_offline_with_every_image(review_study, browser, sweep
         "mnist",
         "Training curves",
         "H(c)",
+        "Pareto-optimal configurations",
+        "trials ran on: code",
     ):
         assert text in html, text
     assert re.search(r"\b(SUPPORTED|CONTRADICTED|NO EFFECT|INCONCLUSIVE)\b", html)
@@ -60,8 +62,9 @@ def test_html_report_opens_offline_with_every_image(review_study, browser, sweep
     page = browser.load(moved.as_uri())
     assert page.title == "review: sweep report"
     assert page.errors == []
-    # effects + curves for 2 factors + best and worst of base and lambda_cat=0.0 (the crashed level has none)
-    assert len(page.images) == 1 + 2 + 4, [i["alt"] for i in page.images]
+    # effects + the Pareto front (two objectives) + curves for 2 factors + best and worst of base and
+    # lambda_cat=0.0 (the crashed level has none)
+    assert len(page.images) == 1 + 1 + 2 + 4, [i["alt"] for i in page.images]
     broken = [i["alt"] for i in page.images if not (i["complete"] and i["naturalWidth"] > 0)]
     assert broken == []
     colours, inked = not_blank(page.screenshot)
@@ -78,7 +81,7 @@ def test_markdown_report_links_resolve(review_study, sweep_main, tmp_path):
     assert path.exists() and "reports/review.md" in out, out
     text = path.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == 7, links
+    assert len(links) == 8, links
     for link in links:
         assert not link.startswith(("/", "http")), link  # relative, so the folder can move
         target = path.parent / link

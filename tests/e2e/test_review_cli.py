@@ -14,18 +14,19 @@ def test_show_effects_prints_the_table_and_the_verdict(review_study, sweep):
     for text in (
         "review: mi/cat_ratio (maximize)",
         "review: loss/g (minimize)",
-        "mean [95% CI]",
+        "diff [95% CI]",
         "lambda_cat=0.0",
-        "dataset=mnist",
-        "3 crashed",
+        "dataset=mnist: 3 crashed",
         "baseline",
         "paired t-test",
         "p (Holm)",
-        "effect size",
         "minimum detectable effect",
         "Verdict:",
     ):
         assert text in out, text
+    wide = sweep("show", review_study.name, "--effects", "--wide", "--root", str(review_study.root)).stdout
+    for text in ("95% CI of diff", "effect size", "not finished", "3 crashed", "Holm's step-down method"):
+        assert text in wide, text
 
 
 @pytest.mark.parametrize("command", ["report", "dashboard"])

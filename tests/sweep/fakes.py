@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweep import spec
@@ -108,3 +110,101 @@ def grid_trials() -> list[tuple[dict, str, float | None]]:
                 trials.append(({"lambda_cat": lam, "d_batchnorm": bn}, "completed", value))
     trials[-1] = (trials[-1][0], "diverged", None)
     return trials
+
+
+# --- a stored study of any design, as the runner leaves it (no Ray) ------------------------------
+
+
+def store_design(
+    study: spec.Study,
+    value: Callable[[spec.TrialSpec], dict[str, float] | str],
+    *,
+    storage: str | None = None,
+    searched: list[dict] | None = None,
+    provenance: dict | Callable[[spec.TrialSpec], dict] | None = None,
+) -> optuna.Study:
+    """`study` stored with one finished trial per (configuration, seed) of its design, as the runner stores
+    them (config_id, seed, factor, level, outcome, metrics, history, provenance); `value(spec)` gives the
+    trial's final metrics, or an outcome word ("crashed", "diverged") for a run that did not finish. A search
+    study's configurations are `searched` (params), each run for every seed; its trials ran on `provenance`
+    (default: PROVENANCE), or on what `provenance(spec)` says."""
+    provenance = provenance or PROVENANCE
+    stored = optuna.create_study(
+        study_name=study.name, storage=storage, directions=[o.direction for o in study.objectives]
+    )
+    stored.set_user_attr("spec", study.model_dump(mode="json"))
+    stored.set_user_attr("kind", study.kind)
+    stored.set_user_attr("created", "2026-11-21 09:30:00")
+    stored.set_user_attr("provenance", PROVENANCE)
+    if study.kind == "search":
+        specs = [
+            spec.TrialSpec(0, f"search-{i:04d}", params, seed, None, None)
+            for i, params in enumerate(searched or [])
+            for seed in study.seed_list
+        ]
+    else:
+        specs = spec.expand(study)
+    distributions = _distributions(study)
+    for s in specs:
+        got = value(s)
+        outcome = got if isinstance(got, str) else "completed"
+        metrics = {} if isinstance(got, str) else got
+        values = [metrics[o.metric] for o in study.objectives] if outcome == "completed" else None
+        steps = study.budget.steps
+        stored.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE if values else TrialState.FAIL,
+                params={k: _optuna_value(v) for k, v in s.params.items()},
+                values=values,
+                distributions={k: distributions[k] for k in s.params},
+                user_attrs={
+                    "config_id": s.config_id,
+                    "seed": s.seed,
+                    "index": s.index,
+                    "factor": s.factor,
+                    "level": s.level,
+                    "outcome": outcome,
+                    "reason": f"DataError: no files for {s.config_id} in data_dir" if outcome == "crashed" else None,
+                    "wall_s": 12.5,
+                    "steps_run": steps,
+                    "metrics": metrics,
+                    "history": [
+                        {"step": k * steps // 4, **{m: v * k / 4 for m, v in metrics.items()}} for k in (1, 2, 3, 4)
+                    ],
+                    "provenance": provenance(s) if callable(provenance) else provenance,
+                },
+            )
+        )
+    return stored
+
+
+def _optuna_value(value):
+    """As the runner stores a parameter: lists as their text, everything else as it is."""
+    return spec.format_value(value) if isinstance(value, list) else value
+
+
+def _distributions(study: spec.Study) -> dict:
+    if study.kind != "search":
+        levels = spec.factor_levels(study)
+        return {k: CategoricalDistribution([_optuna_value(v) for v in levels[k]]) for k in study.factors}
+    found = {}
+    for name, d in study.space.items():
+        if d.type == "float":
+            found[name] = FloatDistribution(d.low, d.high, log=d.log)
+        elif d.type == "int":
+            found[name] = IntDistribution(d.low, d.high, log=d.log, step=d.step)
+        else:
+            found[name] = CategoricalDistribution([_optuna_value(v) for v in d.choices])
+    return found
+
+
+PROVENANCE = {
+    "version": "0.1.0",
+    "commit": "0123456789abcdef0123456789abcdef01234567",
+    "dirty": False,
+    "torch": "2.13.0",
+    "optuna": "5.0.0",
+    "ray": "2.60.0",
+    "python": "3.11.7",
+    "device": "CPU Test CPU @ 2.00GHz, 1 thread",
+}

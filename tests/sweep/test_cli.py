@@ -7,13 +7,15 @@ import re
 import subprocess
 
 import click
+import numpy as np
+import pandas as pd
 import pytest
 import typer
 
 from sweep import cli, console, runner, spec
 from sweep.store import open_store
 
-from helpers import run_sweep
+from helpers import REPO, SWEEP, run_sweep, sweep_env
 
 sweep = run_sweep
 
@@ -214,11 +216,14 @@ def test_the_trial_limit_is_refused_with_its_flag_and_a_dry_run_shows_a_screenfu
     assert one_line_error(sweep("validate", str(path))).endswith("more than the limit of 10,000")
     assert sweep("validate", str(path), "--max-trials", "200000").returncode == 0
     dry = sweep("run", str(path), "--dry-run", "--max-trials", "200000")
-    assert dry.returncode == 0, dry.stderr
-    rows = [line for line in dry.stdout.splitlines() if re.match(r"│ \d+ ", line)]
+    assert dry.returncode == 0, dry.stderr  # one row per configuration, its seeds as a range
+    assert "200000 trials" in dry.stdout and "0..99999" in dry.stdout and len(dry.stdout.splitlines()) < 20
+    wide = sweep("run", str(path), "--dry-run", "--wide", "--max-trials", "200000")
+    assert wide.returncode == 0, wide.stderr
+    rows = [line for line in wide.stdout.splitlines() if re.match(r"│ \d+ ", line)]
     assert len(rows) == console.PLAN_ROWS and "│ 19 " in rows[-1]  # today: an 11 MB table
-    assert f"... and {200_000 - console.PLAN_ROWS} more: 200000 trials in all" in dry.stdout
-    assert len(dry.stdout.splitlines()) < console.PLAN_ROWS + 10
+    assert f"... and {200_000 - console.PLAN_ROWS} more: 200000 trials in all" in wide.stdout
+    assert len(wide.stdout.splitlines()) < console.PLAN_ROWS + 10
     assert f"(default: {spec.MAX_TRIALS})" in " ".join(sweep("run", "--help").stdout.split())
 
 
@@ -246,3 +251,67 @@ def test_no_message_shows_the_storage_password(tmp_path):
     assert cli._location_flags(tmp_path, "postgresql://ann:hunter2@db/sweep") == (
         f" --root {tmp_path} --storage postgresql://ann:***@db/sweep"
     )
+
+
+def test_export_curves_writes_every_trials_history_in_long_format(stored, tmp_path):
+    optuna_study = open_store(stored).load_study("balance")
+    expected = [
+        (t.number, t.user_attrs["seed"], t.params["d_width"], h["step"], metric, value)
+        for t in optuna_study.get_trials()
+        for h in t.user_attrs["history"]
+        for metric, value in h.items()
+        if metric != "step"
+    ]
+    assert len(expected) > 100  # the control: histories to find
+    path = tmp_path / "curves.csv"
+    proc = sweep("export", "balance", "--curves", "-o", str(path), "--root", str(stored))
+    assert proc.returncode == 0 and f"wrote {len(expected)} rows of curves" in proc.stderr
+    frame = pd.read_csv(path)
+    params = [f"params.{k}" for k in ("d_width", "g_width", "lr_ratio")]
+    assert list(frame.columns) == ["trial", "config_id", "seed", "outcome", *params, "step", "metric", "value"]
+    assert frame["metric"].tolist() == [e[4] for e in expected]
+    numbers = frame[["trial", "seed", "params.d_width", "step", "value"]].to_numpy(dtype=float)
+    np.testing.assert_allclose(numbers, [[*e[:4], e[5]] for e in expected], rtol=1e-12)
+    # for pandas users: one line from long format to a learning curve per level
+    curve = frame[frame["metric"] == "eval/fd"].groupby(["config_id", "step"])["value"].mean()
+    assert curve.loc[("d_width=1.0", 800)] > curve.loc[("base", 800)]
+    records = json.loads(sweep("export", "balance", "--curves", "--format", "json", "--root", str(stored)).stdout)
+    assert len(records) == len(expected) and records[0]["metric"] == expected[0][4]
+
+
+STORAGE_COMMANDS = [
+    ["list"],
+    ["claims"],
+    ["show", "balance"],
+    ["show", "balance", "--effects"],
+    ["export", "balance"],
+    ["export", "balance", "--curves"],
+    ["compare", "balance", "balance-rep1"],
+]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["schema"], ["validate", *(str(p) for p in sorted((REPO / "studies").glob("*.yaml")))]]
+    + STORAGE_COMMANDS,
+    ids=lambda args: " ".join(args[:3]) if args[0] != "validate" else "validate studies/*.yaml",
+)
+def test_commands_that_neither_train_nor_plot_load_no_torch_ray_or_matplotlib(args, stored):
+    env = sweep_env(PYTHONPROFILEIMPORTTIME="1", SWEEP_ROOT=str(stored))
+    proc = subprocess.run([SWEEP, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "typer" in imported  # the control: the import log is read
+    assert {m.split(".")[0] for m in imported} & {"torch", "ray", "matplotlib"} == set()
+    if args[0] in ("--help", "schema", "validate"):  # they read study files only: no storage, no statistics
+        assert {m.split(".")[0] for m in imported} & {"optuna", "scipy", "pandas", "sqlalchemy"} == set()
+
+
+def test_commands_that_read_no_storage_yet_create_none(tmp_path):
+    for args in (["list"], ["claims"]):
+        proc = run_sweep(*args, "--root", str(tmp_path / "runs"), cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+    assert "No studies in sqlite:///" in run_sweep("list", "--root", str(tmp_path / "runs")).stdout
+    line = one_line_error(sweep("show", "balance", "--root", str(tmp_path / "runs")))
+    assert "no study named 'balance'" in line and "none yet" in line
+    assert not (tmp_path / "runs").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import platform
 import re
 import signal
 import socket
@@ -13,19 +14,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import analysis, runner, spec
+from sweep import analysis, provenance, runner, spec
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError
 from sweep.report import build, render
 from sweep.store import open_store
 from sweep.vocab import Status
 
-from helpers import lease_holder, run_sweep, start_sweep
+from helpers import REPO, lease_holder, run_sweep, start_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +53,22 @@ def test_tiny_study_records_every_trial_in_optuna(ray_session, tiny_study, tmp_p
         assert [h["step"] for h in t.user_attrs["history"]] == [10, 20]
         assert t.user_attrs["config"]["seed"] == t.user_attrs["seed"]
         assert t.user_attrs["node"] and t.user_attrs["wall_s"] > 0
-        assert 20 in t.intermediate_values  # eval/modes is measured at the end
+        # eval/modes is measured at the end only: the report at step 10 has no measurement of it
+        assert t.intermediate_values == {20: t.values[0]}
+        # the trial's duration is its worker's own time, the one its note gives
+        duration = (t.datetime_complete - t.datetime_start).total_seconds()
+        assert duration == pytest.approx(t.user_attrs["wall_s"], abs=0.01)
         names = {a.filename for a in optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)}
         assert {"scatter.png", "curves.png", "config.json"} <= names
     assert study.metric_names == ["eval/modes"]
+    # provenance: the code, libraries and device of the study's driver and of each trial's worker
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    versions = {name: metadata.version(name) for name in ("torch", "optuna", "ray")}
+    for record in [study.user_attrs["provenance"], *(t.user_attrs["provenance"] for t in trials)]:
+        assert record["commit"] == head.strip() and isinstance(record["dirty"], bool)
+        assert record["version"] == metadata.version("sweep")
+        assert {k: record[k] for k in versions} == versions and record["python"] == platform.python_version()
+    assert {t.user_attrs["provenance"]["device"] for t in trials} == {provenance.cpu_device(1)}  # cpus: 1 a trial
 
     # running it again finds everything stored and runs nothing
     again = runner.run(spec.load(tiny_study), store=store)
