@@ -64,8 +64,21 @@ class TrialAttr:
     TRIAL_DIR = "trial_dir"  # the worker's Ray Tune trial folder
     TRACEBACK = "traceback"  # the end of a crashed trial's traceback
     PROVENANCE = "provenance"  # what trained it: code version and git commit, library versions, device
+    POPULATION = "population"  # the pairs trained side by side as one stacked model with it (1: alone)
     # what a worker reports at the end of a trial and the driver stores as it is
-    FROM_WORKER = (STARTED_AT, ENDED_AT, NODE, NODE_ID, TRIAL_DIR, WALL_S, STEPS_RUN, REASON, TRACEBACK, PROVENANCE)
+    FROM_WORKER = (
+        STARTED_AT,
+        ENDED_AT,
+        NODE,
+        NODE_ID,
+        TRIAL_DIR,
+        WALL_S,
+        STEPS_RUN,
+        REASON,
+        TRACEBACK,
+        PROVENANCE,
+        POPULATION,
+    )
 
 
 class StudyAttr:
@@ -131,7 +144,9 @@ class Store:
     def exists(self) -> bool:
         """Whether there can be studies to read: False for a SQLite file not created yet (reading it would
         create it, empty), True for every database server."""
-        return not self.url.startswith("sqlite:///") or Path(self.url.removeprefix("sqlite:///")).is_file()
+        if not self.url.startswith("sqlite:///") or self.url.startswith("sqlite:///file:"):
+            return True  # a server, or a file: URI (opened as written: SQLite says what is missing)
+        return Path(self.url.removeprefix("sqlite:///")).is_file()
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:

@@ -220,8 +220,8 @@ def test_the_trial_limit_is_refused_with_its_flag_and_a_dry_run_shows_a_screenfu
     assert "200000 trials" in dry.stdout and "0..99999" in dry.stdout and len(dry.stdout.splitlines()) < 20
     wide = sweep("run", str(path), "--dry-run", "--wide", "--max-trials", "200000")
     assert wide.returncode == 0, wide.stderr
-    rows = [line for line in wide.stdout.splitlines() if re.match(r"│ \d+ ", line)]
-    assert len(rows) == console.PLAN_ROWS and "│ 19 " in rows[-1]  # today: an 11 MB table
+    rows = [line for line in wide.stdout.splitlines() if re.match(r"\d+ ", line)]
+    assert len(rows) == console.PLAN_ROWS and rows[-1].startswith("19 ")  # today: an 11 MB table
     assert f"... and {200_000 - console.PLAN_ROWS} more: 200000 trials in all" in wide.stdout
     assert len(wide.stdout.splitlines()) < console.PLAN_ROWS + 10
     assert f"(default: {spec.MAX_TRIALS})" in " ".join(sweep("run", "--help").stdout.split())
