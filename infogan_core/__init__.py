@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from infogan_core.config import TrainConfig, field_docs, field_names, field_schema
+from infogan_core.config import MEMBER_FIELDS, TrainConfig, field_docs, field_names, field_schema, population_key
 from infogan_core.data import DATASETS, Dataset, load_dataset
 from infogan_core.errors import ConfigError, DataError, DivergedError, InfoGANError
 from infogan_core.metrics import METRIC_NAMES, METRICS, measured_metrics
@@ -33,6 +33,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DATASETS",
+    "MEMBER_FIELDS",
     "METRICS",
     "METRIC_NAMES",
     "ConfigError",
@@ -47,5 +48,6 @@ __all__ = [
     "field_schema",
     "load_dataset",
     "measured_metrics",
+    "population_key",
     "train",
 ]

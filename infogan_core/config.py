@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -430,4 +430,54 @@ def _validate_network(cfg: TrainConfig) -> None:
                 _fail(name, f"small enough that {height}x{width} images divide by 2**{name}", depth)
 
 
-__all__ = ["Knob", "TrainConfig", "field_docs", "field_names", "field_schema", "knob"]
+# --- populations: which runs can train as one stacked model ---------------------------------------
+
+# knobs that may differ between the members of a population: none of them changes a tensor's shape
+MEMBER_FIELDS = (
+    "seed",
+    "lr_g",
+    "lr_d",
+    "lr_ratio",
+    "betas",
+    "momentum",
+    "lambda_cat",
+    "lambda_cont",
+    "clip_value",
+    "q_min_std",
+    "cont_prior",
+    "noise_prior",
+)
+
+
+def population_key(cfg: TrainConfig) -> tuple:
+    """What members of one population share: every field but MEMBER_FIELDS, and whether each lambda is
+    0 (a zero lambda takes another path: Q reads detached samples)."""
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in MEMBER_FIELDS}
+    return (*sorted(shared.items()), ("lambda_cat>0", cfg.lambda_cat > 0), ("lambda_cont>0", cfg.lambda_cont > 0))
+
+
+def check_members(cfgs: Sequence[TrainConfig]) -> None:
+    """Refuse configurations that cannot train as one population, naming the first field that differs."""
+    if not cfgs:
+        raise ConfigError("a population needs at least one member")
+    first = dict(population_key(cfgs[0]))
+    for i, cfg in enumerate(cfgs[1:], start=1):
+        for name, value in population_key(cfg):
+            if first[name] != value:
+                raise ConfigError(
+                    f"`{name}` must be the same for every member of a population (only {', '.join(MEMBER_FIELDS)} "
+                    f"may differ), but member 0 has {first[name]!r} and member {i} has {value!r}"
+                )
+
+
+__all__ = [
+    "MEMBER_FIELDS",
+    "Knob",
+    "TrainConfig",
+    "check_members",
+    "field_docs",
+    "field_names",
+    "field_schema",
+    "knob",
+    "population_key",
+]

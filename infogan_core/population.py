@@ -16,7 +16,6 @@ members. `Flatten` and `Unflatten` move between the two.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -24,47 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.adam import adam
 
-from infogan_core.config import TrainConfig
-from infogan_core.errors import ConfigError
+from infogan_core.config import MEMBER_FIELDS, TrainConfig, check_members, population_key
 from infogan_core.models import InfoGAN, Posterior, QHead
 
-# knobs that may differ between the members of a population: none of them changes a tensor's shape
-MEMBER_FIELDS = (
-    "seed",
-    "lr_g",
-    "lr_d",
-    "lr_ratio",
-    "betas",
-    "momentum",
-    "lambda_cat",
-    "lambda_cont",
-    "clip_value",
-    "q_min_std",
-    "cont_prior",
-    "noise_prior",
-)
+# elements per vector step of torch's fused Adam on a CPU, or a multiple (AVX-512 floats: 16); a stacked
+# parameter whose members' slices are not whole multiples of it is updated member by member
+ADAM_LANES = 64
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # nn.BatchNorm's defaults, which every single model uses
-
-
-def population_key(cfg: TrainConfig) -> tuple:
-    """What members of one population share: every field but MEMBER_FIELDS, and whether each lambda is
-    0 (a zero lambda takes another path: Q reads detached samples)."""
-    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in MEMBER_FIELDS}
-    return (*sorted(shared.items()), ("lambda_cat>0", cfg.lambda_cat > 0), ("lambda_cont>0", cfg.lambda_cont > 0))
-
-
-def check_members(cfgs: Sequence[TrainConfig]) -> None:
-    """Refuse configurations that cannot train as one population, naming the first field that differs."""
-    if not cfgs:
-        raise ConfigError("a population needs at least one member")
-    first = dict(population_key(cfgs[0]))
-    for i, cfg in enumerate(cfgs[1:], start=1):
-        for name, value in population_key(cfg):
-            if first[name] != value:
-                raise ConfigError(
-                    f"`{name}` must be the same for every member of a population (only {', '.join(MEMBER_FIELDS)} "
-                    f"may differ), but member 0 has {first[name]!r} and member {i} has {value!r}"
-                )
 
 
 # --- layouts ----------------------------------------------------------------------------------
@@ -432,14 +397,24 @@ class MemberGroup:
         moments = [self.state["exp_avg"][i] for i in chosen]
         squares = [self.state["exp_avg_sq"][i] for i in chosen]
         steps = self.state["steps"]
-        whole = len(together) == 1 and len(next(iter(together.values()))) == self.members
+        counted_here: set[int] = set()  # parameters updated through slices: their count goes up once, below
         for (lr, beta1, beta2), members in together.items():
-            if whole:  # every member in one call, on the stacked tensors
-                tensors = (params, grads, moments, squares)
-                counts = [steps[i] for i in chosen]
-            else:  # these members' slices; each count is the parameter's, incremented once below
-                tensors = tuple([t[k] for t in ts for k in members] for ts in (params, grads, moments, squares))
-                counts = [steps[i].clone() for i in chosen for _ in members]
+            tensors: tuple[list[torch.Tensor], ...] = ([], [], [], [])
+            counts = []
+            for j, i in enumerate(chosen):
+                stacked = (params[j], grads[j], moments[j], squares[j])
+                if len(members) == self.members and params[j][0].numel() % ADAM_LANES == 0:
+                    # every member in one tensor: each member's values start on a whole vector, so the
+                    # kernel's vector lanes (and their fused multiply-adds) fall as in a single run
+                    for into, t in zip(tensors, stacked, strict=True):
+                        into.append(t)
+                    counts.append(steps[i])  # the kernel increments it
+                else:  # each member's slice as its own tensor: it starts at lane 0, as a single run's does
+                    for k in members:
+                        for into, t in zip(tensors, stacked, strict=True):
+                            into.append(t[k])
+                        counts.append(steps[i].clone())
+                    counted_here.add(i)
             adam(
                 *tensors,
                 [],
@@ -453,8 +428,8 @@ class MemberGroup:
                 eps=1e-8,
                 maximize=False,
             )
-        if not whole:
-            steps[chosen] += 1
+        if counted_here:
+            steps[sorted(counted_here)] += 1
 
     def _sgd(self, chosen: list[int], grads: list[torch.Tensor], lrs: Sequence[float], active: Sequence[bool]) -> None:
         """torch's SGD with momentum (no dampening), each member with its own rate and momentum; the first

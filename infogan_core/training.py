@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -31,8 +31,9 @@ from infogan_core.population import MemberGroup, StackedInfoGAN, cat_batch, chec
 
 # report(step, metrics) is called every `report_every` steps and at the end; a truthy return stops.
 ReportFn = Callable[[int, dict[str, float]], bool | None]
-# a population's report(member, step, metrics): a truthy return stops that member alone
-MemberReportFn = Callable[[int, int, dict[str, float]], bool | None]
+# a population's report(step, {member: metrics}) for the members still training; it returns the members
+# to stop there (each alone; the others go on)
+MemberReportFn = Callable[[int, dict[int, dict[str, float]]], Iterable[int] | None]
 LOSS_NAMES = ("loss/d", "loss/info", "loss/g", "loss/info")  # in the order the step computes them
 
 
@@ -214,7 +215,7 @@ def train(
     the directory already holds a state of this run, resumes from it: the numbers are those of an
     uninterrupted run.
     """
-    member_report = None if report is None else (lambda _member, step, metrics: report(step, metrics))
+    member_report = None if report is None else (lambda step, rows: [0] if report(step, rows[0]) else [])
     (result,) = train_population(
         [cfg], report=member_report, image_dirs=None if image_dir is None else [image_dir], checkpoints=checkpoints
     )
@@ -372,7 +373,8 @@ def train_population(
             table = dict(zip(keys, rows, strict=True))
             peaks = progress.grad_peak.tolist()
             elapsed = time.perf_counter() - window_start
-            for k in list(running):
+            rows: dict[int, dict[str, float]] = {}
+            for k in running:
                 metrics = {key: values[k] for key, values in table.items()}
                 if cfg.cat_codes:
                     metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
@@ -385,13 +387,14 @@ def train_population(
                 if step % cfg.eval_every == 0 or last:
                     member = model.member(k, cfgs[k], data.sample_shape)
                     metrics.update(evaluate(member, cfgs[k], data, seed=cfgs[k].seed + step))
+                rows[k] = dict(metrics)
                 metrics["step"] = step
                 histories[k].append(metrics)
                 steps_run[k] = step
-                if report is not None and report(k, step, {m: v for m, v in metrics.items() if m != "step"}):
-                    progress.stopped_early[k] = True
-                    progress.final_states[k] = model.member_state(k)  # the others' forwards still move its BN
-                    running.remove(k)
+            for k in sorted(set(report(step, rows) or ()) & set(running)) if report is not None else ():
+                progress.stopped_early[k] = True
+                progress.final_states[k] = model.member_state(k)  # the others' forwards still move its BN
+                running.remove(k)
             progress.sums, progress.window_steps = {}, 0
             window_start = time.perf_counter()
             if not running:

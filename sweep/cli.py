@@ -166,6 +166,14 @@ def run(
     set_values: Annotated[
         list[str] | None, typer.Option("--set", help="Override a base value, key=value; repeatable.")
     ] = None,
+    population: Annotated[
+        str | None,
+        typer.Option(
+            help="Override resources.population: pairs trained as one stacked model per Ray trial (a number, or "
+            "auto); the stored numbers are the same.",
+            show_default=False,
+        ),
+    ] = None,
     new_name: Annotated[
         str | None,
         typer.Option("--new-name", callback=_study_name, help="Run under this study name instead of the file's."),
@@ -208,9 +216,14 @@ def run(
 
     limit = _max_trials(max_trials)
     study = spec.load(study_file, max_trials=limit)
-    if steps is not None or seeds is not None or trials is not None or set_values:
+    if steps is not None or seeds is not None or trials is not None or set_values or population is not None:
         study = study.with_overrides(
-            steps=steps, seeds=_parse_seeds(seeds), trials=trials, set_values=_parse_sets(set_values), max_trials=limit
+            steps=steps,
+            seeds=_parse_seeds(seeds),
+            trials=trials,
+            set_values=_parse_sets(set_values),
+            population=None if population is None else int(population) if population.isdigit() else population,
+            max_trials=limit,
         )
     if new_name:
         study = study.renamed(new_name)

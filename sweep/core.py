@@ -8,13 +8,14 @@ which happens in the Ray worker that trains, not in the driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import infogan_core
 from infogan_core import (
     DATASETS,
+    MEMBER_FIELDS,
     METRIC_NAMES,
     METRICS,
     ConfigError,
@@ -25,6 +26,7 @@ from infogan_core import (
     field_names,
     field_schema,
     measured_metrics,
+    population_key,
 )
 from infogan_core.data import IDX_SOURCES, fetch_idx
 from sweep.provenance import cpu_device
@@ -46,6 +48,25 @@ def train(
 ) -> TrainResult:
     """Train one run of `cfg` (the core's `train`, loaded with torch on first use)."""
     return infogan_core.train(cfg, report=report, image_dir=image_dir)
+
+
+def train_population(
+    cfgs: Sequence[TrainConfig],
+    *,
+    report: Callable[[int, dict[int, dict[str, float]]], Iterable[int] | None] | None = None,
+    image_dirs: Sequence[str | Path] | None = None,
+) -> list[TrainResult | DivergedError]:
+    """Train K runs of one network shape as one stacked model (the core's `train_population`): member k's
+    numbers are those of `train(cfgs[k])`; each result is a TrainResult or the DivergedError that stopped it."""
+    from infogan_core.training import train_population as train_stacked  # lazy: torch loads in the worker
+
+    return train_stacked(cfgs, report=report, image_dirs=image_dirs)
+
+
+def auto_population(on_gpu: bool) -> int:
+    """Members per population when a study says `population: auto`: what bench_population.py measured to
+    pay off on a CPU (16), and a GPU's worth of these small networks (256)."""
+    return 256 if on_gpu else 16
 
 
 def curves_png(history: Sequence[dict[str, float]], path: Path) -> Path:
@@ -78,6 +99,7 @@ def device_description(name: str) -> str:
 __all__ = [
     "DATASETS",
     "IDX_SOURCES",
+    "MEMBER_FIELDS",
     "METRICS",
     "METRIC_NAMES",
     "ConfigError",
@@ -91,7 +113,10 @@ __all__ = [
     "field_names",
     "fetch_idx",
     "field_schema",
+    "auto_population",
     "measured_metrics",
+    "population_key",
     "set_threads",
     "train",
+    "train_population",
 ]

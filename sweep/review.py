@@ -80,6 +80,9 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
     lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
     wall = final.get(TrialAttr.WALL_S)
     lines.append(f"- **Steps:** {final.get(TrialAttr.STEPS_RUN, '?')}" + (f" in {wall:.1f} s" if wall else ""))
+    others = int(final.get(TrialAttr.POPULATION) or 1) - 1
+    if others:
+        lines.append(f"- **Population:** trained with {others} other pairs as one stacked model (their time is shared)")
     if final.get(TrialAttr.PROVENANCE):
         lines.append(f"- **Ran on:** {provenance.text(final[TrialAttr.PROVENANCE])}")
     metrics = final.get(TrialAttr.METRICS) or {}

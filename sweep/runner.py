@@ -1,9 +1,13 @@
 """Run a study: Ray Tune schedules the trials, Optuna proposes or enumerates them and records all.
 
-Each Ray Tune trial is exactly one Optuna trial and one (configuration, seed) pair. Only this driver
-process talks to the Optuna storage, so SQLite works on a cluster's head node: workers send their
-metrics, history and PNG images back inside their reported results, and the driver attaches them
-to the Optuna trial (artifacts, user attributes, a note) before telling Optuna how it ended.
+Each Optuna trial is one (configuration, seed) pair. Each Ray Tune trial trains a population of them:
+pairs of one network shape (`resources.population` at most, 1 by default) trained as one stacked model
+(the core's population engine), each member still its own Optuna trial with its own values, history,
+images, note and outcome. Early stopping (ASHA) is decided here, per member, and read by the workers
+from a small Ray actor (the stop board). Only this driver process talks to the Optuna storage, so
+SQLite works on a cluster's head node: workers send their metrics, history and PNG images back inside
+their reported results, and the driver attaches them to the Optuna trial (artifacts, user attributes,
+a note) before telling Optuna how it ended.
 
 Resuming is by the storage: a (configuration, seed) pair that already finished is never run again;
 a trial that was RUNNING when a previous driver died is marked FAIL (outcome "interrupted") and its
@@ -22,9 +26,10 @@ import logging
 import math
 import os
 import time
+import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +40,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 from ray.tune import Callback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from sweep import analysis, provenance, review
+from sweep import analysis, core, provenance, review
 from sweep import spec as spec_module
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError, StudyBusyError, StudyError
 from sweep.spec import Study, TrialSpec
@@ -52,8 +57,8 @@ from sweep.store import (
     record_intermediate,
     set_trial_times,
 )
-from sweep.trainable import EVAL_STEP, FINAL, trainable
-from sweep.vocab import DECISIVE, FINISHED, Outcome
+from sweep.trainable import EVAL_STEP, FINAL, MEMBERS, StopBoard, trainable
+from sweep.vocab import DECISIVE, FINISHED, Outcome, counts
 
 # --- planning: which trials still have to run -------------------------------------------------
 
@@ -237,10 +242,11 @@ def _check_seed_plan(study: Study, optuna_study: optuna.Study) -> None:
 class TrialProgress:
     """One trial as the progress display shows it: which pair, how far, how it ended."""
 
-    label: str  # "d_width=1.0 seed 2"
+    label: str  # "d_width=1.0 seed 2", or a population's pairs: "8 pairs: base seeds 0..7"
     steps: int  # its training budget
     step: int = 0  # the last step it reported
-    outcome: str = ""  # a vocab.Outcome value once it ended
+    outcome: str = ""  # a vocab.Outcome value once it ended (a population: its members' outcomes)
+    members: int = 1  # the pairs it trains
     seconds: float | None = None  # its worker's wall time, when the worker sent its final result
 
 
@@ -264,26 +270,32 @@ class Tracker:
 
     @property
     def running(self) -> int:
-        return len(self.started)
+        """Pairs training now (a population counts its members)."""
+        return sum(t.members for tid, t in self.trials.items() if tid in self.started and not t.outcome) or len(
+            self.started
+        )
 
     def running_trials(self) -> list[TrialProgress]:
         """The trials a worker runs now, in the order they were handed out."""
         return [t for tid, t in self.trials.items() if tid in self.started and not t.outcome]
 
-    def end(self, tune_id: str, outcome: Outcome, seconds: float | None = None) -> None:
+    def end(self, tune_id: str, outcome: Outcome | str, seconds: float | None = None) -> None:
         self.started.discard(tune_id)
         trial = self.trials.get(tune_id)
         if trial is not None and not trial.outcome:
-            trial.outcome, trial.seconds = outcome.value, seconds
+            trial.outcome, trial.seconds = outcome.value if isinstance(outcome, Outcome) else outcome, seconds
             self.ended.append(trial)
 
 
 class OptunaFront:
-    """Hands Ray Tune the next (configuration, seed) and records each trial in Optuna.
+    """Hands Ray Tune the next population of (configuration, seed) pairs and records each pair in Optuna.
 
     Ablation and grid trials are enqueued with their params fixed, in the expanded order, and asked
     for at once; search trials ask the study's sampler for params, and each sampled configuration is
-    repeated for every seed. Intermediate values go to Optuna for single-objective studies.
+    repeated for every seed. A population takes the next pending pairs of one network shape (those whose
+    configurations differ only in MEMBER_FIELDS), up to `population_size`. Intermediate values go to
+    Optuna; with early stopping, each member's results go through ASHA here, and the members it stops
+    are posted on the stop board that their worker reads.
     """
 
     def __init__(
@@ -296,15 +308,21 @@ class OptunaFront:
         search_remaining: int,
         tracker: Tracker,
         lease: DriverLease | None = None,
+        population_size: int = 1,
+        stop_board: Any = None,
     ) -> None:
         self.study, self.optuna_study = study, optuna_study
         self.lease = lease  # once another driver has taken it over, no trial is handed out
-        self.queue = list(pending)
+        self.queue: list[tuple[TrialSpec, optuna.Trial | None]] = [(spec, None) for spec in pending]
         self.search_remaining = search_remaining
         self.tracker = tracker
-        self.live: dict[str, optuna.Trial] = {}  # Tune trial id -> open Optuna trial
+        self.live: dict[str, list[optuna.Trial]] = {}  # Tune trial id -> its members' open Optuna trials
         self.distributions = {name: _distribution(study, name) for name in self._param_names()}
         self.artifact_store = store.artifact_store()
+        self.population_size = population_size
+        self.stop_board = stop_board  # a StopBoard actor when the study stops members early, else None
+        self.asha = _asha(study) if stop_board is not None else None
+        self._keys: dict[str, tuple] = {}  # config_id -> its population key
 
     def _param_names(self) -> list[str]:
         return list(self.study.space) if self.study.kind == "search" else list(self.study.factors)
@@ -313,17 +331,44 @@ class OptunaFront:
     def total(self) -> int:
         return len(self.queue) + self.search_remaining * len(self.study.seed_list)
 
-    def next_config(self) -> tuple[dict[str, Any], optuna.Trial] | None:
-        """The next trial's Tune config and its (open) Optuna trial, or None when all are handed out."""
+    def next_population(self) -> tuple[dict[str, Any], list[optuna.Trial]] | None:
+        """The next Tune trial's config (its members) and their open Optuna trials, or None when every
+        pair is handed out."""
         if self.lease is not None and self.lease.lost:
             return None
-        if self.queue:
-            spec = self.queue.pop(0)
-            trial = self._fixed_trial(spec)
-        elif self.search_remaining > 0:
-            spec, trial = self._sample_configuration()
-        else:
+        if not self.queue and self.search_remaining > 0:
+            self._sample_configuration()
+        if not self.queue:
             return None
+        key = self._key(self.queue[0][0])
+        chosen: list[tuple[TrialSpec, optuna.Trial | None]] = []
+        while len(chosen) < self.population_size:
+            room = self.population_size - len(chosen)
+            taken = [i for i, (spec, _) in enumerate(self.queue) if self._key(spec) == key][:room]
+            if not taken:
+                if self.search_remaining > 0 and self._key(self._sample_configuration()) == key:
+                    continue  # the sampled configuration fits this population: its seeds join
+                break
+            chosen += [self.queue[i] for i in taken]
+            gone = set(taken)
+            self.queue = [item for i, item in enumerate(self.queue) if i not in gone]
+        members = [self._open(spec, trial) for spec, trial in chosen]
+        config = {
+            "members": [m for m, _ in members],
+            "cpus": self.study.resources.cpus,
+            "stop_board": _BOARD_NAME if self.stop_board is not None else None,
+        }
+        return config, [trial for _, trial in members]
+
+    def _key(self, spec: TrialSpec) -> tuple:
+        if spec.config_id not in self._keys:
+            self._keys[spec.config_id] = core.population_key(self.study.train_config(spec.params, spec.seed))
+        return self._keys[spec.config_id]
+
+    def _open(self, spec: TrialSpec, trial: optuna.Trial | None) -> tuple[dict[str, Any], optuna.Trial]:
+        """The member's part of the Tune config, and its Optuna trial (asked for now if not yet)."""
+        if trial is None:
+            trial = self._fixed_trial(spec)
         for key, value in (
             (TrialAttr.CONFIG_ID, spec.config_id),
             (TrialAttr.SEED, spec.seed),
@@ -334,18 +379,17 @@ class OptunaFront:
             trial.set_user_attr(key, value)
         cfg = self.study.train_config(spec.params, spec.seed)
         trial.set_user_attr(TrialAttr.CONFIG, cfg.to_dict())
-        config = {"train_config": cfg.to_dict(), "cpus": self.study.resources.cpus, "optuna_number": trial.number}
-        return config, trial
+        return {"train_config": cfg.to_dict(), "optuna_number": trial.number}, trial
 
-    def _sample_configuration(self) -> tuple[TrialSpec, optuna.Trial]:
-        """Ask the sampler for one configuration: its trial runs the first seed, the others are queued."""
+    def _sample_configuration(self) -> TrialSpec:
+        """Ask the sampler for one configuration: its trial runs the first seed; every seed is queued."""
         trial = self.optuna_study.ask(self.distributions)
         params = {k: _from_optuna_value(self.study, k, v) for k, v in trial.params.items()}
         config_id = f"search-{trial.number:04d}"
         self.search_remaining -= 1
         first, *others = [TrialSpec(0, config_id, params, s, None, None) for s in self.study.seed_list]
-        self.queue = others + self.queue
-        return first, trial
+        self.queue += [(first, trial)] + [(spec, None) for spec in others]
+        return first
 
     def _fixed_trial(self, spec: TrialSpec) -> optuna.Trial:
         """An Optuna trial, RUNNING, with the spec's params fixed: enqueued, then asked for at once."""
@@ -355,8 +399,8 @@ class OptunaFront:
 
     # called by the Tune searcher adapter
     def on_result(self, tune_id: str, result: dict[str, Any]) -> None:
-        trial = self.live.get(tune_id)
-        if trial is None:
+        trials = self.live.get(tune_id)
+        if trials is None:
             return
         if self.tracker.first_step_at is None:
             self.tracker.first_step_at = time.perf_counter()
@@ -364,18 +408,37 @@ class OptunaFront:
         if "step" in result and progress is not None:
             progress.step = int(result["step"])
         if FINAL in result:
-            self._finish(tune_id, json.loads(result[FINAL]))
+            self._finish(tune_id, json.loads(result[FINAL])["members"])
             return
+        if MEMBERS not in result:
+            return
+        for k, metrics in json.loads(result[MEMBERS]).items():
+            self._member_result(tune_id, int(k), trials[int(k)], int(result["step"]), metrics)
+
+    def _member_result(self, tune_id: str, k: int, trial: optuna.Trial, step: int, metrics: dict[str, Any]) -> None:
         # the first objective's learning curve, at the steps where it was measured (eval/* metrics are
         # measured every eval_every steps; results between repeat the latest evaluation)
         metric = self.study.objectives[0].metric
-        value = result.get(metric)
-        measured = not metric.startswith("eval/") or result.get(EVAL_STEP) == result.get("step")
+        value = metrics.get(metric)
+        measured = not metric.startswith("eval/") or metrics.get(EVAL_STEP) == step
         if measured and isinstance(value, int | float) and math.isfinite(value):
-            record_intermediate(self.optuna_study, trial, int(result["step"]), float(value))
+            record_intermediate(self.optuna_study, trial, step, float(value))
+        if self.asha is not None and step < self.study.budget.steps:
+            member = _Member(f"{tune_id}/{k}")
+            if self.asha.on_trial_result(None, member, {**metrics, "step": step}) == ASHAScheduler.STOP:
+                self.stop_board.stop.remote(tune_id, k)
 
-    def _finish(self, tune_id: str, final: dict[str, Any]) -> None:
-        trial = self.live.pop(tune_id)
+    def _finish(self, tune_id: str, finals: list[dict[str, Any]]) -> None:
+        trials = self.live.pop(tune_id)
+        outcomes = [self._finish_member(trial, final) for trial, final in zip(trials, finals, strict=True)]
+        if finals:
+            self.tracker.trial_seconds += finals[0].get(TrialAttr.WALL_S, 0.0)  # the population's, counted once
+        outcome = outcomes[0] if len(outcomes) == 1 else counts(dict(Counter(o.value for o in outcomes)))
+        self.tracker.end(tune_id, outcome, finals[0].get(TrialAttr.WALL_S) if finals else None)
+        if self.stop_board is not None:
+            self.stop_board.forget.remote(tune_id)
+
+    def _finish_member(self, trial: optuna.Trial, final: dict[str, Any]) -> Outcome:
         outcome = Outcome(final[TrialAttr.OUTCOME])
         for key in TrialAttr.FROM_WORKER:
             if key in final:
@@ -384,7 +447,6 @@ class OptunaFront:
             trial.set_user_attr(TrialAttr.METRICS, _finite(final[TrialAttr.METRICS]))
         if final.get(TrialAttr.HISTORY):
             trial.set_user_attr(TrialAttr.HISTORY, [_finite(h) for h in final[TrialAttr.HISTORY]])
-        self.tracker.trial_seconds += final.get(TrialAttr.WALL_S, 0.0)
         values = None
         if outcome is Outcome.COMPLETED:
             values = [final[TrialAttr.METRICS].get(o.metric) for o in self.study.objectives]
@@ -403,12 +465,15 @@ class OptunaFront:
             if len(values) == 1:
                 better = max if self.study.objectives[0].direction == "maximize" else min
                 self.tracker.best = values[0] if self.tracker.best is None else better(self.tracker.best, values[0])
+        elif outcome is Outcome.PRUNED:
+            self.optuna_study.tell(trial, state=TrialState.PRUNED)
+            self.tracker.pruned += 1
         else:
             self.optuna_study.tell(trial, state=TrialState.FAIL)
             self._failed(outcome, trial.user_attrs.get(TrialAttr.REASON) or final.get(TrialAttr.REASON))
         if TrialAttr.STARTED_AT in final and TrialAttr.ENDED_AT in final:
             set_trial_times(self.optuna_study, trial, final[TrialAttr.STARTED_AT], final[TrialAttr.ENDED_AT])
-        self.tracker.end(tune_id, outcome, final.get(TrialAttr.WALL_S))
+        return outcome
 
     def _failed(self, outcome: Outcome, reason: str | None) -> None:
         self.tracker.failed += 1
@@ -418,30 +483,76 @@ class OptunaFront:
     def close_unfinished(self) -> None:
         """Mark trials still open when Tune stopped (the run was interrupted) FAIL "interrupted"."""
         reason = "the run was stopped before this trial finished; its pair is run again"
-        for tune_id, trial in self.live.items():
-            end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+        for tune_id, trials in self.live.items():
+            for trial in trials:
+                end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
             self.tracker.end(tune_id, Outcome.INTERRUPTED)
         self.live = {}
         self.tracker.started.clear()
 
     def on_complete(self, tune_id: str, error: bool) -> None:
-        """A Tune trial ended without its final result: stopped early (PRUNED) or lost (FAIL)."""
-        trial = self.live.pop(tune_id, None)
-        if trial is None:
+        """A Tune trial ended without its final result: its worker failed."""
+        trials = self.live.pop(tune_id, None)
+        if trials is None:
             return
-        if error:
-            reason = "the Ray worker running this trial failed"
+        reason = "the Ray worker running this trial failed" if error else "the trial ended without its final result"
+        for trial in trials:
             end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.CRASHED, reason)
             self._failed(Outcome.CRASHED, reason)
-            self.tracker.end(tune_id, Outcome.CRASHED)
-        else:
-            progress = self.tracker.trials.get(tune_id)
-            step = progress.step if progress is not None else None
-            trial.set_user_attr(TrialAttr.STEPS_RUN, step)
-            reason = f"stopped early by ASHA at step {step}"
-            end_trial(self.optuna_study, trial, TrialState.PRUNED, Outcome.PRUNED, reason)
-            self.tracker.pruned += 1
-            self.tracker.end(tune_id, Outcome.PRUNED)
+        self.tracker.end(tune_id, Outcome.CRASHED)
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One member of a population as ASHA sees it: a trial id of its own."""
+
+    trial_id: str
+
+
+_BOARD_NAME = f"sweep-stop-board-{uuid.uuid4().hex[:12]}"  # this driver's stop board (a named Ray actor)
+
+
+def _asha(study: Study) -> ASHAScheduler | None:
+    """ASHA over members: each member's results, one rung decision each, as Tune's scheduler decides
+    for whole trials (Tune's ASHAScheduler itself, fed here with one id per member)."""
+    if study.early_stopping is None:
+        return None
+    es = study.early_stopping
+    return ASHAScheduler(
+        time_attr="step",
+        metric=es.metric,
+        mode=es.mode,
+        max_t=study.budget.steps,
+        grace_period=es.grace_period,
+        reduction_factor=es.reduction_factor,
+        stop_last_trials=False,  # a member at its last step ends by itself, with its final result
+    )
+
+
+def population_size(study: Study, pairs: int, slots: int) -> int:
+    """Members per population for `pairs` pending pairs and `slots` populations at once: the study's
+    `resources.population` (auto: by device), but no more than spreads the pairs over every slot."""
+    size = study.resources.population
+    if size == "auto":
+        size = core.auto_population(on_gpu=study.resources.gpus > 0)
+    return max(1, min(size, math.ceil(pairs / max(1, slots))))
+
+
+def _population_label(trials: Sequence[optuna.Trial]) -> str:
+    """'base seed 2' for one pair; '8 pairs: base seeds 0..3, d_batchnorm=joint seeds 0..3' for a population."""
+    if len(trials) == 1:
+        return f"{trials[0].user_attrs[TrialAttr.CONFIG_ID]} seed {trials[0].user_attrs[TrialAttr.SEED]}"
+    seeds: dict[str, list[int]] = {}
+    for t in trials:
+        seeds.setdefault(t.user_attrs[TrialAttr.CONFIG_ID], []).append(int(t.user_attrs[TrialAttr.SEED]))
+    parts = [f"{config_id} seeds {_seed_range(s)}" for config_id, s in seeds.items()]
+    return f"{len(trials)} pairs: " + ", ".join(parts)
+
+
+def _seed_range(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ",".join(map(str, seeds))
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -450,27 +561,30 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 class _FrontSearcher(Searcher):
-    """Ray Tune's view of the OptunaFront: suggest the next trial, pass every result on."""
+    """Ray Tune's view of the OptunaFront: suggest the next population, pass every result on."""
 
     def __init__(self, front: OptunaFront) -> None:
         super().__init__(metric=None, mode=None)
         self.front = front
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str:
-        nxt = self.front.next_config()
+        nxt = self.front.next_population()
         if nxt is None:
             return Searcher.FINISHED
-        config, trial = nxt
-        self.front.live[trial_id] = trial
-        label = f"{trial.user_attrs[TrialAttr.CONFIG_ID]} seed {trial.user_attrs[TrialAttr.SEED]}"
-        self.front.tracker.trials[trial_id] = TrialProgress(label, config["train_config"]["steps"])
+        config, trials = nxt
+        self.front.live[trial_id] = trials
+        steps = config["members"][0]["train_config"]["steps"]
+        self.front.tracker.trials[trial_id] = TrialProgress(_population_label(trials), steps, members=len(trials))
+        if self.front.asha is not None:
+            for k in range(len(trials)):
+                self.front.asha.on_trial_add(None, _Member(f"{trial_id}/{k}"))
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.front.on_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        # a trial stopped by the scheduler gets its last result here, not in on_trial_result
+        # a trial's last result can arrive here rather than in on_trial_result
         if result and trial_id in self.front.live:
             self.front.on_result(trial_id, result)
         self.front.on_complete(trial_id, error)
@@ -545,7 +659,11 @@ def _slots(study: Study) -> int:
 
 
 def _trial_name(trial: Any) -> str:
-    return f"trial_{trial.config.get('optuna_number', trial.trial_id)}"
+    """trial_12 for one pair (its Optuna number), population_12-27 for a population."""
+    numbers = [m["optuna_number"] for m in trial.config.get("members", [])]
+    if not numbers:
+        return f"trial_{trial.trial_id}"
+    return f"trial_{numbers[0]}" if len(numbers) == 1 else f"population_{numbers[0]}-{numbers[-1]}"
 
 
 def _quiet_ray() -> None:
@@ -584,21 +702,6 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         ray_constants.ENABLE_RAY_CLUSTER = clustered
 
 
-def _scheduler(study: Study) -> Any:
-    if study.early_stopping is None:
-        return FIFOScheduler()
-    es = study.early_stopping
-    return ASHAScheduler(
-        time_attr="step",
-        metric=es.metric,
-        mode=es.mode,
-        max_t=study.budget.steps,
-        grace_period=es.grace_period,
-        reduction_factor=es.reduction_factor,
-        stop_last_trials=False,  # a trial at its last step ends by itself, with its final result
-    )
-
-
 def _run_trials(
     study: Study,
     optuna_study: optuna.Study,
@@ -613,6 +716,12 @@ def _run_trials(
 ) -> None:
     """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
     when Tune stops (Ctrl-C) are marked interrupted."""
+    _quiet_ray()
+    ensure_ray(address)
+    slots = _slots(study)
+    pairs = len(the_plan.pending) + the_plan.search_remaining * len(study.seed_list)
+    # members stopped early are posted on a board their workers read at each report
+    board = StopBoard.options(name=_BOARD_NAME).remote() if study.early_stopping is not None else None
     front = OptunaFront(
         study,
         optuna_study,
@@ -621,14 +730,14 @@ def _run_trials(
         search_remaining=the_plan.search_remaining,
         tracker=tracker,
         lease=lease,
+        population_size=population_size(study, pairs, slots),
+        stop_board=board,
     )
     count = front.total
     tracker.total += count
-    _quiet_ray()
-    ensure_ray(address)
     # Tune lets a custom searcher keep one trial pending at a time, so trial actors would start one
     # after another (~3 s each here); let every slot start its actor at once.
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(_slots(study))
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots)
     resources: dict[str, float] = {"cpu": study.resources.cpus}
     if study.resources.gpus:
         resources["gpu"] = study.resources.gpus
@@ -636,8 +745,7 @@ def _run_trials(
         tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(
             search_alg=_FrontSearcher(front),
-            scheduler=_scheduler(study),
-            num_samples=count,
+            num_samples=count,  # at most: populations hand out several pairs per Tune trial
             max_concurrent_trials=study.resources.max_concurrent,
             reuse_actors=True,
             trial_name_creator=_trial_name,
@@ -652,7 +760,11 @@ def _run_trials(
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        if board is not None:
+            ray.kill(board)
     # Tune returns early on Ctrl-C (SIGINT): trials still open did not finish in this run
     front.close_unfinished()
     if progress:

@@ -105,10 +105,26 @@ class EarlyStopping(_Model):
         return self
 
 
+MAX_POPULATION = 1024  # members of one population, at most
+
+
 class Resources(_Model):
     cpus: float = Field(1.0, gt=0, description="CPUs per trial (Ray resources).")
     gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
     max_concurrent: int | None = Field(None, ge=1, description="Trials at once; default: as many as fit.")
+    population: Annotated[int, Field(ge=1, le=MAX_POPULATION)] | Literal["auto"] = Field(
+        1,
+        description="Pairs of one network shape trained as one stacked model, each still its own trial (same "
+        "numbers as alone); at most this many per Ray trial, spread over the slots. auto: 16 on a CPU, up to 256 "
+        "on a GPU. 1: each pair alone.",
+    )
+
+    @field_validator("population", mode="before")
+    @classmethod
+    def _members(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_POPULATION):
+            return value
+        raise ValueError(f"must be a whole number of members from 1 to {MAX_POPULATION}, or auto, but got {value!r}")
 
 
 class Budget(_Model):
@@ -535,10 +551,11 @@ class Study(_Model):
         seeds: int | list[int] | None = None,
         trials: int | None = None,
         set_values: dict | None = None,
+        population: int | str | None = None,
         max_trials: int | None = MAX_TRIALS,
     ) -> Study:
-        """A new validated study with budget steps, seeds, search trials or base values replaced (CLI), at most
-        `max_trials` trials."""
+        """A new validated study with budget steps, seeds, search trials, base values or the population size
+        replaced (CLI), at most `max_trials` trials."""
         data, values = self.model_dump(mode="json"), dict(set_values or {})
         budget = data["budget"] | {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         budget["steps"] = budget["steps"] if steps is None else steps
@@ -551,6 +568,7 @@ class Study(_Model):
             "base": data["base"] | values,
             "seeds": data["seeds"] if seeds is None else seeds,
             "trials": data["trials"] if trials is None else trials,
+            "resources": data["resources"] | ({} if population is None else {"population": population}),
         }
         return parse(data, source=f"study {self.name} with overrides", max_trials=max_trials)
 

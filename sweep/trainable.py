@@ -1,9 +1,11 @@
-"""The worker side: what runs inside a Ray worker, on any node, for one (configuration, seed).
+"""The worker side: what runs inside a Ray worker, on any node, for one population of (configuration,
+seed) pairs (a population of one: a single run).
 
-It trains, reports metrics every `report_every` steps through `ray.tune.report` (for the scheduler and
-the driver's progress), and ends with one final result that carries everything the driver stores:
-the outcome, final metrics, history and the PNG images (base64), so that nothing but the driver ever
-writes the Optuna storage.
+It trains the members as one stacked model, reports every member's metrics every `report_every` steps
+through `ray.tune.report` (for the driver's progress, learning curves and early stopping), stops the
+members the driver's early-stopping board names, and ends with one final result that carries, per
+member, everything the driver stores: the outcome, final metrics, history and the PNG images (base64),
+so that nothing but the driver ever writes the Optuna storage.
 """
 
 from __future__ import annotations
@@ -25,69 +27,101 @@ from sweep import core, provenance
 from sweep.store import FINAL_IMAGES, TrialAttr
 from sweep.vocab import Outcome
 
-FINAL = "sweep/final"  # key of the last result a trainable reports (absent when stopped early)
-EVAL_STEP = "sweep/eval_step"  # in every result: the step whose evaluation its eval/* values come from (0: none yet)
+FINAL = "sweep/final"  # key of the last result a trainable reports: JSON, {"members": [final per member]}
+MEMBERS = "sweep/members"  # key of every other result: JSON, {member: metrics} of the members still training
+EVAL_STEP = "sweep/eval_step"  # in each member's metrics: the step its eval/* values come from (0: none yet)
+
+
+@ray.remote(num_cpus=0)
+class StopBoard:
+    """The driver's early-stopping decisions, where workers read them: (Tune trial id, member) pairs to stop.
+    A member named here stops at its population's next report."""
+
+    def __init__(self) -> None:
+        self.stops: dict[str, set[int]] = {}
+
+    def stop(self, trial_id: str, member: int) -> None:
+        self.stops.setdefault(trial_id, set()).add(member)
+
+    def stopped(self, trial_id: str) -> list[int]:
+        return sorted(self.stops.get(trial_id, ()))
+
+    def forget(self, trial_id: str) -> None:
+        self.stops.pop(trial_id, None)
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """One (configuration, seed): train, report every `report_every` steps, then a final result."""
-    # the worker's own start and end (wall clock, for timelines across nodes): the trial's duration
+    """One population: train its members, report them every `report_every` steps, then one final result."""
+    # the worker's own start and end (wall clock, for timelines across nodes): each member's duration
     started_at, started = time.time(), time.perf_counter()
     core.set_threads(int(config["cpus"]))
-    cfg = core.TrainConfig.from_dict(config["train_config"])
-    latest_eval: dict[str, float] = {}
-    eval_step = [0]  # the step of the latest evaluation, whose eval/* values every later result repeats
+    cfgs = [core.TrainConfig.from_dict(m["train_config"]) for m in config["members"]]
+    board = ray.get_actor(config["stop_board"]) if config.get("stop_board") else None
+    trial_id = tune.get_context().get_trial_id()
+    latest_eval: list[dict[str, float]] = [{} for _ in cfgs]
+    eval_step = [0] * len(cfgs)  # per member: the step of its latest evaluation, repeated by later results
 
-    def report(step: int, metrics: dict[str, float]) -> None:
-        fresh = {k: v for k, v in metrics.items() if k.startswith("eval/")}
-        if fresh:
-            latest_eval.update(fresh)
-            eval_step[0] = step
-        tune.report({**metrics, **latest_eval, "step": step, EVAL_STEP: eval_step[0]})
+    def report(step: int, rows: dict[int, dict[str, float]]) -> list[int]:
+        members = {}
+        for k, metrics in rows.items():
+            fresh = {m: v for m, v in metrics.items() if m.startswith("eval/")}
+            if fresh:
+                latest_eval[k].update(fresh)
+                eval_step[k] = step
+            members[k] = {**metrics, **latest_eval[k], EVAL_STEP: eval_step[k]}
+        # one JSON string: Tune flattens nested dicts in results before searchers see them
+        tune.report({MEMBERS: json.dumps(members), "step": step})
+        return ray.get(board.stopped.remote(trial_id)) if board is not None else []
 
-    final: dict[str, Any] = {
+    shared = {
         TrialAttr.NODE: socket.gethostname(),
         TrialAttr.NODE_ID: ray.get_runtime_context().get_node_id(),
         TrialAttr.TRIAL_DIR: os.getcwd(),
+        TrialAttr.POPULATION: len(cfgs),
     }
     with tempfile.TemporaryDirectory() as tmp:
+        image_dirs = [Path(tmp) / f"member{k}" for k in range(len(cfgs))]
         try:
-            result = core.train(cfg, report=report, image_dir=tmp)
-            final.update(
-                {
-                    TrialAttr.OUTCOME: Outcome.COMPLETED.value,
-                    TrialAttr.METRICS: result.metrics,
-                    TrialAttr.HISTORY: result.history,
-                    TrialAttr.STEPS_RUN: result.steps_run,
-                    FINAL_IMAGES: _read_images(result.images),
-                }
-            )
-        except core.DivergedError as exc:
-            final.update(
-                {
-                    TrialAttr.OUTCOME: Outcome.DIVERGED.value,
-                    TrialAttr.REASON: str(exc),
-                    TrialAttr.STEPS_RUN: exc.step,
-                    TrialAttr.HISTORY: exc.history,
-                }
-            )
-            if exc.history:
-                final[FINAL_IMAGES] = _read_images(
-                    {"curves": str(core.curves_png(exc.history, Path(tmp) / "curves.png"))}
-                )
-        except Exception as exc:  # any crash is recorded on the trial, not lost
-            final.update(
-                {
-                    TrialAttr.OUTCOME: Outcome.CRASHED.value,
-                    TrialAttr.REASON: f"{type(exc).__name__}: {exc}".splitlines()[0],
-                    TrialAttr.TRACEBACK: traceback.format_exc()[-4000:],
-                }
-            )
-    final[TrialAttr.WALL_S] = time.perf_counter() - started
-    final[TrialAttr.STARTED_AT], final[TrialAttr.ENDED_AT] = started_at, started_at + final[TrialAttr.WALL_S]
-    final[TrialAttr.PROVENANCE] = provenance.collect(_device(cfg.device))
-    # one JSON string: Tune flattens nested dicts in results before searchers see them
-    tune.report({FINAL: json.dumps(final), "step": cfg.steps})
+            results = core.train_population(cfgs, report=report, image_dirs=image_dirs)
+            finals = [_member_final(r, cfg, d) for r, cfg, d in zip(results, cfgs, image_dirs, strict=True)]
+        except Exception as exc:  # any crash is recorded on every member's trial, not lost
+            crash = {
+                TrialAttr.OUTCOME: Outcome.CRASHED.value,
+                TrialAttr.REASON: f"{type(exc).__name__}: {exc}".splitlines()[0],
+                TrialAttr.TRACEBACK: traceback.format_exc()[-4000:],
+            }
+            finals = [dict(crash) for _ in cfgs]
+    wall_s = time.perf_counter() - started
+    shared[TrialAttr.WALL_S] = wall_s  # the population's: its members trained side by side all along
+    shared[TrialAttr.STARTED_AT], shared[TrialAttr.ENDED_AT] = started_at, started_at + wall_s
+    shared[TrialAttr.PROVENANCE] = provenance.collect(_device(cfgs[0].device))
+    tune.report({FINAL: json.dumps({"members": [{**shared, **f} for f in finals]}), "step": cfgs[0].steps})
+
+
+def _member_final(result: Any, cfg: core.TrainConfig, image_dir: Path) -> dict[str, Any]:
+    """What the driver stores for one member: its outcome, metrics, history and images."""
+    if isinstance(result, core.DivergedError):
+        final = {
+            TrialAttr.OUTCOME: Outcome.DIVERGED.value,
+            TrialAttr.REASON: str(result),
+            TrialAttr.STEPS_RUN: result.step,
+            TrialAttr.HISTORY: result.history,
+        }
+        if result.history:
+            image_dir.mkdir(parents=True, exist_ok=True)
+            curves = core.curves_png(result.history, image_dir / "curves.png")
+            final[FINAL_IMAGES] = _read_images({"curves": str(curves)})
+        return final
+    final = {
+        TrialAttr.OUTCOME: (Outcome.PRUNED if result.stopped_early else Outcome.COMPLETED).value,
+        TrialAttr.METRICS: result.metrics,
+        TrialAttr.HISTORY: result.history,
+        TrialAttr.STEPS_RUN: result.steps_run,
+        FINAL_IMAGES: _read_images(result.images),
+    }
+    if result.stopped_early:
+        final[TrialAttr.REASON] = f"stopped early by ASHA at step {result.steps_run} of {cfg.steps}"
+    return final
 
 
 def _device(name: str) -> str:
@@ -102,4 +136,4 @@ def _read_images(paths: dict[str, str]) -> dict[str, str]:
     return {name: base64.b64encode(Path(p).read_bytes()).decode() for name, p in paths.items()}
 
 
-__all__ = ["EVAL_STEP", "FINAL", "trainable"]
+__all__ = ["EVAL_STEP", "FINAL", "MEMBERS", "StopBoard", "trainable"]

@@ -266,9 +266,9 @@ def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(
         tracker=runner.Tracker(0),
     )
     assert front.total == 6
-    handed = [front.next_config() for _ in range(6)]
-    assert front.next_config() is None
-    configs = [c for c, _ in handed]
+    handed = [front.next_population() for _ in range(6)]  # populations of one (resources.population: 1)
+    assert front.next_population() is None
+    configs = [member for c, _ in handed for member in c["members"]]
     seeds = [c["train_config"]["seed"] for c in configs]
     assert seeds == [0, 1, 0, 1, 0, 1]
     for first, second in zip(configs[::2], configs[1::2], strict=True):  # same params for both seeds
@@ -512,8 +512,8 @@ def test_a_diverged_trial_is_a_result_and_a_crashed_one_is_not(make_study, tmp_p
         study, optuna_study, store, pending=the_plan.pending, search_remaining=0, tracker=tracker
     )
     for tune_id, outcome, reason in (("a", "diverged", "loss/d is not finite at step 7"), ("b", "crashed", "OOM")):
-        _, front.live[tune_id] = front.next_config()
-        front._finish(tune_id, {"outcome": outcome, "reason": reason, "steps_run": 7})
+        _, front.live[tune_id] = front.next_population()
+        front._finish(tune_id, [{"outcome": outcome, "reason": reason, "steps_run": 7}])
     assert (tracker.failed, tracker.crashed) == (2, 1)
     assert dict(tracker.failures) == {("diverged", "loss/d is not finite at step 7"): 1, ("crashed", "OOM"): 1}
 

@@ -579,3 +579,14 @@ def test_a_configuration_whose_network_does_not_fit_its_data_is_refused_at_its_l
     assert "objectives[0].metric: eval/modes is not measured in configuration dataset=digits" in error(
         tmp_path, only_dataset
     )
+
+
+@pytest.mark.parametrize("value", [0, "big", True, 2000, 2.5])
+def test_a_population_is_a_whole_number_of_members_or_auto(make_study, tmp_path, value):
+    path = make_study(tmp_path / "p.yaml", resources={"population": value})
+    with pytest.raises(
+        StudyError, match=r"resources\.population: must be a whole number of members from 1 to 1024, or auto"
+    ):
+        spec.load(path)
+    for good in (1, 16, "auto"):
+        assert spec.load(make_study(tmp_path / "q.yaml", resources={"population": good})).resources.population == good
