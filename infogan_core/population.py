@@ -110,6 +110,11 @@ class MemberConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.weight.shape[0]
         conv = F.conv_transpose2d if self.transposed else F.conv2d
+        if self.per_member and k == 1:  # a single run: its own convolution, as nn.Conv2d runs it
+            x = x.contiguous(memory_format=torch.channels_last)  # as each member's slice below
+            return conv(x, self.weight[0], self.bias[0], self.stride, self.padding).contiguous(
+                memory_format=torch.channels_last
+            )
         if self.per_member:
             width = x.shape[1] // k
             outs = [
