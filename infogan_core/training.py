@@ -190,12 +190,24 @@ class Checkpoints:
     """Where and how often a run saves its whole training state, so that it can resume exactly."""
 
     directory: str | Path  # holds `state.pt`; a run that finds one there resumes from it
-    every: int  # steps between saves
+    every: int | None = None  # steps between saves; None: every `every_s` seconds of training instead
     on_save: Callable[[int], None] | None = None  # called with the step after each save (e.g. to hand it to Ray Tune)
+    every_s: float = 300.0  # seconds of training between saves, when `every` is None
+    _last: float = field(default_factory=time.perf_counter, init=False, repr=False)
 
     @property
     def path(self) -> Path:
         return Path(self.directory) / CHECKPOINT_FILE
+
+    def due(self, step: int) -> bool:
+        """Whether to save after `step`: every `every` steps, or once `every_s` seconds passed since the last
+        save (or the start). When a state is saved never changes the numbers: a resumed run is exact."""
+        if self.every is not None:
+            return step % self.every == 0
+        return time.perf_counter() - self._last >= self.every_s
+
+    def saved(self) -> None:
+        self._last = time.perf_counter()
 
 
 CHECKPOINT_FILE = "state.pt"
@@ -401,9 +413,10 @@ def train_population(
                 break
 
         # checkpoint: everything the next step needs, written whole or not at all
-        if checkpoints is not None and step % checkpoints.every == 0 and step < cfg.steps:
+        if checkpoints is not None and step < cfg.steps and checkpoints.due(step):
             progress.step = step
             _save(checkpoints, step, cfgs, model, (group_d, group_g), gens, progress)
+            checkpoints.saved()
 
     wall_s = time.perf_counter() - started
     results: list[TrainResult | DivergedError] = []

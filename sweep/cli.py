@@ -200,6 +200,14 @@ def run(
             "diverged runs are results and stay.",
         ),
     ] = False,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoints",
+            help="Keep each trial's last checkpoint (under the root's ray/ folder) after it finishes; by default "
+            "they are deleted once the trial is stored.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the first trials of the expanded table, and their total, and stop.")
     ] = False,
@@ -249,6 +257,7 @@ def run(
         replication_of=original,
         replicate=index,
         retry_crashed=retry_crashed,
+        keep_checkpoints=keep_checkpoints,
     )
     console.print_run_summary(study, summary, _location_flags(root, storage))
     if summary.unfinished:

@@ -55,12 +55,26 @@ def train_population(
     *,
     report: Callable[[int, dict[int, dict[str, float]]], Iterable[int] | None] | None = None,
     image_dirs: Sequence[str | Path] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> list[TrainResult | DivergedError]:
     """Train K runs of one network shape as one stacked model (the core's `train_population`): member k's
-    numbers are those of `train(cfgs[k])`; each result is a TrainResult or the DivergedError that stopped it."""
-    from infogan_core.training import train_population as train_stacked  # lazy: torch loads in the worker
+    numbers are those of `train(cfgs[k])`; each result is a TrainResult or the DivergedError that stopped it.
 
-    return train_stacked(cfgs, report=report, image_dirs=image_dirs)
+    With `checkpoint_dir`, the whole state is saved there every `checkpoint_every` steps (None: every
+    CHECKPOINT_EVERY_S seconds of training), `on_checkpoint(step)` is called after each save, and a state
+    already there is resumed: the numbers are those of an uninterrupted run."""
+    from infogan_core.training import Checkpoints  # lazy: torch loads in the worker
+    from infogan_core.training import train_population as train_stacked
+
+    checkpoints = None
+    if checkpoint_dir is not None:
+        checkpoints = Checkpoints(checkpoint_dir, checkpoint_every, on_checkpoint, every_s=CHECKPOINT_EVERY_S)
+    return train_stacked(cfgs, report=report, image_dirs=image_dirs, checkpoints=checkpoints)
+
+
+CHECKPOINT_EVERY_S = 300.0  # a trial's default checkpoint interval: five minutes of training
 
 
 def auto_population(on_gpu: bool) -> int:
@@ -113,6 +127,7 @@ __all__ = [
     "field_names",
     "fetch_idx",
     "field_schema",
+    "CHECKPOINT_EVERY_S",
     "auto_population",
     "measured_metrics",
     "population_key",

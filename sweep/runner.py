@@ -25,12 +25,14 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -57,7 +59,7 @@ from sweep.store import (
     record_intermediate,
     set_trial_times,
 )
-from sweep.trainable import EVAL_STEP, FINAL, MEMBERS, StopBoard, trainable
+from sweep.trainable import CHECKPOINT_STEP, EVAL_STEP, FINAL, MEMBERS, StopBoard, trainable
 from sweep.vocab import DECISIVE, FINISHED, Outcome, counts
 
 # --- planning: which trials still have to run -------------------------------------------------
@@ -310,6 +312,7 @@ class OptunaFront:
         lease: DriverLease | None = None,
         population_size: int = 1,
         stop_board: Any = None,
+        keep_checkpoints: bool = False,
     ) -> None:
         self.study, self.optuna_study = study, optuna_study
         self.lease = lease  # once another driver has taken it over, no trial is handed out
@@ -323,6 +326,10 @@ class OptunaFront:
         self.stop_board = stop_board  # a StopBoard actor when the study stops members early, else None
         self.asha = _asha(study) if stop_board is not None else None
         self._keys: dict[str, tuple] = {}  # config_id -> its population key
+        self.keep_checkpoints = keep_checkpoints
+        self.checkpoints: dict[str, str] = {}  # Tune trial id -> the folder of its latest checkpoint
+        self.resumed: dict[str, str] = {}  # Tune trial id -> the interrupted population's checkpoint it resumed
+        self.resumable = self._resumable()
 
     def _param_names(self) -> list[str]:
         return list(self.study.space) if self.study.kind == "search" else list(self.study.factors)
@@ -336,13 +343,22 @@ class OptunaFront:
         pair is handed out."""
         if self.lease is not None and self.lease.lost:
             return None
-        if not self.queue and self.search_remaining > 0:
-            self._sample_configuration()
-        if not self.queue:
-            return None
-        key = self._key(self.queue[0][0])
+        resume: tuple[str, int] | None = None
         chosen: list[tuple[TrialSpec, optuna.Trial | None]] = []
-        while len(chosen) < self.population_size:
+        while self.resumable and not chosen:  # interrupted populations first, from their checkpoints
+            path, step, pairs = self.resumable.pop(0)
+            where = {(spec.config_id, spec.seed): i for i, (spec, _) in enumerate(self.queue)}
+            if all(pair in where for pair in pairs) and Path(path).is_dir():
+                chosen = [self.queue[where[pair]] for pair in pairs]
+                gone = {where[pair] for pair in pairs}
+                self.queue = [item for i, item in enumerate(self.queue) if i not in gone]
+                resume = (path, step)
+        if not chosen and not self.queue and self.search_remaining > 0:
+            self._sample_configuration()
+        if not chosen and not self.queue:
+            return None
+        key = self._key(chosen[0][0] if chosen else self.queue[0][0])
+        while resume is None and len(chosen) < self.population_size:
             room = self.population_size - len(chosen)
             taken = [i for i, (spec, _) in enumerate(self.queue) if self._key(spec) == key][:room]
             if not taken:
@@ -353,12 +369,35 @@ class OptunaFront:
             gone = set(taken)
             self.queue = [item for i, item in enumerate(self.queue) if i not in gone]
         members = [self._open(spec, trial) for spec, trial in chosen]
+        pairs = [[spec.config_id, spec.seed] for spec, _ in chosen]
+        for _, trial in members:
+            trial.set_user_attr(TrialAttr.PAIRS, pairs)
         config = {
             "members": [m for m, _ in members],
             "cpus": self.study.resources.cpus,
             "stop_board": _BOARD_NAME if self.stop_board is not None else None,
+            "checkpoint_every": self.study.resources.checkpoint_every,
+            "resume_from": resume[0] if resume else None,
+            "resume_step": resume[1] if resume else None,
         }
         return config, [trial for _, trial in members]
+
+    def _resumable(self) -> list[tuple[str, int, list[tuple[str, int]]]]:
+        """Populations interrupted with a checkpoint (a killed driver, Ctrl-C): (folder, step, pairs), newest
+        first. Each resumes whole, when every one of its pairs is pending again."""
+        latest: dict[tuple[str, int], FrozenTrial] = {}
+        for t in self.optuna_study.get_trials(deepcopy=False):
+            pair = _pair_key(t)
+            if pair is not None and (pair not in latest or t.number > latest[pair].number):
+                latest[pair] = t
+        found: dict[str, tuple[str, int, list[tuple[str, int]]]] = {}
+        for t in latest.values():
+            attrs = t.user_attrs
+            if attrs.get(TrialAttr.OUTCOME) == Outcome.INTERRUPTED and attrs.get(TrialAttr.CHECKPOINT):
+                pairs = [(str(c), int(seed)) for c, seed in attrs.get(TrialAttr.PAIRS) or [_pair_key(t)]]
+                path = attrs[TrialAttr.CHECKPOINT]
+                found[path] = (path, int(attrs.get(TrialAttr.CHECKPOINT_STEP) or 0), pairs)
+        return sorted(found.values(), key=lambda r: -r[1])
 
     def _key(self, spec: TrialSpec) -> tuple:
         if spec.config_id not in self._keys:
@@ -410,6 +449,9 @@ class OptunaFront:
         if FINAL in result:
             self._finish(tune_id, json.loads(result[FINAL])["members"])
             return
+        if CHECKPOINT_STEP in result:  # its folder arrives in on_checkpoint
+            for trial in trials:
+                trial.set_user_attr(TrialAttr.CHECKPOINT_STEP, int(result[CHECKPOINT_STEP]))
         if MEMBERS not in result:
             return
         for k, metrics in json.loads(result[MEMBERS]).items():
@@ -428,8 +470,18 @@ class OptunaFront:
             if self.asha.on_trial_result(None, member, {**metrics, "step": step}) == ASHAScheduler.STOP:
                 self.stop_board.stop.remote(tune_id, k)
 
+    def on_checkpoint(self, tune_id: str, path: str) -> None:
+        """Ray Tune stored a checkpoint of this population: where, on each member (to resume from it)."""
+        self.checkpoints[tune_id] = path
+        for trial in self.live.get(tune_id, []):
+            trial.set_user_attr(TrialAttr.CHECKPOINT, path)
+
     def _finish(self, tune_id: str, finals: list[dict[str, Any]]) -> None:
         trials = self.live.pop(tune_id)
+        if not self.keep_checkpoints:  # finished: its checkpoints (and those it resumed from) are no longer needed
+            for path in (self.checkpoints.pop(tune_id, None), self.resumed.pop(tune_id, None)):
+                if path:
+                    shutil.rmtree(path, ignore_errors=True)
         outcomes = [self._finish_member(trial, final) for trial, final in zip(trials, finals, strict=True)]
         if finals:
             self.tracker.trial_seconds += finals[0].get(TrialAttr.WALL_S, 0.0)  # the population's, counted once
@@ -573,6 +625,8 @@ class _FrontSearcher(Searcher):
             return Searcher.FINISHED
         config, trials = nxt
         self.front.live[trial_id] = trials
+        if config["resume_from"]:
+            self.front.resumed[trial_id] = config["resume_from"]
         steps = config["members"][0]["train_config"]["steps"]
         self.front.tracker.trials[trial_id] = TrialProgress(_population_label(trials), steps, members=len(trials))
         if self.front.asha is not None:
@@ -647,6 +701,23 @@ class ProgressCallback(Callback):
             self.fn()
 
 
+class CheckpointCallback(Callback):
+    """Tells the OptunaFront where Ray Tune stored each checkpoint; pickles to a no-op."""
+
+    def __init__(self, front: OptunaFront | None) -> None:
+        self.front = front
+
+    def __getstate__(self) -> dict:  # Tune pickles its run config; the front stays here
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.front = None
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        if self.front is not None:
+            self.front.on_checkpoint(trial.trial_id, checkpoint.path)
+
+
 def _slots(study: Study) -> int:
     """How many trials of this study can run at once on the cluster Ray is connected to."""
     resources = ray.cluster_resources()
@@ -713,6 +784,7 @@ def _run_trials(
     progress: Callable[[Tracker], None] | None,
     storage_path: str | None,
     lease: DriverLease | None = None,
+    keep_checkpoints: bool = False,
 ) -> None:
     """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
     when Tune stops (Ctrl-C) are marked interrupted."""
@@ -732,6 +804,7 @@ def _run_trials(
         lease=lease,
         population_size=population_size(study, pairs, slots),
         stop_board=board,
+        keep_checkpoints=keep_checkpoints,
     )
     count = front.total
     tracker.total += count
@@ -755,9 +828,12 @@ def _run_trials(
             name=study.name,
             storage_path=storage_path or str(store.ray_dir),
             verbose=0,
-            callbacks=[ProgressCallback((lambda: progress(tracker)) if progress else None, tracker)],
+            callbacks=[
+                ProgressCallback((lambda: progress(tracker)) if progress else None, tracker),
+                CheckpointCallback(front),
+            ],
             failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False, num_to_keep=1),
         ),
     )
     try:
@@ -782,9 +858,11 @@ def run(
     replication_of: str | None = None,
     replicate: int | None = None,
     retry_crashed: bool = False,
+    keep_checkpoints: bool = False,
 ) -> RunSummary:
     """Run every pending trial of `study` on Ray Tune, recorded in `store`; resumes what is stored. With
-    `retry_crashed`, the pairs whose trial crashed run again.
+    `retry_crashed`, the pairs whose trial crashed run again. A trial interrupted after a checkpoint
+    resumes from it; a finished trial's checkpoints are deleted unless `keep_checkpoints`.
 
     With planned looks, the pairs of one look run at a time, and the next look's seeds only while the
     verdict at the looks taken so far is INCONCLUSIVE.
@@ -808,6 +886,7 @@ def run(
             replicate=replicate,
             retry_crashed=retry_crashed,
             lease=lease,
+            keep_checkpoints=keep_checkpoints,
         )
     if lease.lost:
         raise StudyBusyError(
@@ -829,6 +908,7 @@ def _run(
     replicate: int | None,
     retry_crashed: bool,
     lease: DriverLease,
+    keep_checkpoints: bool = False,
 ) -> RunSummary:
     started = time.perf_counter()
     optuna_study = open_study(study, store, source=source, replication_of=replication_of, replicate=replicate)
@@ -851,6 +931,7 @@ def _run(
                 progress=progress,
                 storage_path=storage_path,
                 lease=lease,
+                keep_checkpoints=keep_checkpoints,
             )
         if tracker.done + tracker.failed + tracker.pruned < tracker.total:
             break  # stopped before the end of this look: no look is taken on a part of its pairs

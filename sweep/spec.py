@@ -119,6 +119,14 @@ class Resources(_Model):
         "on a GPU. 1: each pair alone.",
     )
 
+    checkpoint_every: int | None = Field(
+        None,
+        ge=0,
+        description="Steps between a trial's checkpoints (saved through Ray Tune; a trial interrupted by a "
+        "killed driver resumes from its last one, with the numbers of an uninterrupted run). Default: every five "
+        "minutes of training. 0: never.",
+    )
+
     @field_validator("population", mode="before")
     @classmethod
     def _members(cls, value: Any) -> Any:

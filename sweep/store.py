@@ -65,6 +65,10 @@ class TrialAttr:
     TRACEBACK = "traceback"  # the end of a crashed trial's traceback
     PROVENANCE = "provenance"  # what trained it: code version and git commit, library versions, device
     POPULATION = "population"  # the pairs trained side by side as one stacked model with it (1: alone)
+    PAIRS = "population_pairs"  # its population's pairs, [config_id, seed] in member order
+    CHECKPOINT = "checkpoint"  # while it runs: the folder of its population's latest checkpoint (Ray Tune's)
+    CHECKPOINT_STEP = "checkpoint_step"  # the step that checkpoint holds
+    RESUMED_FROM = "resumed_from_step"  # it resumed an interrupted trial's checkpoint of this step
     # what a worker reports at the end of a trial and the driver stores as it is
     FROM_WORKER = (
         STARTED_AT,
@@ -78,6 +82,7 @@ class TrialAttr:
         TRACEBACK,
         PROVENANCE,
         POPULATION,
+        RESUMED_FROM,
     )
 
 

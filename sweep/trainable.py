@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -29,6 +30,7 @@ from sweep.vocab import Outcome
 
 FINAL = "sweep/final"  # key of the last result a trainable reports: JSON, {"members": [final per member]}
 MEMBERS = "sweep/members"  # key of every other result: JSON, {member: metrics} of the members still training
+CHECKPOINT_STEP = "sweep/checkpoint_step"  # a result that hands Ray Tune a checkpoint: the step it holds
 EVAL_STEP = "sweep/eval_step"  # in each member's metrics: the step its eval/* values come from (0: none yet)
 
 
@@ -79,10 +81,27 @@ def trainable(config: dict[str, Any]) -> None:
         TrialAttr.TRIAL_DIR: os.getcwd(),
         TrialAttr.POPULATION: len(cfgs),
     }
+    every = config.get("checkpoint_every")  # steps; None: by the clock; 0: never
+    if config.get("resume_from"):
+        shared[TrialAttr.RESUMED_FROM] = config["resume_step"]
     with tempfile.TemporaryDirectory() as tmp:
         image_dirs = [Path(tmp) / f"member{k}" for k in range(len(cfgs))]
+        state_dir = Path(tmp) / "state"
+        if config.get("resume_from"):  # an interrupted population's checkpoint: train_population resumes it
+            shutil.copytree(config["resume_from"], state_dir)
+
+        def checkpoint(step: int) -> None:  # Ray Tune copies the folder to the run's storage
+            tune.report({"step": step, CHECKPOINT_STEP: step}, checkpoint=tune.Checkpoint.from_directory(state_dir))
+
         try:
-            results = core.train_population(cfgs, report=report, image_dirs=image_dirs)
+            results = core.train_population(
+                cfgs,
+                report=report,
+                image_dirs=image_dirs,
+                checkpoint_dir=state_dir if every != 0 else None,
+                checkpoint_every=every or None,
+                on_checkpoint=checkpoint,
+            )
             finals = [_member_final(r, cfg, d) for r, cfg, d in zip(results, cfgs, image_dirs, strict=True)]
         except Exception as exc:  # any crash is recorded on every member's trial, not lost
             crash = {
@@ -136,4 +155,4 @@ def _read_images(paths: dict[str, str]) -> dict[str, str]:
     return {name: base64.b64encode(Path(p).read_bytes()).decode() for name, p in paths.items()}
 
 
-__all__ = ["EVAL_STEP", "FINAL", "MEMBERS", "StopBoard", "trainable"]
+__all__ = ["CHECKPOINT_STEP", "EVAL_STEP", "FINAL", "MEMBERS", "StopBoard", "trainable"]

@@ -157,3 +157,14 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path) -> None:
     train(RING.replace(steps=20, report_every=10, eval_every=20), checkpoints=checkpoints)
     with pytest.raises(ConfigError, match="saved by another run"):
         train(RING.replace(steps=20, report_every=10, eval_every=20, seed=7), checkpoints=checkpoints)
+
+
+def test_checkpoints_can_be_due_by_time(tmp_path) -> None:
+    saves: list[int] = []
+    cfg = RING.replace(steps=5, report_every=5, eval_every=5)
+    every_step = Checkpoints(tmp_path / "t", every_s=0.0, on_save=saves.append)  # no step count: by the clock
+    train_population([cfg], checkpoints=every_step)
+    assert saves == [1, 2, 3, 4]  # never after the last step: a finished run needs no state
+    hourly = Checkpoints(tmp_path / "h", every_s=3600.0, on_save=saves.append)
+    train_population([cfg], checkpoints=hourly)
+    assert saves == [1, 2, 3, 4] and not hourly.path.exists()

@@ -543,3 +543,63 @@ def test_a_local_ray_listens_on_loopback_only_and_prints_no_token_banner(tmp_pat
     assert node_ip == "127.0.0.1"
     assert "Token authentication" not in proc.stderr
     assert (tmp_path / ".ray" / "auth_token").exists()  # token authentication stays on, as Ray sets it up
+
+
+def test_a_trial_interrupted_after_a_checkpoint_resumes_from_it_with_the_numbers_of_a_whole_run(
+    ray_session, make_study, tmp_path
+):
+    root = tmp_path / "runs"
+    path = make_study(
+        tmp_path / "long.yaml",
+        name="long",
+        factors={"d_batchnorm": ["separate"]},
+        seeds=1,
+        budget={"steps": 2000, "report_every": 100},
+        resources={"cpus": 1, "max_concurrent": 1, "checkpoint_every": 200},
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = ("run", str(path), "--root", str(root), "--address", address)
+
+    def checkpointed() -> list:
+        try:
+            trials = _load(root, "long").get_trials(deepcopy=False)
+        except Exception:  # not created yet
+            return []
+        return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint")]
+
+    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: bool(checkpointed()), 120), "no checkpoint was stored"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    (killed,) = [t for t in _load(root, "long").get_trials() if t.state == TrialState.RUNNING]
+    step = killed.user_attrs["checkpoint_step"]
+    assert 200 <= step < 2000 and step % 200 == 0 and Path(killed.user_attrs["checkpoint"]).is_dir()
+
+    rerun = run_sweep(*cmd, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    pair = (killed.user_attrs["config_id"], killed.user_attrs["seed"])
+    (resumed,) = [
+        t
+        for t in _load(root, "long").get_trials()
+        if t.state == TrialState.COMPLETE and (t.user_attrs["config_id"], t.user_attrs["seed"]) == pair
+    ]
+    assert resumed.user_attrs["resumed_from_step"] == step  # not step 0
+    assert [h["step"] for h in resumed.user_attrs["history"]] == list(range(100, 2001, 100))  # before the kill too
+    # its numbers are those of a run never interrupted
+    whole = runner.run(spec.load(path).renamed("whole"), store=open_store(tmp_path / "whole"))
+    assert whole.completed == 2
+    (reference,) = [
+        t
+        for t in _load(tmp_path / "whole", "whole").get_trials()
+        if (t.user_attrs["config_id"], t.user_attrs["seed"]) == pair
+    ]
+    assert resumed.values == reference.values
+
+    def untimed(trial):
+        return [{k: v for k, v in h.items() if k != "time/steps_per_s"} for h in trial.user_attrs["history"]]
+
+    assert untimed(resumed) == untimed(reference)
+    # checkpoints are deleted once their trial is stored (the one resumed from, too)
+    assert not list((root / "ray").rglob("checkpoint_*")) and not Path(killed.user_attrs["checkpoint"]).exists()
