@@ -65,13 +65,12 @@ def train_population(
     With `checkpoint_dir`, the whole state is saved there every `checkpoint_every` steps (None: every
     CHECKPOINT_EVERY_S seconds of training), `on_checkpoint(step)` is called after each save, and a state
     already there is resumed: the numbers are those of an uninterrupted run."""
-    from infogan_core.training import Checkpoints  # lazy: torch loads in the worker
-    from infogan_core.training import train_population as train_stacked
+    from infogan_core import training  # lazy: torch loads in the worker
 
     checkpoints = None
     if checkpoint_dir is not None:
-        checkpoints = Checkpoints(checkpoint_dir, checkpoint_every, on_checkpoint, every_s=CHECKPOINT_EVERY_S)
-    return train_stacked(cfgs, report=report, image_dirs=image_dirs, checkpoints=checkpoints)
+        checkpoints = training.Checkpoints(checkpoint_dir, checkpoint_every, on_checkpoint, every_s=CHECKPOINT_EVERY_S)
+    return training.train_population(cfgs, report=report, image_dirs=image_dirs, checkpoints=checkpoints)
 
 
 CHECKPOINT_EVERY_S = 300.0  # a trial's default checkpoint interval: five minutes of training
