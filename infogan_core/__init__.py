@@ -11,7 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from infogan_core.config import MEMBER_FIELDS, TrainConfig, field_docs, field_names, field_schema, population_key
+from infogan_core.config import (
+    MEMBER_FIELDS,
+    TrainConfig,
+    field_docs,
+    field_names,
+    field_schema,
+    inexact_population,
+    population_key,
+)
 from infogan_core.data import DATASETS, Dataset, load_dataset
 from infogan_core.errors import ConfigError, DataError, DivergedError, InfoGANError
 from infogan_core.metrics import METRIC_NAMES, METRICS, measured_metrics
@@ -47,6 +55,7 @@ __all__ = [
     "field_names",
     "field_schema",
     "load_dataset",
+    "inexact_population",
     "measured_metrics",
     "population_key",
     "train",

@@ -456,6 +456,29 @@ def population_key(cfg: TrainConfig) -> tuple:
     return (*sorted(shared.items()), ("lambda_cat>0", cfg.lambda_cat > 0), ("lambda_cont>0", cfg.lambda_cont > 0))
 
 
+def scaled_units(units: int, width: float) -> int:
+    """A layer's units (or channels) at a width multiplier: at least 4."""
+    return max(4, int(round(units * width)))
+
+
+def inexact_population(cfg: TrainConfig) -> str | None:
+    """Why members of a population of `cfg`'s shape would not give their single runs' numbers bit for bit
+    on a CPU, or None when they do: batches that are multiples of 32 and convolution channel counts that
+    are multiples of 16 let every member's slice of a stacked tensor start on a whole SIMD vector. Off
+    that, rounding differs from the first step and GAN training amplifies it (losses ~1e-3 apart after
+    100 steps, evaluation metrics as far apart as two seeds)."""
+    if cfg.batch_size % 32:
+        return f"batch_size {cfg.batch_size} is not a multiple of 32"
+    if cfg.family in ("conv", "paper"):
+        nets = [(cfg.d_width, cfg.d_depth), (cfg.g_width, cfg.g_depth)]
+        nets += [(cfg.q_scale, cfg.d_depth)] if cfg.encoder == "isolated" else []
+        channels = {scaled_units(64 * 2**i, width) for width, depth in nets for i in range(depth)}
+        odd = sorted(c for c in channels if c % 16)
+        if odd:
+            return f"convolution channels {odd} are not multiples of 16 (conv widths 0.25, 0.5 and 1 give such)"
+    return None
+
+
 def check_members(cfgs: Sequence[TrainConfig]) -> None:
     """Refuse configurations that cannot train as one population, naming the first field that differs."""
     if not cfgs:
@@ -478,6 +501,8 @@ __all__ = [
     "field_docs",
     "field_names",
     "field_schema",
+    "inexact_population",
     "knob",
     "population_key",
+    "scaled_units",
 ]

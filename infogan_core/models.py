@@ -17,13 +17,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from infogan_core.config import TrainConfig
+from infogan_core.config import TrainConfig, scaled_units
 
 PAPER_INIT_STD = 0.02  # the paper's code: weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0
-
-
-def _scaled(units: int, width: float) -> int:
-    return max(4, int(round(units * width)))
 
 
 def _bn1d(n: int, on: bool) -> list[nn.Module]:
@@ -43,7 +39,7 @@ class Family:
 
 def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     out = math.prod(shape)
-    g_units = _scaled(128, cfg.g_width)
+    g_units = scaled_units(128, cfg.g_width)
     g_layers: list[nn.Module] = []
     width = cfg.latent_dim
     for _ in range(cfg.g_depth):
@@ -54,7 +50,7 @@ def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
         g_layers += [nn.Tanh(), nn.Unflatten(1, shape)]
 
     def trunk(scale: float) -> tuple[nn.Module, int]:
-        units = _scaled(128, scale)
+        units = scaled_units(128, scale)
         layers: list[nn.Module] = [nn.Flatten()]
         width = out
         for i in range(cfg.d_depth):
@@ -62,7 +58,7 @@ def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
             width = units
         return nn.Sequential(*layers), units
 
-    return Family(nn.Sequential(*g_layers), trunk, lambda scale: _scaled(128, scale))
+    return Family(nn.Sequential(*g_layers), trunk, lambda scale: scaled_units(128, scale))
 
 
 def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
@@ -70,8 +66,8 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
 
     # D: conv 64 (no BN) -> conv 128 (BN) -> ... -> FC 1024 (BN), leaky ReLU 0.1 (paper Table 1)
     def trunk(scale: float) -> tuple[nn.Module, int]:
-        d_ch = [_scaled(64 * 2**i, scale) for i in range(cfg.d_depth)]
-        d_fc = _scaled(1024, scale)
+        d_ch = [scaled_units(64 * 2**i, scale) for i in range(cfg.d_depth)]
+        d_fc = scaled_units(1024, scale)
         dh, dw = height // 2**cfg.d_depth, width // 2**cfg.d_depth
         layers: list[nn.Module] = []
         c_in = channels
@@ -82,8 +78,8 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
         return nn.Sequential(*layers), d_fc
 
     # G: FC 1024 -> FC (128, h, w) -> upconv 64 -> upconv C, BN + ReLU, tanh output (paper Table 1)
-    g_ch = [_scaled(64 * 2**i, cfg.g_width) for i in reversed(range(cfg.g_depth))]
-    g_fc = _scaled(1024, cfg.g_width)
+    g_ch = [scaled_units(64 * 2**i, cfg.g_width) for i in reversed(range(cfg.g_depth))]
+    g_fc = scaled_units(1024, cfg.g_width)
     gh, gw = height // 2**cfg.g_depth, width // 2**cfg.g_depth
     bn = cfg.g_batchnorm
     layers: list[nn.Module] = [nn.Linear(cfg.latent_dim, g_fc), *_bn1d(g_fc, bn), nn.ReLU()]
@@ -92,7 +88,7 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     for c_in, c_out in zip(g_ch, g_ch[1:], strict=False):
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), *_bn2d(c_out, bn), nn.ReLU()]
     layers += [nn.ConvTranspose2d(g_ch[-1], channels, 4, 2, 1), nn.Tanh()]
-    return Family(nn.Sequential(*layers), trunk, lambda scale: _scaled(128, scale))
+    return Family(nn.Sequential(*layers), trunk, lambda scale: scaled_units(128, scale))
 
 
 ARCHS: dict[str, Callable[[TrainConfig, tuple[int, ...], bool], Family]] = {

@@ -284,6 +284,8 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
         )
         _print_table(f"{study.name}: {summary.planned} trials in {duration(summary.wall_s)}", table)
     _print_failures(summary)
+    for note in summary.notes:
+        err.print(f"[yellow]note[/]: {note}")
     if summary.unfinished:
         err.print(
             f"[yellow]stopped before the end[/]: {summary.unfinished} trials did not finish; run the same "

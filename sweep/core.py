@@ -25,6 +25,7 @@ from infogan_core import (
     field_docs,
     field_names,
     field_schema,
+    inexact_population,
     measured_metrics,
     population_key,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "field_schema",
     "CHECKPOINT_EVERY_S",
     "auto_population",
+    "inexact_population",
     "measured_metrics",
     "population_key",
     "set_threads",

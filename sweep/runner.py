@@ -268,6 +268,7 @@ class Tracker:
     trial_seconds: float = 0.0  # sum of the trials' own wall times
     first_step_at: float | None = None
     trials: dict[str, TrialProgress] = field(default_factory=dict)  # Tune id -> its trial, once handed out
+    notes: set[str] = field(default_factory=set)  # what the summary should tell (e.g. pairs that ran alone)
     ended: list[TrialProgress] = field(default_factory=list)  # trials in the order they ended
 
     @property
@@ -357,9 +358,17 @@ class OptunaFront:
             self._sample_configuration()
         if not chosen and not self.queue:
             return None
-        key = self._key(chosen[0][0] if chosen else self.queue[0][0])
-        while resume is None and len(chosen) < self.population_size:
-            room = self.population_size - len(chosen)
+        first = chosen[0][0] if chosen else self.queue[0][0]
+        key, size = self._key(first), self.population_size
+        inexact = core.inexact_population(self.study.train_config(first.params, first.seed)) if size > 1 else None
+        if inexact is not None:  # stacked, its members would not be their single runs: each pair alone
+            size = 1
+            self.tracker.notes.add(
+                f"{first.config_id} ran one pair per trial, not in populations: {inexact}, so members would not be "
+                "bit-identical to single runs"
+            )
+        while resume is None and len(chosen) < size:
+            room = size - len(chosen)
             taken = [i for i, (spec, _) in enumerate(self.queue) if self._key(spec) == key][:room]
             if not taken:
                 if self.search_remaining > 0 and self._key(self._sample_configuration()) == key:
@@ -666,6 +675,7 @@ class RunSummary:
     failures: Counter = field(default_factory=Counter)  # (outcome, reason) -> trials of this run that failed
     crashed_before: Counter = field(default_factory=Counter)  # reason -> pairs that crashed in earlier runs, not rerun
     retried: int = 0  # pairs that crashed in earlier runs, run again (--retry-crashed)
+    notes: list[str] = field(default_factory=list)  # what the run wants its user to know
 
 
 class ProgressCallback(Callback):
@@ -963,6 +973,7 @@ def _run(
         failures=tracker.failures,
         crashed_before=first.crashed,
         retried=first.retried,
+        notes=sorted(tracker.notes),
     )
 
 

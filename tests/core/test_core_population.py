@@ -168,3 +168,11 @@ def test_checkpoints_can_be_due_by_time(tmp_path) -> None:
     hourly = Checkpoints(tmp_path / "h", every_s=3600.0, on_save=saves.append)
     train_population([cfg], checkpoints=hourly)
     assert saves == [1, 2, 3, 4] and not hourly.path.exists()
+
+
+def test_the_exactness_condition_names_what_breaks_it() -> None:
+    from infogan_core import inexact_population
+
+    assert inexact_population(RING) is None and inexact_population(DIGITS) is None  # the configurations above
+    assert inexact_population(RING.replace(batch_size=50)) == "batch_size 50 is not a multiple of 32"
+    assert "channels [19, 38]" in inexact_population(DIGITS.replace(g_width=0.3))

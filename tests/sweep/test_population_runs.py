@@ -104,3 +104,12 @@ def test_a_diverging_member_fails_alone(ray_session, make_study, tmp_path):
     assert diverged.state == TrialState.FAIL and diverged.user_attrs["outcome"] == "diverged"
     assert diverged.user_attrs["steps_run"] < 120 and "diverged at step" in diverged.user_attrs["reason"]
     assert diverged.user_attrs["population"] == stable.user_attrs["population"] == 2
+
+
+def test_pairs_whose_members_would_not_be_exact_run_alone_and_the_summary_says_why(ray_session, make_study, tmp_path):
+    base = {**spec.load(make_study(tmp_path / "b.yaml")).base, "batch_size": 50}
+    path = make_study(tmp_path / "odd.yaml", name="odd", base=base, seeds=2, resources={"population": "auto"})
+    summary = runner.run(spec.load(path), store=open_store(tmp_path / "runs"))
+    trials = _load(tmp_path / "runs", "odd").get_trials()
+    assert len(trials) == 4 and {t.user_attrs["population"] for t in trials} == {1}
+    assert any("batch_size 50 is not a multiple of 32" in note for note in summary.notes), summary.notes
