@@ -113,10 +113,10 @@ class Resources(_Model):
     gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
     max_concurrent: int | None = Field(None, ge=1, description="Trials at once; default: as many as fit.")
     population: Annotated[int, Field(ge=1, le=MAX_POPULATION)] | Literal["auto"] = Field(
-        1,
-        description="Pairs of one network shape trained as one stacked model, each still its own trial (same "
-        "numbers as alone); at most this many per Ray trial, spread over the slots. auto: 16 on a CPU, up to 256 "
-        "on a GPU. 1: each pair alone.",
+        "auto",
+        description="Pairs of one network shape trained as one stacked model, each still its own trial with the "
+        "numbers it has alone (pairs for which that would not hold run alone); at most this many per Ray trial, "
+        "spread over the slots. auto: 16 on a CPU, up to 256 on a GPU. 1: each pair alone.",
     )
 
     checkpoint_every: int | None = Field(

@@ -36,7 +36,7 @@ def test_members_store_the_numbers_of_their_single_runs(ray_session, make_study,
         objectives=["eval/modes", "eval/hq"],
         budget={"steps": 40, "report_every": 10, "eval_every": 20},
     )
-    alone = make_study(tmp_path / "alone.yaml", name="alone", **kwargs)
+    alone = make_study(tmp_path / "alone.yaml", name="alone", resources={"population": 1}, **kwargs)
     stacked = make_study(tmp_path / "stacked.yaml", name="stacked", resources={"population": 4}, **kwargs)
     root = tmp_path / "runs"
     runner.run(spec.load(alone), store=open_store(root))

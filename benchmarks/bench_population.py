@@ -1,0 +1,155 @@
+"""Population throughput: member-steps per second of K runs trained as one, against single-model runs.
+
+Trains K = 1, 4, 16, 32 members of `mlp` on ring8 (widths 1) and of `conv` (width 0.25) on digits, both
+at batch 64, and single-model `train()` runs of the same configurations, in one run, at the same thread
+count (one torch thread by default, as a trial gets). Steps per second come from the training loop's
+own clock over the middle reports (the first is warm-up, the last holds the final evaluation). On a
+machine with CUDA, K goes up to 256.
+
+    python benchmarks/bench_population.py                 # table
+    python benchmarks/bench_population.py --json          # one JSON object
+    python benchmarks/bench_population.py --reference /path/to/older/checkout   # also time that tree's train()
+    python benchmarks/bench_population.py --study studies/batchnorm.yaml        # + a study through `sweep run`
+
+Keys: speedup_mlp_k16, speedup_conv_k16 (member-steps/s over single-model steps/s), and with --study,
+study_speedup (the study's wall time without populations over with them, both through `sweep run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infogan_core import TrainConfig, train
+from infogan_core.training import train_population
+
+CONFIGS = {
+    "mlp": TrainConfig(dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=4, batch_size=64),
+    "conv": TrainConfig(dataset="digits", arch="conv", g_width=0.25, d_width=0.25, batch_size=64),
+}
+
+
+def _timed(cfg: TrainConfig, members: int, steps: int, window: int) -> float:
+    """Member-steps per second over the middle reports of one population (1 = a single train() run)."""
+    run = cfg.replace(steps=steps, report_every=window, eval_every=steps, eval_samples=100, device="auto")
+    cfgs = [run.replace(seed=s) for s in range(members)]
+    results = [train(cfgs[0])] if members == 1 else train_population(cfgs)
+    rates = [row["time/steps_per_s"] for row in results[0].history[1:-1]]
+    return statistics.median(rates) * members
+
+
+def _reference(tree: str, name: str, steps: int, window: int) -> float:
+    """Steps per second of another source tree's train() on the same configuration, in a fresh process."""
+    cfg = CONFIGS[name].replace(steps=steps, report_every=window, eval_every=steps, eval_samples=100)
+    fields = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k
+        in (
+            "dataset",
+            "arch",
+            "cat_codes",
+            "cont_codes",
+            "noise_dim",
+            "batch_size",
+            "g_width",
+            "d_width",
+            "steps",
+            "report_every",
+            "eval_every",
+            "eval_samples",
+        )
+    }
+    code = (
+        "import json, statistics, sys, torch\n"
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
+        "from infogan_core import TrainConfig, train\n"
+        f"r = train(TrainConfig(**{fields!r}))\n"
+        "print(statistics.median(row['time/steps_per_s'] for row in r.history[1:-1]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": tree}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tree, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _study(study: str, populations: bool, root: Path) -> float:
+    """Wall time of `sweep run STUDY` (a fresh store), with populations or one run per trial."""
+    sweep = str(Path(sys.executable).parent / "sweep")
+    name = f"bench-{'pop' if populations else 'single'}"
+    args = [
+        sweep,
+        "run",
+        study,
+        "--root",
+        str(root),
+        "--new-name",
+        name,
+        "--population",
+        "auto" if populations else "1",
+    ]
+    started = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--reference", default=None, help="another checkout whose train() to time too")
+    parser.add_argument("--study", default=None, help="a study to run with and without populations")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [1, 4, 16, 32] + ([64, 128, 256] if torch.cuda.is_available() else [])
+    table: dict[str, Any] = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    for name, cfg in CONFIGS.items():
+        _timed(cfg, 4, 2 * args.window + 1, args.window)  # warm up the kernels and the dataset cache
+        rates = {k: _timed(cfg, k, args.steps, args.window) for k in sizes}
+        table[name] = {f"k{k}": round(v, 1) for k, v in rates.items()}
+        for k in sizes[1:]:
+            table[f"speedup_{name}_k{k}"] = round(rates[k] / rates[1], 2)
+        if args.reference:
+            table[f"reference_{name}"] = round(_reference(args.reference, name, args.steps, args.window), 1)
+    if args.study:
+        with tempfile.TemporaryDirectory() as tmp:
+            single = _study(args.study, False, Path(tmp) / "single")
+            pooled = _study(args.study, True, Path(tmp) / "pop")
+        table.update(
+            study=args.study,
+            study_single_s=round(single, 1),
+            study_population_s=round(pooled, 1),
+            study_speedup=round(single / pooled, 2),
+        )
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return
+    print(f"member-steps per second ({table['device']}, {args.threads} thread(s); K = 1 is a single train() run)")
+    print(f"{'K':>5} " + " ".join(f"{n:>10}" for n in CONFIGS))
+    for k in sizes:
+        print(f"{k:>5} " + " ".join(f"{table[n][f'k{k}']:>10}" for n in CONFIGS))
+    for name in CONFIGS:
+        print(
+            f"speedup {name} at K=16: {table[f'speedup_{name}_k16']}x"
+            + (f"; the reference tree's train(): {table[f'reference_{name}']} steps/s" if args.reference else "")
+        )
+    if args.study:
+        print(
+            f"{args.study}: {table['study_single_s']} s without populations, {table['study_population_s']} s "
+            f"with them: {table['study_speedup']}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
