@@ -313,6 +313,7 @@ class OptunaFront:
         lease: DriverLease | None = None,
         population_size: int = 1,
         stop_board: Any = None,
+        board_name: str | None = None,
         keep_checkpoints: bool = False,
     ) -> None:
         self.study, self.optuna_study = study, optuna_study
@@ -325,6 +326,7 @@ class OptunaFront:
         self.artifact_store = store.artifact_store()
         self.population_size = population_size
         self.stop_board = stop_board  # a StopBoard actor when the study stops members early, else None
+        self.board_name = board_name  # the name its workers look it up by
         self.asha = _asha(study) if stop_board is not None else None
         self._keys: dict[str, tuple] = {}  # config_id -> its population key
         self.keep_checkpoints = keep_checkpoints
@@ -384,7 +386,7 @@ class OptunaFront:
         config = {
             "members": [m for m, _ in members],
             "cpus": self.study.resources.cpus,
-            "stop_board": _BOARD_NAME if self.stop_board is not None else None,
+            "stop_board": self.board_name,
             "checkpoint_every": self.study.resources.checkpoint_every,
             "resume_from": resume[0] if resume else None,
             "resume_step": resume[1] if resume else None,
@@ -568,9 +570,6 @@ class _Member:
     """One member of a population as ASHA sees it: a trial id of its own."""
 
     trial_id: str
-
-
-_BOARD_NAME = f"sweep-stop-board-{uuid.uuid4().hex[:12]}"  # this driver's stop board (a named Ray actor)
 
 
 def _asha(study: Study) -> ASHAScheduler | None:
@@ -803,7 +802,10 @@ def _run_trials(
     slots = _slots(study)
     pairs = len(the_plan.pending) + the_plan.search_remaining * len(study.seed_list)
     # members stopped early are posted on a board their workers read at each report
-    board = StopBoard.options(name=_BOARD_NAME).remote() if study.early_stopping is not None else None
+    board, board_name = None, None
+    if study.early_stopping is not None:  # a fresh name each time: a killed board's name may not be free yet
+        board_name = f"sweep-stop-board-{uuid.uuid4().hex}"
+        board = StopBoard.options(name=board_name).remote()
     front = OptunaFront(
         study,
         optuna_study,
@@ -814,6 +816,7 @@ def _run_trials(
         lease=lease,
         population_size=population_size(study, pairs, slots),
         stop_board=board,
+        board_name=board_name,
         keep_checkpoints=keep_checkpoints,
     )
     count = front.total

@@ -113,3 +113,27 @@ def test_pairs_whose_members_would_not_be_exact_run_alone_and_the_summary_says_w
     trials = _load(tmp_path / "runs", "odd").get_trials()
     assert len(trials) == 4 and {t.user_attrs["population"] for t in trials} == {1}
     assert any("batch_size 50 is not a multiple of 32" in note for note in summary.notes), summary.notes
+
+
+def test_early_stopping_with_planned_looks_runs_every_look(ray_session, make_study, tmp_path):
+    # two looks are two Tuner runs in one driver, each with its own stop board; members pruned in both count
+    path = make_study(
+        tmp_path / "looks.yaml",
+        name="looks",
+        objectives=[{"metric": "mi/cat_ratio", "direction": "maximize"}],
+        early_stopping={"metric": "mi/cat_ratio", "grace_period": 10, "reduction_factor": 2},
+        seeds={"start": 2, "max": 4},
+        budget={"steps": 40, "report_every": 10},
+        verdict={
+            "metric": "mi/cat_ratio",
+            "factor": "d_batchnorm",
+            "baseline": "none",
+            "treatment": "separate",
+            "direction": "greater",
+            "min_effect": 0.5,
+            "pruned": "worst",
+        },
+    )
+    summary = runner.run(spec.load(path), store=open_store(tmp_path / "runs"))
+    assert [look.seeds for look in summary.verdict.looks] == [2, 4], summary.verdict.lines()
+    assert summary.completed + summary.pruned == 8 and summary.failed == 0
