@@ -132,6 +132,11 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
     if n_configs > PLAN_ROWS:
         out.print(f"... and {n_configs - PLAN_ROWS} more configurations: {total} trials in all")
     out.print("[dim]Each trial with its index and factor levels: --dry-run --wide.[/]")
+    if study.resources.population != 1:
+        out.print(
+            f"[dim]Populations ({study.resources.population}): pairs of one network shape train together, each "
+            "with the numbers it has alone; --population 1 trains each pair on its own.[/]"
+        )
 
 
 def _plural(n: int, word: str) -> str:
