@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import socket
@@ -56,6 +57,7 @@ def trainable(config: dict[str, Any]) -> None:
     """One population: train its members, report them every `report_every` steps, then one final result."""
     # the worker's own start and end (wall clock, for timelines across nodes): each member's duration
     started_at, started = time.time(), time.perf_counter()
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per checkpoint in the user's terminal
     core.set_threads(int(config["cpus"]))
     cfgs = [core.TrainConfig.from_dict(m["train_config"]) for m in config["members"]]
     board = ray.get_actor(config["stop_board"]) if config.get("stop_board") else None

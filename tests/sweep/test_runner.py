@@ -545,17 +545,17 @@ def test_a_local_ray_listens_on_loopback_only_and_prints_no_token_banner(tmp_pat
     assert (tmp_path / ".ray" / "auth_token").exists()  # token authentication stays on, as Ray sets it up
 
 
-def test_a_trial_interrupted_after_a_checkpoint_resumes_from_it_with_the_numbers_of_a_whole_run(
+def test_a_population_interrupted_after_a_checkpoint_resumes_from_it_with_the_numbers_of_a_whole_run(
     ray_session, make_study, tmp_path
 ):
     root = tmp_path / "runs"
-    path = make_study(
+    path = make_study(  # lr_g is a member field: both configurations train as one population of two
         tmp_path / "long.yaml",
         name="long",
-        factors={"d_batchnorm": ["separate"]},
+        factors={"lr_g": [0.003]},
         seeds=1,
-        budget={"steps": 2000, "report_every": 100},
-        resources={"cpus": 1, "max_concurrent": 1, "checkpoint_every": 200},
+        budget={"steps": 3000, "report_every": 100},
+        resources={"cpus": 1, "max_concurrent": 1, "checkpoint_every": 300},
     )
     address = ray_session.get_runtime_context().gcs_address
     cmd = ("run", str(path), "--root", str(root), "--address", address)
@@ -569,37 +569,33 @@ def test_a_trial_interrupted_after_a_checkpoint_resumes_from_it_with_the_numbers
 
     driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: bool(checkpointed()), 120), "no checkpoint was stored"
+        assert _wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
-    (killed,) = [t for t in _load(root, "long").get_trials() if t.state == TrialState.RUNNING]
-    step = killed.user_attrs["checkpoint_step"]
-    assert 200 <= step < 2000 and step % 200 == 0 and Path(killed.user_attrs["checkpoint"]).is_dir()
+    killed = [t for t in _load(root, "long").get_trials() if t.state == TrialState.RUNNING]
+    assert len(killed) == 2
+    assert len({t.user_attrs["checkpoint"] for t in killed}) == 1  # one population, one checkpoint
+    step = killed[0].user_attrs["checkpoint_step"]
+    assert 300 <= step < 3000 and step % 300 == 0 and Path(killed[0].user_attrs["checkpoint"]).is_dir()
 
     rerun = run_sweep(*cmd, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    pair = (killed.user_attrs["config_id"], killed.user_attrs["seed"])
-    (resumed,) = [
-        t
-        for t in _load(root, "long").get_trials()
-        if t.state == TrialState.COMPLETE and (t.user_attrs["config_id"], t.user_attrs["seed"]) == pair
-    ]
-    assert resumed.user_attrs["resumed_from_step"] == step  # not step 0
-    assert [h["step"] for h in resumed.user_attrs["history"]] == list(range(100, 2001, 100))  # before the kill too
-    # its numbers are those of a run never interrupted
+    resumed = {t.user_attrs["config_id"]: t for t in _load(root, "long").get_trials() if t.state == TrialState.COMPLETE}
+    assert sorted(resumed) == ["base", "lr_g=0.003"]
+    for trial in resumed.values():  # the whole population resumed, not from step 0
+        assert trial.user_attrs["resumed_from_step"] == step and trial.user_attrs["population"] == 2
+        assert [h["step"] for h in trial.user_attrs["history"]] == list(range(100, 3001, 100))  # before the kill too
+    # their numbers are those of runs never interrupted
     whole = runner.run(spec.load(path).renamed("whole"), store=open_store(tmp_path / "whole"))
     assert whole.completed == 2
-    (reference,) = [
-        t
-        for t in _load(tmp_path / "whole", "whole").get_trials()
-        if (t.user_attrs["config_id"], t.user_attrs["seed"]) == pair
-    ]
-    assert resumed.values == reference.values
+    reference = {t.user_attrs["config_id"]: t for t in _load(tmp_path / "whole", "whole").get_trials()}
 
     def untimed(trial):
         return [{k: v for k, v in h.items() if k != "time/steps_per_s"} for h in trial.user_attrs["history"]]
 
-    assert untimed(resumed) == untimed(reference)
-    # checkpoints are deleted once their trial is stored (the one resumed from, too)
-    assert not list((root / "ray").rglob("checkpoint_*")) and not Path(killed.user_attrs["checkpoint"]).exists()
+    for config_id, trial in resumed.items():
+        assert trial.values == reference[config_id].values
+        assert untimed(trial) == untimed(reference[config_id])
+    # checkpoints are deleted once their trials are stored (the one resumed from, too)
+    assert not list((root / "ray").rglob("checkpoint_*")) and not Path(killed[0].user_attrs["checkpoint"]).exists()
