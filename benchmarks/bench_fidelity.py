@@ -65,19 +65,24 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
 
 
-def arrangement(workers: int, seeds: int = 3, steps: int = 3000) -> list[dict[str, Any]]:
-    base = dict(
-        dataset="mnist-5k",
+def _conv(dataset: str, width: float, steps: int, *, report_every: int, eval_every: int) -> dict[str, Any]:
+    """The conv network at `width` on `dataset`, batch 64, as every conv run here trains it."""
+    return dict(
+        dataset=dataset,
         arch="conv",
-        g_width=0.5,
-        d_width=0.5,
+        g_width=width,
+        d_width=width,
         batch_size=64,
         steps=steps,
-        report_every=100,
-        eval_every=500,
+        report_every=report_every,
+        eval_every=eval_every,
         eval_samples=1000,
         device="cpu",
     )
+
+
+def arrangement(workers: int, seeds: int = 3, steps: int = 3000) -> list[dict[str, Any]]:
+    base = _conv("mnist-5k", 0.5, steps, report_every=100, eval_every=500)
     configs = [{**base, "q_update": q, "seed": s} for q in ("g_step", "d_step") for s in range(seeds)]
     results = _runs(configs, workers)
     print(
@@ -96,18 +101,7 @@ def arrangement(workers: int, seeds: int = 3, steps: int = 3000) -> list[dict[st
 
 
 def prior(workers: int, seeds: int = 5, steps: int = 3000) -> list[dict[str, Any]]:
-    base = dict(
-        dataset="digits-imbalanced",
-        arch="conv",
-        g_width=0.25,
-        d_width=0.25,
-        batch_size=64,
-        steps=steps,
-        report_every=100,
-        eval_every=500,
-        eval_samples=1000,
-        device="cpu",
-    )
+    base = _conv("digits-imbalanced", 0.25, steps, report_every=100, eval_every=500)
     arms = [
         ("fixed uniform", {"learn_cat_prior": False}),
         ("learned, score", {"learn_cat_prior": True, "prior_grad": "score"}),
@@ -174,18 +168,7 @@ def clipping(workers: int, seeds: int = 5, steps: int = 300) -> list[dict[str, A
 
 
 def eval_last(workers: int, seeds: int = 5, steps: int = 2000) -> list[dict[str, Any]]:
-    base = dict(
-        dataset="digits",
-        arch="conv",
-        g_width=0.25,
-        d_width=0.25,
-        batch_size=64,
-        steps=steps,
-        report_every=50,
-        eval_every=250,
-        eval_samples=1000,
-        device="cpu",
-    )
+    base = _conv("digits", 0.25, steps, report_every=50, eval_every=250)
     results = _runs([{**base, "seed": s} for s in range(seeds)], workers)
     print(
         "\n| seed | eval/cat_acc at the last three evaluations | last one | mean of the last three |\n|---|---|---|---|"

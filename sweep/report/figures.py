@@ -188,38 +188,46 @@ def pareto_figure(optuna_study: optuna.Study, study: Study) -> tuple[Picture | N
 
 def parallel_figures(optuna_study: optuna.Study, study: Study) -> list[tuple[Picture | None, str]]:
     """Optuna's parallel-coordinate plot of the parameters, one per objective."""
-    found = []
-    for i, o in enumerate(study.objectives):
-        caption = f"Each completed trial's parameters, a line coloured by its {o.metric} ({o.direction})."
-        found.append(
-            _optuna_picture(
-                lambda plots, i=i, o=o: plots.plot_parallel_coordinate(
-                    optuna_study, target=lambda t: t.values[i], target_name=o.metric
-                ),
-                f"parallel-{slug(o.metric)}.png",
-                f"Parallel coordinates: {o.metric}",
-                caption,
-                size=(max(8.0, 1.2 * (len(study.space) + 1)), 5.2),  # an axis per parameter, each readable
-            )
-        )
-    return found
+    size = (max(8.0, 1.2 * (len(study.space) + 1)), 5.2)  # an axis per parameter, each readable
+    return _per_objective(
+        optuna_study,
+        study,
+        "plot_parallel_coordinate",
+        "parallel",
+        "Parallel coordinates",
+        lambda o: f"Each completed trial's parameters, a line coloured by its {o.metric} ({o.direction}).",
+        size=size,
+    )
 
 
 def importance_figures(optuna_study: optuna.Study, study: Study) -> list[tuple[Picture | None, str]]:
     """Optuna's parameter-importance plot, one per objective (its default evaluator, as the table above)."""
-    found = []
-    for i, o in enumerate(study.objectives):
-        found.append(
-            _optuna_picture(
-                lambda plots, i=i, o=o: plots.plot_param_importances(
-                    optuna_study, target=lambda t: t.values[i], target_name=o.metric
-                ),
-                f"importance-{slug(o.metric)}.png",
-                f"Parameter importance: {o.metric}",
-                f"How much of {o.metric}'s variation each parameter explains, as Optuna estimates it.",
-            )
+    return _per_objective(
+        optuna_study,
+        study,
+        "plot_param_importances",
+        "importance",
+        "Parameter importance",
+        lambda o: f"How much of {o.metric}'s variation each parameter explains, as Optuna estimates it.",
+    )
+
+
+def _per_objective(
+    optuna_study: optuna.Study, study: Study, plot: str, stem: str, title: str, caption: Any, **kwargs: Any
+) -> list[tuple[Picture | None, str]]:
+    """One of Optuna's matplotlib plots (`plot`, by name) for each objective, its target that objective."""
+    return [
+        _optuna_picture(
+            lambda plots, i=i, o=o: getattr(plots, plot)(
+                optuna_study, target=lambda t: t.values[i], target_name=o.metric
+            ),
+            f"{stem}-{slug(o.metric)}.png",
+            f"{title}: {o.metric}",
+            caption(o),
+            **kwargs,
         )
-    return found
+        for i, o in enumerate(study.objectives)
+    ]
 
 
 __all__ = [
