@@ -352,17 +352,17 @@ class OptunaFront:
             path, step, pairs = self.resumable.pop(0)
             where = {(spec.config_id, spec.seed): i for i, (spec, _) in enumerate(self.queue)}
             if all(pair in where for pair in pairs) and Path(path).is_dir():
-                chosen = [self.queue[where[pair]] for pair in pairs]
-                gone = {where[pair] for pair in pairs}
-                self.queue = [item for i, item in enumerate(self.queue) if i not in gone]
-                resume = (path, step)
+                chosen, resume = self._take([where[pair] for pair in pairs]), (path, step)
         if not chosen and not self.queue and self.search_remaining > 0:
             self._sample_configuration()
         if not chosen and not self.queue:
             return None
         first = chosen[0][0] if chosen else self.queue[0][0]
         key, size = self._key(first), self.population_size
-        inexact = core.inexact_population(self.study.train_config(first.params, first.seed)) if size > 1 else None
+        if resume is None and size > 1:
+            inexact = core.inexact_population(self.study.train_config(first.params, first.seed))
+        else:
+            inexact = None
         if inexact is not None:  # stacked, its members would not be their single runs: each pair alone
             size = 1
             self.tracker.notes.add(
@@ -376,9 +376,7 @@ class OptunaFront:
                 if self.search_remaining > 0 and self._key(self._sample_configuration()) == key:
                     continue  # the sampled configuration fits this population: its seeds join
                 break
-            chosen += [self.queue[i] for i in taken]
-            gone = set(taken)
-            self.queue = [item for i, item in enumerate(self.queue) if i not in gone]
+            chosen += self._take(taken)
         members = [self._open(spec, trial) for spec, trial in chosen]
         pairs = [[spec.config_id, spec.seed] for spec, _ in chosen]
         for _, trial in members:
@@ -392,6 +390,12 @@ class OptunaFront:
             "resume_step": resume[1] if resume else None,
         }
         return config, [trial for _, trial in members]
+
+    def _take(self, indices: list[int]) -> list[tuple[TrialSpec, optuna.Trial | None]]:
+        """Remove these queue items and return them, in the order given."""
+        taken, gone = [self.queue[i] for i in indices], set(indices)
+        self.queue = [item for i, item in enumerate(self.queue) if i not in gone]
+        return taken
 
     def _resumable(self) -> list[tuple[str, int, list[tuple[str, int]]]]:
         """Populations interrupted with a checkpoint (a killed driver, Ctrl-C): (folder, step, pairs), newest
