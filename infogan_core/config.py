@@ -80,7 +80,12 @@ class TrainConfig:
     )
     cat_codes: tuple[int, ...] = _knob((10,), "categories of each categorical code", "", "[2, 1000]", paper="[10]")
     cont_codes: int = _knob(2, "number of continuous codes", "codes", "[0, 16]", paper="2")
-    cont_prior: str = _knob("uniform", "continuous codes drawn from U(-1,1) or N(0,1)", "", "uniform | gaussian")
+    cont_prior: str = _knob(
+        "uniform",
+        "continuous codes drawn from U(-1,1), N(0,1), or gaussian_matched: N(0,1/3), the variance of U(-1,1)",
+        "",
+        "uniform | gaussian | gaussian_matched",
+    )
     learn_cat_prior: bool = _knob(False, "learn the categorical prior's logits from the adversarial loss")
     prior_grad: str = _knob(
         "score",

@@ -17,6 +17,9 @@ from infogan_core.config import TrainConfig
 GRID_STEPS = 8  # columns of a continuous-code sweep, from -1 to 1
 
 
+MATCHED_STD = 3**-0.5  # cont_prior gaussian_matched: N(0, 1/3) has U(-1,1)'s variance
+
+
 class Latent(NamedTuple):
     z: torch.Tensor  # (B, latent_dim): G's input
     cat: list[torch.Tensor]  # each (B,): the category index of each categorical code
@@ -72,6 +75,8 @@ def sample_members(
     noise_t, cont_t = torch.stack(noise), torch.stack(cont)  # (K, n, d): U(0,1) draws become U(-1,1)
     noise_t = torch.where(uniform_noise, noise_t * 2 - 1, noise_t)
     cont_t = torch.where(uniform_cont, cont_t * 2 - 1, cont_t)
+    matched = torch.tensor([c.cont_prior == "gaussian_matched" for c in cfgs], device=device).view(-1, 1, 1)
+    cont_t = torch.where(matched, cont_t * MATCHED_STD, cont_t)
     cats, onehots = [], []
     for j, logits in enumerate(prior_logits):
         drawn = torch.stack([p[j] for p in picks])

@@ -78,8 +78,10 @@ def gaussian_nll(mean: torch.Tensor, std: torch.Tensor | None, codes: torch.Tens
 
 
 def cont_prior_entropy(count: int, prior: str) -> float:
-    """Differential entropy of the continuous codes' prior, nats: U(-1,1) -> ln 2, N(0,1) -> 0.5 ln 2 pi e."""
-    per_dim = math.log(2.0) if prior == "uniform" else 0.5 * math.log(2 * math.pi * math.e)
+    """Differential entropy of the continuous codes' prior, nats: U(-1,1) -> ln 2, N(0,s^2) -> 0.5 ln 2 pi e s^2
+    (s^2 = 1 for gaussian, 1/3 for gaussian_matched)."""
+    variance = {"gaussian": 1.0, "gaussian_matched": 1 / 3}.get(prior)
+    per_dim = math.log(2.0) if variance is None else 0.5 * math.log(2 * math.pi * math.e * variance)
     return count * per_dim
 
 

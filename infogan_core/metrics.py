@@ -31,6 +31,20 @@ METRICS: dict[str, Metric] = {
     "grad/g": Metric("minimize", "L2 norm of G's gradient before clipping"),
     "grad/q": Metric("minimize", "L2 norm of Q's gradient before clipping"),
     "grad/peak": Metric("minimize", "largest gradient norm of any network so far, before clipping: spikes"),
+    # derived at the end from the reported history (each report is the mean over its report_every steps)
+    "loss/g_trend": Metric(
+        "minimize",
+        "least-squares slope of the reported loss/g over the second half of training, per 1000 steps: G's loss climbing",
+    ),
+    "loss/d_sd": Metric(
+        "minimize", "standard deviation of the reported loss/d over the second half of training: D not settling"
+    ),
+    "mi/cat_steps_to_90": Metric(
+        "minimize",
+        "first reported step at which mi/cat_ratio reached 0.9 (Figure 1 of the paper, read off)",
+        "mi/cat_steps_to_90 is read at report_every resolution; a run that never reached 0.9 H(c) gets steps + "
+        "report_every (censored at its budget)",
+    ),
     "q/std_min": Metric("maximize", "smallest predicted posterior std of the continuous codes"),
     "mi/cat": Metric("maximize", "lower bound on I(c_cat; G(z,c)) = H(c) - CE, nats"),
     "mi/cat_ratio": Metric("maximize", "mi/cat / H(c); 1.0 is the maximum"),
@@ -70,7 +84,7 @@ def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
         if cfg.cont_codes and "factors" in entry.provides
         else "it needs continuous codes and `shapes`",
     }
-    why["mi/cat_ratio"] = why["mi/cat"]
+    why["mi/cat_ratio"] = why["mi/cat_steps_to_90"] = why["mi/cat"]
     why["q/std_min"] = why["mi/cont"]
     why["eval/hq"] = why["eval/modes"]
     return {name: why.get(name, "") for name in METRIC_NAMES}

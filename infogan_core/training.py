@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -166,7 +167,24 @@ def _final_metrics(cfg: TrainConfig, history: list[dict[str, float]]) -> dict[st
     for key in {k for row in evaluations for k in row if k.startswith("eval/")}:
         values = [row[key] for row in evaluations if key in row]
         final[key] = sum(values) / len(values)
-    return final
+    return final | _derived_metrics(cfg, history)
+
+
+def _derived_metrics(cfg: TrainConfig, history: list[dict[str, float]]) -> dict[str, float]:
+    """loss/g_trend, loss/d_sd and mi/cat_steps_to_90 (see metrics.METRICS) from the reported rows."""
+    rows = [row for row in history if "loss/g" in row]
+    late = [row for row in rows if row["step"] > cfg.steps / 2] or rows[-1:]
+    derived: dict[str, float] = {}
+    if late:
+        steps = np.array([row["step"] for row in late], dtype=float)
+        loss_g, loss_d = np.array([row["loss/g"] for row in late]), np.array([row["loss/d"] for row in late])
+        derived["loss/g_trend"] = float(np.polyfit(steps, loss_g, 1)[0] * 1000) if len(late) > 1 else 0.0
+        derived["loss/d_sd"] = float(loss_d.std(ddof=1)) if len(late) > 1 else 0.0
+    if cfg.cat_codes:
+        reached = [row["step"] for row in rows if row.get("mi/cat_ratio", -math.inf) >= 0.9]
+        # never reached: censored just past the budget (finite, so the run is not mistaken for a diverged one)
+        derived["mi/cat_steps_to_90"] = float(reached[0] if reached else cfg.steps + cfg.report_every)
+    return derived
 
 
 def _real_batch(x_all: torch.Tensor, gens: list[torch.Generator], n: int, channels: bool) -> torch.Tensor:

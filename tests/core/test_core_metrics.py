@@ -13,6 +13,7 @@ from torch import nn
 
 from infogan_core import METRIC_NAMES, TrainConfig, evaluation, load_dataset, losses, metrics
 from infogan_core.data import Dataset
+from infogan_core.latent import sample_latent
 from infogan_core.evaluation import (
     factor_alignment,
     frechet_distance,
@@ -38,6 +39,9 @@ DESIGN_METRICS = {
     "grad/q",
     "grad/peak",
     "q/std_min",
+    "loss/g_trend",  # derived from the history at the end of a run (issue 14's symptom endpoints)
+    "loss/d_sd",
+    "mi/cat_steps_to_90",
     "mi/cat",
     "mi/cat_ratio",
     "mi/cont",
@@ -54,6 +58,26 @@ DESIGN_METRICS = {
 def test_metric_names_are_the_design_contract() -> None:
     assert set(METRIC_NAMES) == DESIGN_METRICS
     assert all(m.direction in ("minimize", "maximize") for m in metrics.METRICS.values())
+
+
+def test_derived_metrics_read_the_second_half_of_the_history() -> None:
+    """loss/g_trend is the slope per 1000 steps of the late reports, loss/d_sd their spread, and
+    mi/cat_steps_to_90 the first report at 0.9 H(c) (censored past the budget when none is)."""
+    from infogan_core.training import _derived_metrics
+
+    cfg = TrainConfig(steps=1000, cat_codes=[10], device="cpu")
+    history = [
+        {"step": s, "loss/g": 1.0 + 0.002 * s, "loss/d": (0.5, 0.7)[s // 100 % 2], "mi/cat_ratio": s / 500}
+        for s in range(100, 1001, 100)
+    ]
+    derived = _derived_metrics(cfg, history)
+    assert derived["loss/g_trend"] == pytest.approx(2.0)  # 0.002 per step
+    late_d = [row["loss/d"] for row in history if row["step"] > 500]
+    assert derived["loss/d_sd"] == pytest.approx(float(np.std(late_d, ddof=1)))
+    assert derived["mi/cat_steps_to_90"] == 500.0
+    never = [row | {"mi/cat_ratio": 0.5} for row in history]
+    assert _derived_metrics(cfg, never)["mi/cat_steps_to_90"] == cfg.steps + cfg.report_every
+    assert "mi/cat_steps_to_90" not in _derived_metrics(cfg.replace(cat_codes=[], cont_codes=2), history)
 
 
 # --- the mutual-information lower bound H(c) - CE ---------------------------------------------
@@ -114,6 +138,19 @@ def test_cont_prior_entropy() -> None:
     assert losses.cont_prior_entropy(3, "uniform") == pytest.approx(3 * stats.uniform(-1, 2).entropy())
     assert losses.cont_prior_entropy(2, "gaussian") == pytest.approx(2 * stats.norm().entropy())
     assert losses.cont_prior_entropy(0, "uniform") == 0.0
+    matched = stats.norm(scale=3**-0.5)
+    assert losses.cont_prior_entropy(2, "gaussian_matched") == pytest.approx(2 * matched.entropy())
+
+
+@pytest.mark.parametrize("prior", ["uniform", "gaussian", "gaussian_matched"])
+def test_cont_codes_are_drawn_from_their_prior(prior) -> None:
+    """Each prior's draws pass a Kolmogorov-Smirnov test against it; gaussian_matched has U(-1,1)'s variance."""
+    cfg = TrainConfig(cont_codes=2, cont_prior=prior, device="cpu")
+    lat = sample_latent(cfg, [torch.zeros(10)], 20000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    dist = {"uniform": stats.uniform(-1, 2), "gaussian": stats.norm(), "gaussian_matched": stats.norm(scale=3**-0.5)}
+    assert stats.kstest(lat.cont.flatten().numpy(), dist[prior].cdf).pvalue > 1e-3
+    if prior != "gaussian":
+        assert float(lat.cont.var()) == pytest.approx(1 / 3, rel=0.03)
 
 
 # --- matched accuracy -------------------------------------------------------------------------
