@@ -34,7 +34,8 @@ METRICS: dict[str, Metric] = {
     # derived at the end from the reported history (each report is the mean over its report_every steps)
     "loss/g_trend": Metric(
         "minimize",
-        "least-squares slope of the reported loss/g over the second half of training, per 1000 steps: G's loss climbing",
+        "least-squares slope of the reported loss/g over the second half of training, per 1000 steps: G's loss "
+        "climbing",
     ),
     "loss/d_sd": Metric(
         "minimize", "standard deviation of the reported loss/d over the second half of training: D not settling"

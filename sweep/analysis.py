@@ -626,7 +626,7 @@ class VerdictResult:
                 f"claim: {what} at {treat} {sign} {num(r.target)} (non-inferiority margin {num(r.min_effect)}: "
                 f"decided against {num(bound)}); alpha {num(r.alpha)}{only}"
             )
-        sign = ">" if r.direction == "greater" else "<"
+        sign = {"greater": ">", "less": "<", "equivalent": f"within +-{num(r.min_effect)} of"}[r.direction]
         paired = "paired by seed within each combination of the other factors" if self.grid else "paired by seed"
         return (
             f"claim: {what} at {treat} {sign} at {r.factor}={format_value(r.baseline)}; {paired}; alpha "
@@ -895,6 +895,16 @@ def _message(study: Study, rule: Verdict, looks: list[Look], deciding: Look | No
         base = f"{rule.factor}={format_value(rule.baseline)}"
         claimed = "higher" if rule.direction == "greater" else "lower"
         opposite = "lower" if rule.direction == "greater" else "higher"
+        if rule.direction == "equivalent" and status == Status.SUPPORTED and e is not None:
+            return status, (
+                f"{what} is the same at {treat} and {base} within min_effect {num(rule.min_effect)}, as claimed: the "
+                f"{_ci_label(2 * deciding.alpha)} {interval(e.eq_low, e.eq_high)} lies inside +-{num(rule.min_effect)}"
+            )
+        if rule.direction == "equivalent" and status == Status.CONTRADICTED:
+            return status, (
+                f"{what} differs between {treat} and {base} by more than min_effect {num(rule.min_effect)}, against "
+                f"the claim: the {ci} of the effect lies beyond +-{num(rule.min_effect)}"
+            )
         if status == Status.SUPPORTED:
             return status, f"{what} is {claimed} at {treat} than at {base}: the {ci} of the effect lies beyond 0"
         if status == Status.CONTRADICTED:
@@ -913,6 +923,11 @@ def _message(study: Study, rule: Verdict, looks: list[Look], deciding: Look | No
         return Status.INCONCLUSIVE, (
             f"the signed-rank test cannot reach alpha {num(deciding.alpha, 3)} with {deciding.pairs} pairs "
             f"(its smallest p is 2^-{deciding.pairs}): plan more seeds{later}"
+        )
+    if rule.direction == "equivalent" and e is not None:
+        return Status.INCONCLUSIVE, (
+            f"the {_ci_label(2 * deciding.alpha)} {interval(e.eq_low, e.eq_high)} reaches beyond +-min_effect "
+            f"{num(rule.min_effect)} and the {ci} does not lie beyond it{later}"
         )
     reach = ""
     if rule.min_effect > 0 and rule.target is None:

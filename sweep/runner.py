@@ -47,7 +47,7 @@ from ray.tune.search import Searcher
 
 from sweep import analysis, core, provenance, review
 from sweep import spec as spec_module
-from sweep.errors import DefinitionConflictError, SeedPlanConflictError, StudyBusyError, StudyError
+from sweep.errors import DefinitionConflictError, SeedPlanConflictError, StudyBusyError, StudyError, SweepError
 from sweep.spec import Study, TrialSpec
 from sweep.store import (
     DriverLease,
@@ -736,6 +736,12 @@ def _slots(study: Study) -> int:
     resources = ray.cluster_resources()
     fit = int(resources.get("CPU", 1) // study.resources.cpus)
     if study.resources.gpus:
+        if resources.get("GPU", 0) < study.resources.gpus:  # Ray would wait for it forever
+            raise SweepError(
+                f"study {study.name!r} asks for {study.resources.gpus:g} GPU per trial (resources.gpus) and the Ray "
+                f"cluster has {resources.get('GPU', 0):g}: run it on a machine with a GPU, or set resources.gpus: 0 "
+                "in a copy of the study file"
+            )
         fit = min(fit, int(resources.get("GPU", 0) // study.resources.gpus))
     if study.resources.max_concurrent:
         fit = min(fit, study.resources.max_concurrent)

@@ -221,7 +221,10 @@ class Verdict(_Model):
         None, description="Compare the treatment's mean with this number instead (non-inferiority, margin min_effect)."
     )
     treatment: Any = Field(description="The level expected to differ from the baseline.")
-    direction: Literal["greater", "less"] = Field(description="Treatment expected greater | less than baseline.")
+    direction: Literal["greater", "less", "equivalent"] = Field(
+        description="Treatment expected greater | less than baseline, or equivalent: the claim is that any "
+        "difference is smaller than min_effect (SUPPORTED when the equivalence test passes)."
+    )
     min_effect: float = Field(
         ge=0,
         description="Smallest effect of interest, in the metric's units (a rate for 'diverged'): NO EFFECT when "
@@ -399,6 +402,11 @@ class Study(_Model):
         for key, got in compared:
             if got not in levels[verdict.factor]:
                 raise _At(("verdict", key), f"must be a level of {verdict.factor} ({valid}), but got {got!r}")
+        if verdict.direction == "equivalent":
+            if verdict.target is not None or verdict.metric == DIVERGED:
+                raise _At(("verdict", "direction"), "equivalent compares two levels of a metric; give `baseline`")
+            if verdict.min_effect <= 0:
+                raise _At(("verdict", "min_effect"), "must be above 0 for an equivalence claim: it is the margin")
         if verdict.metric == DIVERGED and verdict.target is not None:
             raise _At(("verdict", "target"), f"a claim about '{DIVERGED}' compares two levels; give `baseline`")
         if self.early_stopping and verdict.pruned is None:

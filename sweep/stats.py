@@ -426,10 +426,22 @@ def decide(
     INCONCLUSIVE otherwise. SUPPORTED and CONTRADICTED together happen at most alpha of the time when
     the effect is `origin` (alpha / 2 each). A `rates` estimate also needs Fisher's one-sided p <= alpha / 2
     for a direction, so its interval and its exact test never disagree.
+
+    direction "equivalent" (the claim: no effect as large as min_effect): SUPPORTED when the TOST passes (the
+    1 - 2 alpha interval inside +-min_effect: at most alpha of the time when the effect is min_effect);
+    CONTRADICTED when the 1 - alpha interval lies beyond +min_effect or below -min_effect (at most alpha / 2
+    of the time when the effect is within the margin); INCONCLUSIVE otherwise.
     """
-    if direction not in ("greater", "less"):
-        raise ValueError(f"direction must be 'greater' or 'less', but got {direction!r}")
+    if direction not in ("greater", "less", "equivalent"):
+        raise ValueError(f"direction must be 'greater', 'less' or 'equivalent', but got {direction!r}")
     low, high = np.asarray(est.low, dtype=float), np.asarray(est.high, dtype=float)
+    if direction == "equivalent":  # the claim is "no effect as large as min_effect"
+        if min_effect <= 0:
+            raise ValueError("an equivalence claim needs min_effect > 0")
+        inside = (np.asarray(est.eq_low) > -min_effect) & (np.asarray(est.eq_high) < min_effect)
+        beyond = (low > min_effect) | (high < -min_effect)
+        verdicts = [Status.SUPPORTED.value, Status.CONTRADICTED.value]
+        return np.select([inside, beyond], verdicts, Status.INCONCLUSIVE.value)
     above, below = low > origin, high < origin
     if np.any(np.asarray(est.method) == "rates"):
         above &= np.asarray(est.p_greater) <= est.alpha / 2

@@ -13,7 +13,6 @@ from torch import nn
 
 from infogan_core import METRIC_NAMES, TrainConfig, evaluation, load_dataset, losses, metrics
 from infogan_core.data import Dataset
-from infogan_core.latent import sample_latent
 from infogan_core.evaluation import (
     factor_alignment,
     frechet_distance,
@@ -23,6 +22,7 @@ from infogan_core.evaluation import (
     prior_kl,
     reference_features,
 )
+from infogan_core.latent import sample_latent
 from infogan_core.models import InfoGAN
 
 pytestmark = pytest.mark.usefixtures("core_env")

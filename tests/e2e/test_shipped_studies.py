@@ -9,10 +9,12 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import spec
+from sweep.errors import SweepError
 
 from helpers import REPO, run_sweep
 
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+GPU_STUDIES = sorted((REPO / "studies" / "gpu").glob("*.yaml"))  # their default budgets need a GPU
 
 
 def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -30,14 +32,36 @@ def test_studies_are_shipped():
         "posterior",
         "priors",
         "paper_fig1",
-        "paper_categorical",
         "imbalanced",
         "search",
     }
     assert required <= names
+    assert {"paper_categorical", "paper_full"} <= {p.stem for p in GPU_STUDIES}
     table = (REPO / "studies" / "README.md").read_text()
-    for name in names:
+    for name in names | {p.stem for p in GPU_STUDIES}:
         assert f"{name}.yaml" in table, f"studies/README.md does not list {name}.yaml"
+
+
+@pytest.mark.parametrize("path", GPU_STUDIES, ids=[p.stem for p in GPU_STUDIES])
+def test_gpu_study_validates_and_asks_for_a_gpu(path):
+    study = spec.load(path)
+    assert study.claim and study.verdict is not None and study.resources.gpus > 0
+    proc = _sweep("validate", str(path))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_gpu_study_on_a_machine_without_one_says_so(ray_session, tmp_path):
+    """Ray would wait for a GPU forever: the run stops at once with what to do instead."""
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    path = REPO / "studies" / "gpu" / "paper_categorical.yaml"
+    result = CliRunner().invoke(app, ["run", str(path), "--steps", "4", "--seeds", "1", "--root", str(tmp_path)])
+    assert result.exit_code != 0
+    message = str(result.exception)  # the console script prints it as one line (main catches SweepError)
+    assert isinstance(result.exception, SweepError), result.exception
+    assert "asks for 1 GPU per trial" in message and "resources.gpus: 0" in message, message
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])

@@ -267,6 +267,19 @@ def test_a_new_rule_must_declare_its_smallest_effect_of_interest(tmp_path: Path)
     assert "did you mean 'rank'" not in error(tmp_path, ABLATION + RULE % ", min_effect: 0.1, test: welch")
 
 
+def test_an_equivalence_claim_needs_a_margin_and_a_baseline(tmp_path: Path) -> None:
+    rule = RULE.replace("direction: less", "direction: equivalent")
+    study = spec.load(write(tmp_path, ABLATION + rule % ", min_effect: 0.05"))
+    assert study.verdict is not None and study.verdict.direction == "equivalent"
+    assert "verdict.min_effect: must be above 0 for an equivalence claim" in error(
+        tmp_path, ABLATION + rule % ", min_effect: 0"
+    )
+    target = "verdict: {metric: eval/cat_acc, factor: d_batchnorm, treatment: joint, target: 0.9, "
+    assert "verdict.direction: equivalent compares two levels" in error(
+        tmp_path, ABLATION + target + "direction: equivalent, min_effect: 0.05}\n"
+    )
+
+
 def test_a_stored_rule_from_before_min_effect_still_loads() -> None:
     data = yaml.safe_load(ABLATION + RULE % ", test: mannwhitney")
     with pytest.raises(StudyError, match="min_effect: is required"):

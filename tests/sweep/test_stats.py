@@ -325,3 +325,34 @@ def test_non_inferiority_at_the_margin_is_supported_at_most_half_alpha():
         st.estimate(values - target + 0.04), direction="greater", min_effect=m, origin=-m, equivalence=False
     )
     assert rate(better, Status.SUPPORTED) > 0.9  # control: a mean of 0.97 is clearly not inferior
+
+
+def test_an_equivalence_claim_is_supported_at_the_tost_rate_and_rarely_at_the_margin():
+    """direction: equivalent. With no true effect it is SUPPORTED as often as the TOST passes (computed from
+    the t distribution), never CONTRADICTED by more than alpha / 2; with the effect exactly at the margin it
+    is SUPPORTED at most alpha of the time; with an effect twice the margin it is CONTRADICTED at the power
+    of a one-sided t-test against the margin."""
+    rng = np.random.default_rng(21)
+    n, m = 32, 0.5
+    d = rng.normal(0, 1, (S, n))
+    at_zero = st.decide(st.estimate(d), direction="equivalent", min_effect=m)
+    c1 = stats.t.ppf(1 - ALPHA, n - 1)
+
+    def given_sd(s: float) -> float:  # P(|mean| < m - c1 s / sqrt(n)) for sd s, times the density of s
+        bound = m - c1 * s / math.sqrt(n)
+        inside = max(0.0, 2 * stats.norm.cdf(bound * math.sqrt(n)) - 1)
+        return inside * stats.chi.pdf(s * math.sqrt(n - 1), n - 1) * math.sqrt(n - 1)
+
+    expected = integrate.quad(given_sd, 0, 3)[0]
+    assert 0.5 < expected < 0.95
+    assert abs(rate(at_zero, Status.SUPPORTED) - expected) <= margin(expected)
+    assert rate(at_zero, Status.CONTRADICTED) <= ALPHA / 2 + margin(ALPHA / 2)
+    # the control: an effect exactly at the margin (either side) is called equivalent at most alpha of the time
+    for shift in (m, -m):
+        at_margin = st.decide(st.estimate(d + shift), direction="equivalent", min_effect=m)
+        assert rate(at_margin, Status.SUPPORTED) <= ALPHA + margin(ALPHA)
+    beyond = st.decide(st.estimate(d + 2 * m), direction="equivalent", min_effect=m)
+    power = st.power_t(n, m, ALPHA)  # the 1 - alpha interval above m: a one-sided test at alpha / 2, effect m
+    assert abs(rate(beyond, Status.CONTRADICTED) - power) <= margin(power)
+    with pytest.raises(ValueError, match="min_effect"):
+        st.decide(st.estimate(d[:2]), direction="equivalent", min_effect=0.0)

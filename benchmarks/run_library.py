@@ -1,0 +1,138 @@
+"""Run the shipped study library on two disjoint seed sets and write its verdict table.
+
+    python benchmarks/run_library.py --root runs/library                 # run every CPU study twice, then the table
+    python benchmarks/run_library.py --root runs/library --only clipping # one study
+    python benchmarks/run_library.py --root runs/library --table-only --write studies/README.md
+
+Each study runs through the real CLI, at its default budget: first as itself (seeds 0..), then as its
+first replication (`sweep run ... --replicate`: seed s runs as s + 10000, so the two sets share no seed).
+A study already run is resumed, not repeated. The wall time of each run is kept in ROOT/library.json.
+
+The table: study, claim, the verdict on each seed set, the effect with its interval, n and MDE on each,
+and the wall time of each run. `--write FILE` replaces the table between the markers
+`<!-- library-table -->` and `<!-- /library-table -->` in FILE. The exit status is 1 when a claim is
+SUPPORTED on one seed set and CONTRADICTED on the other.
+
+Studies under studies/gpu/ are not run here: they need a GPU (their files say what they cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sweep.analysis import related_studies, study_spec, trials_frame, verdict  # noqa: E402
+from sweep.spec import load  # noqa: E402
+from sweep.store import open_store  # noqa: E402
+from sweep.vocab import Status, interval, num, signed  # noqa: E402
+
+MARK_START, MARK_END = "<!-- library-table -->", "<!-- /library-table -->"
+OPPOSITE = {Status.SUPPORTED, Status.CONTRADICTED}
+
+
+def run_study(path: Path, root: Path, replicate: bool) -> float:
+    """One `sweep run` of the study (or of its replication); its wall time in seconds."""
+    command = [str(Path(sys.executable).parent / "sweep"), "run", str(path), "--root", str(root)]
+    if replicate:
+        command.append("--replicate")
+    print("$", " ".join(command), flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def cell(result) -> dict[str, str]:
+    """The verdict of one seed set as table cells."""
+    if result is None:
+        return {"verdict": "not run", "effect": "-", "n": "-", "mde": "-"}
+    e = result.estimate
+    effect = "-" if e is None else f"{signed(e.effect)} {interval(e.low, e.high)}"
+    return {
+        "verdict": result.status.value,
+        "effect": effect,
+        "n": str(result.n),
+        "mde": "-" if e is None else num(e.mde, 3),
+    }
+
+
+def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
+    """The markdown table, and the studies whose two seed sets disagree in direction."""
+    store = open_store(root, None)
+    times = _times(root)
+    stored = set(store.study_names()) if store.exists() else set()
+    lines = [
+        "| study | claim | verdict, seeds 0.. | verdict, seeds 10000.. | effect [CI], 0.. | effect [CI], 10000.. "
+        "| n | MDE | wall time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    clashes = []
+    for path in studies:
+        study = load(path)
+        if study.verdict is None:
+            continue
+        first = second = None
+        if study.name in stored:
+            optuna_study = store.load_study(study.name)
+            first = verdict(trials_frame(optuna_study), study_spec(optuna_study))
+            replications = [r for r in related_studies(store, study.name) if r.role == "replication 1"]
+            second = replications[0].verdict if replications else None
+        a, b = cell(first), cell(second)
+        if {a["verdict"], b["verdict"]} == {s.value for s in OPPOSITE}:
+            clashes.append(study.name)
+        wall = " / ".join(f"{times[key] / 60:.1f} min" for key in (study.name, f"{study.name}-rep1") if key in times)
+        lines.append(
+            f"| `{path.name}` | {study.claim} | {a['verdict']} | {b['verdict']} | {a['effect']} | "
+            f"{b['effect']} | {a['n']} / {b['n']} | {a['mde']} / {b['mde']} | {wall or '-'} |"
+        )
+    total = sum(times.values())
+    lines.append("")
+    lines.append(f"Total wall time of these runs: {total / 60:.1f} min ({len(times)} runs).")
+    return "\n".join(lines), clashes
+
+
+def _times(root: Path) -> dict[str, float]:
+    path = root / "library.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=REPO / "runs" / "library")
+    parser.add_argument("--studies", type=Path, default=REPO / "studies")
+    parser.add_argument("--only", nargs="*", help="study file stems to run (default: all)")
+    parser.add_argument("--table-only", action="store_true", help="run nothing; build the table from storage")
+    parser.add_argument("--write", type=Path, help="replace the table between the markers in this file")
+    args = parser.parse_args()
+
+    studies = sorted(p for p in args.studies.glob("*.yaml") if not args.only or p.stem in args.only)
+    args.root.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        for path in studies:
+            name = load(path).name
+            for replicate, key in ((False, name), (True, f"{name}-rep1")):
+                seconds = run_study(path, args.root, replicate)
+                times = _times(args.root)
+                times[key] = times.get(key, 0.0) + seconds  # a resumed run adds to the time already spent
+                (args.root / "library.json").write_text(json.dumps(times, indent=1))
+    text, clashes = table(sorted(args.studies.glob("*.yaml")), args.root)
+    print(text)
+    if args.write:
+        document = args.write.read_text()
+        head, rest = document.split(MARK_START, 1)
+        _, tail = rest.split(MARK_END, 1)
+        args.write.write_text(f"{head}{MARK_START}\n{text}\n{MARK_END}{tail}")
+    if clashes:
+        print(f"SUPPORTED on one seed set and CONTRADICTED on the other: {', '.join(clashes)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
