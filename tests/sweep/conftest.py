@@ -10,9 +10,9 @@ import pytest
 from sweep import spec
 
 from fakes import store_design
-from helpers import REPO
+from helpers import STUDIES_V1
 
-STUDIES = REPO / "studies"
+STUDIES = STUDIES_V1  # the definitions the fixtures' storage is built from
 
 
 @pytest.fixture(scope="session")

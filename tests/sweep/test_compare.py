@@ -9,9 +9,9 @@ from sweep.compare import compare
 from sweep.report.tables import effect_tables
 
 from fakes import PROVENANCE, store_design
-from helpers import REPO
+from helpers import STUDIES_V1
 
-BALANCE = spec.load(REPO / "studies" / "balance.yaml")
+BALANCE = spec.load(STUDIES_V1 / "balance.yaml")
 
 
 def _values(shift: float, seed: int = 0):
@@ -60,7 +60,7 @@ def test_a_longer_budget_and_new_code_are_named():
 
 
 def test_a_level_one_study_lacks_is_shown_as_missing():
-    grid = spec.load(REPO / "studies" / "batchnorm.yaml")
+    grid = spec.load(STUDIES_V1 / "batchnorm.yaml")
     rng = np.random.default_rng(0)
     other = store_design(grid, lambda s: {"eval/modes": float(rng.integers(5, 25)), "eval/hq": rng.random()})
     c = compare(store_design(BALANCE, _values(8.0)), other)

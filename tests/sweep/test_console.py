@@ -18,9 +18,9 @@ from sweep.runner import Tracker, TrialProgress
 from sweep.store import open_store
 from sweep.vocab import num
 
-from helpers import REPO, run_sweep
+from helpers import STUDIES_V1, run_sweep
 
-STUDIES = REPO / "studies"
+STUDIES = STUDIES_V1  # the definitions the `stored` fixture was built from
 WIDTH = 80
 
 

@@ -15,7 +15,7 @@ from sweep.review import trial_note
 from sweep.vocab import STATUS_COLOURS, Status
 
 from fakes import BASE, GRID, PROVENANCE, grid_trials, make_study, store_design, stored_study
-from helpers import REPO
+from helpers import REPO, STUDIES_V1
 
 
 def test_report_of_a_stored_grid_renders_every_section(tmp_path):
@@ -165,7 +165,7 @@ def test_a_search_report_has_its_pareto_front_top_configurations_parallel_coordi
 
 
 def test_a_multi_objective_ablation_gets_a_pareto_section_and_its_base_row_once():
-    study = spec.load(REPO / "studies" / "balance.yaml")
+    study = spec.load(STUDIES_V1 / "balance.yaml")
     rng = np.random.default_rng(0)
     stored = store_design(study, lambda s: {"eval/fd": 40 + rng.normal(), "eval/cat_acc": 0.6 + 0.01 * rng.normal()})
     built = build.build(stored)
@@ -206,7 +206,7 @@ def test_optuna_plots_leave_the_callers_matplotlib_as_it_was():
 
 
 def test_the_report_says_what_the_trials_ran_on():
-    study = spec.load(REPO / "studies" / "balance.yaml")
+    study = spec.load(STUDIES_V1 / "balance.yaml")
     one = store_design(study, lambda s: {"eval/fd": 40.0 + s.seed, "eval/cat_acc": 0.6})
     rows = dict(build.build(one).summary)
     assert rows["trials ran on: code"] == "sweep 0.1.0, git 0123456789ab (clean)"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, SWEEP, sweep_env
+from helpers import REPO, STUDIES_V1, SWEEP, sweep_env
 
 README = (REPO / "README.md").read_text()
 VENV_BIN = Path(SWEEP).parent
@@ -57,7 +57,9 @@ def test_the_tour_names_every_command():
 def fresh_clone(tmp_path: Path, stored: Path) -> Path:
     """A folder as after the quick start: the shipped studies, and a storage in ./runs where `balance` and its
     replication have run (hand-built: the tour's `sweep run` lines take minutes; they are planned here)."""
-    shutil.copytree(REPO / "studies", tmp_path / "studies")
+    # the study files the storage was built from (the first library, frozen in tests/sweep/studies_v1): the
+    # tour's commands read them beside that storage
+    shutil.copytree(STUDIES_V1, tmp_path / "studies")
     shutil.copytree(stored, tmp_path / "runs")
     return tmp_path
 
