@@ -103,13 +103,17 @@ def _times(root: Path) -> dict[str, float]:
 
 
 def main() -> int:
+    return main_args(sys.argv[1:])
+
+
+def main_args(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "library")
     parser.add_argument("--studies", type=Path, default=REPO / "studies")
     parser.add_argument("--only", nargs="*", help="study file stems to run (default: all)")
     parser.add_argument("--table-only", action="store_true", help="run nothing; build the table from storage")
     parser.add_argument("--write", type=Path, help="replace the table between the markers in this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     studies = sorted(p for p in args.studies.glob("*.yaml") if not args.only or p.stem in args.only)
     args.root.mkdir(parents=True, exist_ok=True)
