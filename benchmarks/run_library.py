@@ -13,7 +13,8 @@ and the wall time of each run. `--write FILE` replaces the table between the mar
 `<!-- library-table -->` and `<!-- /library-table -->` in FILE. The exit status is 1 when a claim is
 SUPPORTED on one seed set and CONTRADICTED on the other.
 
-Studies under studies/gpu/ are not run here: they need a GPU (their files say what they cost).
+Studies under studies/large/ are not run here: larger budget profiles, for a GPU or a cluster (their
+files say what they cost).
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main_args(argv: list[str]) -> int:
     parser.add_argument("--studies", type=Path, default=REPO / "studies")
     parser.add_argument("--only", nargs="*", help="study file stems to run (default: all)")
     parser.add_argument("--table-only", action="store_true", help="run nothing; build the table from storage")
+    parser.add_argument("--one-set", action="store_true", help="run each study once (seeds 0..), no replication")
     parser.add_argument("--write", type=Path, help="replace the table between the markers in this file")
     args = parser.parse_args(argv)
 
@@ -120,7 +122,7 @@ def main_args(argv: list[str]) -> int:
     if not args.table_only:
         for path in studies:
             name = load(path).name
-            for replicate, key in ((False, name), (True, f"{name}-rep1")):
+            for replicate, key in ((False, name), (True, f"{name}-rep1"))[: 1 if args.one_set else 2]:
                 seconds = run_study(path, args.root, replicate)
                 times = _times(args.root)
                 times[key] = times.get(key, 0.0) + seconds  # a resumed run adds to the time already spent

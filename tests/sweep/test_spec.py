@@ -426,7 +426,7 @@ def test_json_schema_lists_properties_and_trainconfig_fields() -> None:
     assert documented["q_update"]["enum"] == ["d_step", "g_step"] and documented["q_update"]["default"] == "d_step"
 
 
-SHIPPED = sorted((Path(__file__).resolve().parents[2] / "studies").glob("**/*.yaml"))  # gpu/ too
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "studies").glob("**/*.yaml"))  # large/ too
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
