@@ -626,7 +626,7 @@ class VerdictResult:
                 f"claim: {what} at {treat} {sign} {num(r.target)} (non-inferiority margin {num(r.min_effect)}: "
                 f"decided against {num(bound)}); alpha {num(r.alpha)}{only}"
             )
-        sign = {"greater": ">", "less": "<", "equivalent": f"within +-{num(r.min_effect)} of"}[r.direction]
+        sign = {"greater": ">", "less": "<", "equivalent": f"within +-{num(r.min_effect)} of that"}[r.direction]
         paired = "paired by seed within each combination of the other factors" if self.grid else "paired by seed"
         return (
             f"claim: {what} at {treat} {sign} at {r.factor}={format_value(r.baseline)}; {paired}; alpha "
