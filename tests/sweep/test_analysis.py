@@ -266,7 +266,7 @@ def test_an_equivalence_claim_is_supported_by_a_difference_inside_the_margin():
     same = [b + d for b, d in zip(BASE8, [0.004, -0.006, 0.002, 0.0, -0.003, 0.005, -0.002, 0.001], strict=True)]
     result = analysis.verdict(ablation_frame(BASE8, same), study8(**rule))
     assert result.status == SUPPORTED and "as claimed" in result.message
-    assert "mi/cat_ratio at lambda_cat=0 within +-0.05 of that at lambda_cat=1" in result.lines()[0]
+    assert "mi/cat_ratio at lambda_cat=0.0 within +-0.05 of that at lambda_cat=1.0" in result.lines()[0]
     apart = analysis.verdict(ablation_frame(BASE8, [b - 0.2 + 0.003 * i for i, b in enumerate(BASE8)]), study8(**rule))
     assert apart.status == CONTRADICTED and "by more than min_effect 0.05" in apart.message
     noisy = [b + d for b, d in zip(BASE8, [0.08, -0.09, 0.1, -0.07, 0.06, -0.1, 0.09, -0.08], strict=True)]
