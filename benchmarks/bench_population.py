@@ -9,7 +9,7 @@ machine with CUDA, K goes up to 256.
     python benchmarks/bench_population.py                 # table
     python benchmarks/bench_population.py --json          # one JSON object
     python benchmarks/bench_population.py --reference /path/to/older/checkout   # also time that tree's train()
-    python benchmarks/bench_population.py --study studies/batchnorm.yaml        # + a study through `sweep run`
+    python benchmarks/bench_population.py --study tests/sweep/studies_v1/batchnorm.yaml   # + a study, sweep run
 
 Keys: speedup_mlp_k16, speedup_conv_k16 (member-steps/s over single-model steps/s), and with --study,
 study_speedup (the study's wall time without populations over with them, both through `sweep run`).
