@@ -76,15 +76,16 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
     clashes = []
     for path in studies:
         study = load(path)
-        if study.verdict is None:
-            continue
         first = second = None
-        if study.name in stored:
+        if study.verdict is None:  # a search: no verdict, but its runs take time
+            a = b = {"verdict": "no rule", "effect": "-", "n": "-", "mde": "-"}
+        elif study.name in stored:
             optuna_study = store.load_study(study.name)
             first = verdict(trials_frame(optuna_study), study_spec(optuna_study))
             replications = [r for r in related_studies(store, study.name) if r.role == "replication 1"]
             second = replications[0].verdict if replications else None
-        a, b = cell(first), cell(second)
+        if study.verdict is not None:
+            a, b = cell(first), cell(second)
         if {a["verdict"], b["verdict"]} == {s.value for s in OPPOSITE}:
             clashes.append(study.name)
         wall = " / ".join(f"{times[key] / 60:.1f} min" for key in (study.name, f"{study.name}-rep1") if key in times)
@@ -93,8 +94,12 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
             f"{b['effect']} | {a['n']} / {b['n']} | {a['mde']} / {b['mde']} | {wall or '-'} |"
         )
     total = sum(times.values())
+    second_set = sum(v for k, v in times.items() if k.endswith("-rep1"))
     lines.append("")
-    lines.append(f"Total wall time of these runs: {total / 60:.1f} min ({len(times)} runs).")
+    lines.append(
+        f"Total wall time of these runs: {total / 60:.1f} min ({len(times)} runs): seeds 0.. "
+        f"{(total - second_set) / 60:.1f} min, seeds 10000.. {second_set / 60:.1f} min."
+    )
     return "\n".join(lines), clashes
 
 

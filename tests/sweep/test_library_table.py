@@ -24,12 +24,14 @@ def test_the_table_shows_both_seed_sets_and_their_wall_times(stored: Path, tmp_p
     finally:
         (stored / "library.json").unlink()
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
-    assert set(rows) == {f"`{p.name}`" for p in STUDIES_V1.glob("*.yaml") if p.stem != "search"}  # no rule
+    assert set(rows) == {f"`{p.name}`" for p in STUDIES_V1.glob("*.yaml")}
+    assert "| no rule | no rule |" in rows["`search.yaml`"]  # a search has no verdict
     balance = [cell.strip() for cell in rows["`balance.yaml`"].split("|")[1:-1]]
     assert balance[2] == balance[3] == "SUPPORTED"  # the original and its replication
     assert balance[4].startswith("+") and "[" in balance[4] and balance[-1] == "3.0 min / 3.3 min"
     assert [cell.strip() for cell in rows["`noise.yaml`"].split("|")[3:5]] == ["not run", "not run"]
-    assert "Total wall time of these runs: 6.3 min (2 runs)." in text and clashes == []
+    assert "Total wall time of these runs: 6.3 min (2 runs): seeds 0.. 3.0 min, seeds 10000.. 3.3 min." in text
+    assert clashes == []
 
 
 def test_the_table_replaces_only_the_text_between_its_markers(tmp_path: Path):
