@@ -49,10 +49,10 @@ def run_study(path: Path, root: Path, replicate: bool) -> float:
     return time.perf_counter() - started
 
 
-def cell(result) -> dict[str, str]:
-    """The verdict of one seed set as table cells."""
+def cell(result, status: str = "not run") -> dict[str, str]:
+    """The verdict of one seed set as table cells (`status` when there is none: not run, no rule)."""
     if result is None:
-        return {"verdict": "not run", "effect": "-", "n": "-", "mde": "-"}
+        return {"verdict": status, "effect": "-", "n": "-", "mde": "-"}
     e = result.estimate
     effect = "-" if e is None else f"{signed(e.effect)} {interval(e.low, e.high)}"
     return {
@@ -77,15 +77,13 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
     for path in studies:
         study = load(path)
         first = second = None
-        if study.verdict is None:  # a search: no verdict, but its runs take time
-            a = b = {"verdict": "no rule", "effect": "-", "n": "-", "mde": "-"}
-        elif study.name in stored:
+        if study.verdict is not None and study.name in stored:
             optuna_study = store.load_study(study.name)
             first = verdict(trials_frame(optuna_study), study_spec(optuna_study))
             replications = [r for r in related_studies(store, study.name) if r.role == "replication 1"]
             second = replications[0].verdict if replications else None
-        if study.verdict is not None:
-            a, b = cell(first), cell(second)
+        missing = "not run" if study.verdict is not None else "no rule"  # a search: no verdict, but its time
+        a, b = cell(first, missing), cell(second, missing)
         if {a["verdict"], b["verdict"]} == {s.value for s in OPPOSITE}:
             clashes.append(study.name)
         wall = " / ".join(f"{times[key] / 60:.1f} min" for key in (study.name, f"{study.name}-rep1") if key in times)

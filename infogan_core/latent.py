@@ -17,7 +17,24 @@ from infogan_core.config import TrainConfig
 GRID_STEPS = 8  # columns of a continuous-code sweep, from -1 to 1
 
 
-MATCHED_STD = 3**-0.5  # cont_prior gaussian_matched: N(0, 1/3) has U(-1,1)'s variance
+# each prior as (scale, shift) of a unit draw, U(0,1) for uniform and N(0,1) otherwise: x * scale + shift.
+# gaussian_matched is N(0, 1/3), the variance of U(-1,1).
+PRIORS: dict[str, tuple[float, float]] = {
+    "uniform": (2.0, -1.0),
+    "gaussian": (1.0, 0.0),
+    "gaussian_matched": (3**-0.5, 0.0),
+}
+
+
+def _unit_draw(prior: str):
+    return torch.rand if prior == "uniform" else torch.randn
+
+
+def _from_unit(draws: torch.Tensor, priors: Sequence[str]) -> torch.Tensor:
+    """Each member's unit draws (K, n, d) moved to its prior (exact: x * 2 - 1 for uniform, x for gaussian)."""
+    scale, shift = zip(*(PRIORS[p] for p in priors), strict=True)
+    as_column = {"device": draws.device, "dtype": draws.dtype}
+    return draws * torch.tensor(scale, **as_column).view(-1, 1, 1) + torch.tensor(shift, **as_column).view(-1, 1, 1)
 
 
 class Latent(NamedTuple):
@@ -28,9 +45,8 @@ class Latent(NamedTuple):
 
 def sample_noise(cfg: TrainConfig, n: int, gen: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
     """(n, noise_dim) noise from cfg's noise prior."""
-    if cfg.noise_prior == "gaussian":
-        return torch.randn(n, cfg.noise_dim, generator=gen, device=device)
-    return torch.rand(n, cfg.noise_dim, generator=gen, device=device) * 2 - 1
+    draws = _unit_draw(cfg.noise_prior)(n, cfg.noise_dim, generator=gen, device=device)
+    return _from_unit(draws.unsqueeze(0), [cfg.noise_prior])[0]
 
 
 def sample_latent(
@@ -58,10 +74,8 @@ def sample_members(
     cfg = cfgs[0]  # the members share every shape
     noise, cont, picks = [], [], []
     for c, g in zip(cfgs, gens, strict=True):
-        draw = torch.randn if c.noise_prior == "gaussian" else torch.rand
-        noise.append(draw(n, cfg.noise_dim, generator=g, device=device))
-        draw = torch.rand if c.cont_prior == "uniform" else torch.randn
-        cont.append(draw(n, cfg.cont_codes, generator=g, device=device))
+        noise.append(_unit_draw(c.noise_prior)(n, cfg.noise_dim, generator=g, device=device))
+        cont.append(_unit_draw(c.cont_prior)(n, cfg.cont_codes, generator=g, device=device))
         picks.append(
             [
                 torch.rand(n, k, generator=g, device=device)
@@ -70,13 +84,8 @@ def sample_members(
                 for k in cfg.cat_codes
             ]
         )
-    uniform_noise = torch.tensor([c.noise_prior == "uniform" for c in cfgs], device=device).view(-1, 1, 1)
-    uniform_cont = torch.tensor([c.cont_prior == "uniform" for c in cfgs], device=device).view(-1, 1, 1)
-    noise_t, cont_t = torch.stack(noise), torch.stack(cont)  # (K, n, d): U(0,1) draws become U(-1,1)
-    noise_t = torch.where(uniform_noise, noise_t * 2 - 1, noise_t)
-    cont_t = torch.where(uniform_cont, cont_t * 2 - 1, cont_t)
-    matched = torch.tensor([c.cont_prior == "gaussian_matched" for c in cfgs], device=device).view(-1, 1, 1)
-    cont_t = torch.where(matched, cont_t * MATCHED_STD, cont_t)
+    noise_t = _from_unit(torch.stack(noise), [c.noise_prior for c in cfgs])  # (K, n, d)
+    cont_t = _from_unit(torch.stack(cont), [c.cont_prior for c in cfgs])
     cats, onehots = [], []
     for j, logits in enumerate(prior_logits):
         drawn = torch.stack([p[j] for p in picks])

@@ -14,6 +14,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from infogan_core.latent import PRIORS
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 TINY = 1e-8  # the paper code's guard inside log(D + TINY) when losses are computed on probabilities
 
@@ -78,11 +80,10 @@ def gaussian_nll(mean: torch.Tensor, std: torch.Tensor | None, codes: torch.Tens
 
 
 def cont_prior_entropy(count: int, prior: str) -> float:
-    """Differential entropy of the continuous codes' prior, nats: U(-1,1) -> ln 2, N(0,s^2) -> 0.5 ln 2 pi e s^2
-    (s^2 = 1 for gaussian, 1/3 for gaussian_matched)."""
-    variance = {"gaussian": 1.0, "gaussian_matched": 1 / 3}.get(prior)
-    per_dim = math.log(2.0) if variance is None else 0.5 * math.log(2 * math.pi * math.e * variance)
-    return count * per_dim
+    """Differential entropy of the continuous codes' prior, nats: a unit draw's (U(0,1): 0, N(0,1):
+    0.5 ln 2 pi e) plus ln of the prior's scale (latent.PRIORS): U(-1,1) -> ln 2, N(0,1) -> 0.5 ln 2 pi e."""
+    unit = 0.0 if prior == "uniform" else 0.5 * math.log(2 * math.pi * math.e)
+    return count * (unit + math.log(PRIORS[prior][0]))
 
 
 def categorical_entropy(prior_logits: list[torch.Tensor]) -> torch.Tensor:
