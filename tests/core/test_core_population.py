@@ -35,7 +35,7 @@ def _members(base: TrainConfig, k: int = 3) -> list[TrainConfig]:
             lambda_cont=0.1 * (1 + s),
             clip_value=1.0 + s,
             q_min_std=0.01 * s,
-            cont_prior=("uniform", "gaussian")[s % 2],
+            cont_prior=("uniform", "gaussian", "gaussian_matched")[s % 3],
             noise_prior=("gaussian", "uniform")[s % 2],
         )
         for s in range(k)
