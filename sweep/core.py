@@ -29,6 +29,7 @@ from infogan_core import (
     measured_metrics,
     population_key,
 )
+from infogan_core.cost import pair_cost, population_overhead
 from infogan_core.data import IDX_SOURCES, fetch_idx
 from sweep.provenance import cpu_device
 
@@ -131,6 +132,8 @@ __all__ = [
     "auto_population",
     "inexact_population",
     "measured_metrics",
+    "pair_cost",
+    "population_overhead",
     "population_key",
     "set_threads",
     "train",

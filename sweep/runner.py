@@ -30,7 +30,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,8 +295,10 @@ class OptunaFront:
 
     Ablation and grid trials are enqueued with their params fixed, in the expanded order, and asked
     for at once; search trials ask the study's sampler for params, and each sampled configuration is
-    repeated for every seed. A population takes the next pending pairs of one network shape (those whose
-    configurations differ only in MEMBER_FIELDS), up to `population_size`. Intermediate values go to
+    repeated for every seed. A population takes pending pairs of one network shape (those whose
+    configurations differ only in MEMBER_FIELDS), as many as `population_sizes` gives that shape (at most
+    `population_size`), and the costliest population goes first, so that every slot stays busy to the
+    end (longest job first). Intermediate values go to
     Optuna; with early stopping, each member's results go through ASHA here, and the members it stops
     are posted on the stop board that their worker reads.
     """
@@ -312,6 +314,7 @@ class OptunaFront:
         tracker: Tracker,
         lease: DriverLease | None = None,
         population_size: int = 1,
+        slots: int = 1,
         stop_board: Any = None,
         board_name: str | None = None,
         keep_checkpoints: bool = False,
@@ -329,6 +332,8 @@ class OptunaFront:
         self.board_name = board_name  # the name its workers look it up by
         self.asha = _asha(study) if stop_board is not None else None
         self._keys: dict[str, tuple] = {}  # config_id -> its population key
+        self._costs: dict[tuple, tuple[float, float]] = {}  # population key -> (a pair's cost, a population's own)
+        self._sizes = population_sizes(self._pending_work(), population_size, slots)  # key -> members
         self.keep_checkpoints = keep_checkpoints
         self.checkpoints: dict[str, str] = {}  # Tune trial id -> the folder of its latest checkpoint
         self.resumed: dict[str, str] = {}  # Tune trial id -> the interrupted population's checkpoint it resumed
@@ -357,8 +362,9 @@ class OptunaFront:
             self._sample_configuration()
         if not chosen and not self.queue:
             return None
-        first = chosen[0][0] if chosen else self.queue[0][0]
-        key, size = self._key(first), self.population_size
+        first = chosen[0][0] if chosen else self._costliest()
+        key = self._key(first)
+        size = self._sizes.get(key, self.population_size)
         if resume is None and size > 1:
             inexact = core.inexact_population(self.study.train_config(first.params, first.seed))
         else:
@@ -390,6 +396,39 @@ class OptunaFront:
             "resume_step": resume[1] if resume else None,
         }
         return config, [trial for _, trial in members]
+
+    def _pending_work(self) -> dict[tuple, tuple[int, float, float]]:
+        """Each network shape in the queue: (pending pairs, what a pair costs, what a population costs
+        besides its members)."""
+        work: dict[tuple, tuple[int, float, float]] = {}
+        for spec, _ in self.queue:
+            key = self._key(spec)
+            count = work[key][0] if key in work else 0
+            work[key] = (count + 1, *self._cost(spec))
+        return work
+
+    def _cost(self, spec: TrialSpec) -> tuple[float, float]:
+        key = self._key(spec)
+        if key not in self._costs:
+            cfg = self.study.train_config(spec.params, spec.seed)
+            self._costs[key] = (core.pair_cost(cfg), core.population_overhead(cfg))
+        return self._costs[key]
+
+    def _costliest(self) -> TrialSpec:
+        """The first pending pair of the shape whose next population costs most (queue order on ties)."""
+        pending: dict[tuple, int] = {}
+        firsts: dict[tuple, TrialSpec] = {}
+        for spec, _ in self.queue:
+            key = self._key(spec)
+            pending[key] = pending.get(key, 0) + 1
+            firsts.setdefault(key, spec)
+        size = self.population_size
+
+        def work(key: tuple) -> float:
+            pair, overhead = self._cost(firsts[key])
+            return overhead + pair * min(self._sizes.get(key, size), pending[key])
+
+        return firsts[max(firsts, key=work)]  # max keeps the first of equals: queue order
 
     def _take(self, indices: list[int]) -> list[tuple[TrialSpec, optuna.Trial | None]]:
         """Remove these queue items and return them, in the order given."""
@@ -600,6 +639,49 @@ def population_size(study: Study, pairs: int, slots: int) -> int:
     if size == "auto":
         size = core.auto_population(on_gpu=study.resources.gpus > 0)
     return max(1, min(size, math.ceil(pairs / max(1, slots))))
+
+
+def population_sizes(work: Mapping[tuple, tuple[int, float, float]], most: int, slots: int) -> dict[tuple, int]:
+    """Members per population for each network shape, from its (pending pairs, what a pair costs, what a
+    population costs besides its members), at most `most`: the sizes whose populations, handed out
+    costliest first to `slots` slots (as OptunaFront does), end soonest in a simulation of that hand-out.
+    It starts from the largest populations (each shape in as few as `most` allows) and splits, one
+    population more at a time, the shape whose split ends the study soonest, while that helps; the rule
+    before costs (one size for all shapes, no more than spreads the pairs over the slots) is a candidate
+    too. A costly shape (a D 16x wider) is then split over the slots rather than trained on one core while
+    the other waits, and a split must save more than the extra population's own cost."""
+    counts = {key: count for key, (count, _, _) in work.items()}
+
+    def sizes_of(parts: Mapping[tuple, int]) -> dict[tuple, int]:
+        return {key: max(1, math.ceil(counts[key] / parts[key])) for key in counts}
+
+    def ends(sizes: Mapping[tuple, int]) -> float:
+        jobs = sorted(
+            (
+                overhead + pair * min(sizes[key], count - i)
+                for key, (count, pair, overhead) in work.items()
+                for i in range(0, count, sizes[key])
+            ),
+            reverse=True,
+        )
+        free = [0.0] * max(1, slots)
+        for job in jobs:  # each on the slot that frees first
+            free[free.index(min(free))] += job
+        return max(free)
+
+    parts = {key: max(1, math.ceil(count / max(1, most))) for key, count in counts.items()}
+    best = ends(sizes_of(parts))
+    while True:
+        options = [{**parts, key: parts[key] + 1} for key in counts if parts[key] < counts[key]]
+        timed = [(ends(sizes_of(option)), i) for i, option in enumerate(options)]
+        if not timed or min(timed)[0] >= best * (1 - 1e-9):
+            break
+        best, chosen = min(timed)
+        parts = options[chosen]
+    plan = sizes_of(parts)
+    uniform = max(1, min(most, math.ceil(sum(counts.values()) / max(1, slots))))
+    flat = {key: min(uniform, count) for key, count in counts.items()}
+    return flat if ends(flat) < best * (1 - 1e-9) else plan
 
 
 def _population_label(trials: Sequence[optuna.Trial]) -> str:
@@ -825,6 +907,7 @@ def _run_trials(
         tracker=tracker,
         lease=lease,
         population_size=population_size(study, pairs, slots),
+        slots=slots,
         stop_board=board,
         board_name=board_name,
         keep_checkpoints=keep_checkpoints,
