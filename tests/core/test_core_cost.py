@@ -68,8 +68,13 @@ def test_the_cost_model_counts_the_layers_the_networks_have(name):
     assert tuple(net_macs(cfg)) == counted
 
 
-@pytest.mark.parametrize("name", ["mlp", "mlp wide D, deep", "conv quarter, joint BN"])
-@pytest.mark.parametrize("arrangement", [{}, {"q_update": "g_step", "freeze_d_in_g_step": False, "d_steps": 2}])
+OTHER_ARRANGEMENT = {"q_update": "g_step", "freeze_d_in_g_step": False, "d_steps": 2}
+
+
+@pytest.mark.parametrize(
+    ("name", "arrangement"),
+    [("mlp", {}), ("mlp wide D, deep", OTHER_ARRANGEMENT), ("conv quarter, joint BN", {}), ("conv", OTHER_ARRANGEMENT)],
+)
 def test_a_steps_macs_are_what_torch_counts_in_a_training_step(name, arrangement):
     # two steps minus one step: one step's matrix products and convolutions, forward and backward, as
     # torch's own FLOP counter sees them (evaluation, the same in both, cancels)
