@@ -19,16 +19,12 @@ import time
 from collections.abc import Callable
 
 import torch
+from bench_population import CONFIGS  # the configurations bench_population.py times
 from torch.nn import functional as F
 
-from infogan_core import TrainConfig
 from infogan_core import population as P
 from infogan_core import training as T
 
-CONFIGS = {
-    "mlp": TrainConfig(dataset="ring8", arch="mlp", cat_codes=[8], cont_codes=0, noise_dim=4, batch_size=64),
-    "conv": TrainConfig(dataset="digits", arch="conv", g_width=0.25, d_width=0.25, batch_size=64),
-}
 SPENT: dict[str, float] = collections.defaultdict(float)
 
 
@@ -72,7 +68,8 @@ def main() -> None:
     started = time.perf_counter()
     results = T.train_population([cfg.replace(seed=s) for s in range(args.members)])
     wall = time.perf_counter() - started
-    rate = statistics.median(row["time/steps_per_s"] for row in results[0].history[1:-1])
+    rows = results[0].history[1:-1] or results[0].history  # the first window warms up, the last evaluates
+    rate = statistics.median(row["time/steps_per_s"] for row in rows)
     print(f"{args.arch}, K = {args.members}, {args.threads} thread(s), {args.steps} steps (the last one evaluates)")
     print(f"  {1e3 / rate:8.2f} ms a step (median window; {rate * args.members:.0f} member-steps/s)")
     print(f"  {1e3 * wall / args.steps:8.2f} ms a step over the whole run")

@@ -31,7 +31,8 @@ class NetMacs(NamedTuple):
     q: int  # Q's head, and an isolated encoder's trunk
 
 
-def _mlp_trunk(inputs: int, units: int, depth: int) -> int:
+def _mlp_stack(inputs: int, units: int, depth: int) -> int:
+    """`depth` fully connected layers of `units`, the first from `inputs`."""
     return inputs * units + (depth - 1) * units * units
 
 
@@ -68,11 +69,11 @@ def net_macs(cfg: TrainConfig) -> NetMacs:
     if cfg.family == "mlp":
         out = math.prod(shape)
         g_units = scaled_units(128, cfg.g_width)
-        generator = _mlp_trunk(cfg.latent_dim, g_units, cfg.g_depth) + g_units * out
+        generator = _mlp_stack(cfg.latent_dim, g_units, cfg.g_depth) + g_units * out
 
         def trunk(scale: float) -> tuple[int, int]:
             units = scaled_units(128, scale)
-            return _mlp_trunk(out, units, cfg.d_depth), units
+            return _mlp_stack(out, units, cfg.d_depth), units
 
     else:
         generator = _conv_generator(cfg, shape)

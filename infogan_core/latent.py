@@ -6,6 +6,7 @@ continuous codes (B, cont_codes), concatenated in that order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,11 +31,17 @@ def _unit_draw(prior: str):
     return torch.rand if prior == "uniform" else torch.randn
 
 
+@functools.cache
+def _prior_columns(priors: tuple[str, ...], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(K, 1, 1) scale and shift of each member's prior, built once per population, not every step."""
+    scale, shift = zip(*(PRIORS[p] for p in priors), strict=True)
+    return tuple(torch.tensor(v, device=device, dtype=dtype).view(-1, 1, 1) for v in (scale, shift))
+
+
 def _from_unit(draws: torch.Tensor, priors: Sequence[str]) -> torch.Tensor:
     """Each member's unit draws (K, n, d) moved to its prior (exact: x * 2 - 1 for uniform, x for gaussian)."""
-    scale, shift = zip(*(PRIORS[p] for p in priors), strict=True)
-    as_column = {"device": draws.device, "dtype": draws.dtype}
-    return draws * torch.tensor(scale, **as_column).view(-1, 1, 1) + torch.tensor(shift, **as_column).view(-1, 1, 1)
+    scale, shift = _prior_columns(tuple(priors), draws.device, draws.dtype)
+    return draws * scale + shift
 
 
 class Latent(NamedTuple):

@@ -416,19 +416,14 @@ class OptunaFront:
 
     def _costliest(self) -> TrialSpec:
         """The first pending pair of the shape whose next population costs most (queue order on ties)."""
-        pending: dict[tuple, int] = {}
-        firsts: dict[tuple, TrialSpec] = {}
-        for spec, _ in self.queue:
-            key = self._key(spec)
-            pending[key] = pending.get(key, 0) + 1
-            firsts.setdefault(key, spec)
-        size = self.population_size
+        work = self._pending_work()  # in queue order: max keeps the first of equals
 
-        def work(key: tuple) -> float:
-            pair, overhead = self._cost(firsts[key])
-            return overhead + pair * min(self._sizes.get(key, size), pending[key])
+        def cost(key: tuple) -> float:
+            count, pair, overhead = work[key]
+            return overhead + pair * min(self._sizes.get(key, self.population_size), count)
 
-        return firsts[max(firsts, key=work)]  # max keeps the first of equals: queue order
+        key = max(work, key=cost)
+        return next(spec for spec, _ in self.queue if self._key(spec) == key)
 
     def _take(self, indices: list[int]) -> list[tuple[TrialSpec, optuna.Trial | None]]:
         """Remove these queue items and return them, in the order given."""
