@@ -498,7 +498,7 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
     table.add_column("verdict", no_wrap=True)
     if wide:
         table.add_column("default cost")
-    table.add_column("claim, and the numbers behind its verdict")
+    table.add_column("claim, and the numbers behind its verdict", overflow="fold")  # a long --root wraps, never cut
     not_run = []
     for row in rows:
         details = row["summary"]
