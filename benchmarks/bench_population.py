@@ -13,6 +13,11 @@ machine with CUDA, K goes up to 256.
 
 Keys: speedup_mlp_k16, speedup_conv_k16 (member-steps/s over single-model steps/s), and with --study,
 study_speedup (the study's wall time without populations over with them, both through `sweep run`).
+
+Every K is timed once per round (`--repeats`, 3 by default) and a speedup is the median of the rounds'
+ratios, with their range beside it (`speedup_*_range`): on a shared 2-core host a single run's rate
+(dispatch-bound: small kernels, Python) measured 197 to 352 steps/s in runs a few hours apart while
+K = 16 stayed within 840-900 member-steps/s, so one round's ratio is not a figure to quote.
 """
 
 from __future__ import annotations
@@ -108,6 +113,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--window", type=int, default=50)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of every K; speedups are medians of per-round ratios"
+    )
     parser.add_argument("--reference", default=None, help="another checkout whose train() to time too")
     parser.add_argument("--study", default=None, help="a study to run with and without populations")
     args = parser.parse_args()
@@ -116,10 +124,15 @@ def main() -> None:
     table: dict[str, Any] = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
     for name, cfg in CONFIGS.items():
         _timed(cfg, 4, 2 * args.window + 1, args.window)  # warm up the kernels and the dataset cache
-        rates = {k: _timed(cfg, k, args.steps, args.window) for k in sizes}
-        table[name] = {f"k{k}": round(v, 1) for k, v in rates.items()}
+        # rounds: every K once per round, so that each ratio is taken minutes apart at most; a single run's
+        # rate moves by up to 40% between hours on a shared host, a population's by less (see the docstring)
+        rounds = [{k: _timed(cfg, k, args.steps, args.window) for k in sizes} for _ in range(args.repeats)]
+        table[name] = {f"k{k}": round(statistics.median(r[k] for r in rounds), 1) for k in sizes}
         for k in sizes[1:]:
-            table[f"speedup_{name}_k{k}"] = round(rates[k] / rates[1], 2)
+            ratios = [r[k] / r[1] for r in rounds]
+            table[f"speedup_{name}_k{k}"] = round(statistics.median(ratios), 2)
+            if args.repeats > 1:
+                table[f"speedup_{name}_k{k}_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
         if args.reference:
             table[f"reference_{name}"] = round(_reference(args.reference, name, args.steps, args.window), 1)
     if args.study:
