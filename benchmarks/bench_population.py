@@ -124,8 +124,7 @@ def main() -> None:
     table: dict[str, Any] = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
     for name, cfg in CONFIGS.items():
         _timed(cfg, 4, 2 * args.window + 1, args.window)  # warm up the kernels and the dataset cache
-        # rounds: every K once per round, so that each ratio is taken minutes apart at most; a single run's
-        # rate moves by up to 40% between hours on a shared host, a population's by less (see the docstring)
+        # every K once per round, so that each ratio's two rates are taken minutes apart (see the docstring)
         rounds = [{k: _timed(cfg, k, args.steps, args.window) for k in sizes} for _ in range(args.repeats)]
         table[name] = {f"k{k}": round(statistics.median(r[k] for r in rounds), 1) for k in sizes}
         for k in sizes[1:]:

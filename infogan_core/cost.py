@@ -2,7 +2,7 @@
 
 The runner sizes and orders populations by it (sweep.runner.population_sizes): a study whose network
 shapes differ a lot in cost (a D 16x wider than another) would otherwise leave a core idle while the
-costly population trains. The layer sizes mirror models.py; tests/core/test_cost.py counts them on
+costly population trains. The layer sizes mirror models.py; tests/core/test_core_cost.py counts them on
 the built networks, so the two cannot drift apart.
 """
 

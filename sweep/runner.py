@@ -418,11 +418,7 @@ class OptunaFront:
         """The first pending pair of the shape whose next population costs most (queue order on ties)."""
         work = self._pending_work()  # in queue order: max keeps the first of equals
 
-        def cost(key: tuple) -> float:
-            count, pair, overhead = work[key]
-            return overhead + pair * min(self._sizes.get(key, self.population_size), count)
-
-        key = max(work, key=cost)
+        key = max(work, key=lambda k: _population_cost(*work[k], self._sizes.get(k, self.population_size)))
         return next(spec for spec, _ in self.queue if self._key(spec) == key)
 
     def _take(self, indices: list[int]) -> list[tuple[TrialSpec, optuna.Trial | None]]:
@@ -636,6 +632,11 @@ def population_size(study: Study, pairs: int, slots: int) -> int:
     return max(1, min(size, math.ceil(pairs / max(1, slots))))
 
 
+def _population_cost(pending: int, pair: float, overhead: float, size: int) -> float:
+    """What the next population of a shape costs: its own cost, and its members' (`size`, or the pairs left)."""
+    return overhead + pair * min(size, pending)
+
+
 def population_sizes(work: Mapping[tuple, tuple[int, float, float]], most: int, slots: int) -> dict[tuple, int]:
     """Members per population for each network shape, from its (pending pairs, what a pair costs, what a
     population costs besides its members), at most `most`: the sizes whose populations, handed out
@@ -653,7 +654,7 @@ def population_sizes(work: Mapping[tuple, tuple[int, float, float]], most: int, 
     def ends(sizes: Mapping[tuple, int]) -> float:
         jobs = sorted(
             (
-                overhead + pair * min(sizes[key], count - i)
+                _population_cost(count - i, pair, overhead, sizes[key])
                 for key, (count, pair, overhead) in work.items()
                 for i in range(0, count, sizes[key])
             ),
