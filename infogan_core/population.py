@@ -26,9 +26,12 @@ from torch.optim.adam import adam
 from infogan_core.config import MEMBER_FIELDS, TrainConfig, check_members, population_key
 from infogan_core.models import InfoGAN, Posterior, QHead
 
-# elements per vector step of torch's fused Adam on a CPU, or a multiple (AVX-512 floats: 16); a stacked
-# parameter whose members' slices are not whole multiples of it is updated member by member
-ADAM_LANES = 64
+# torch's fused Adam on a CPU runs a vector loop (8 floats a step with AVX2, 16 with AVX-512) and then a
+# scalar loop over the rest, whose arithmetic rounds differently (no fused multiply-add); threads split it
+# at multiples of 16 floats (a cache line). A stacked parameter whose members hold a multiple of 16 values
+# each goes through the vector loop only, member by member as in a single run; any other is updated
+# member by member (each slice then has the scalar tail its single run has)
+ADAM_LANES = 16
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # nn.BatchNorm's defaults, which every single model uses
 
 
