@@ -10,6 +10,7 @@ machine with CUDA, K goes up to 256.
     python benchmarks/bench_population.py --json          # one JSON object
     python benchmarks/bench_population.py --reference /path/to/older/checkout   # also time that tree's train()
     python benchmarks/bench_population.py --study tests/sweep/studies_v1/batchnorm.yaml   # + a study, sweep run
+    python benchmarks/bench_population.py --study studies/clipping.yaml --study-only      # that study alone
 
 Keys: speedup_mlp_k16, speedup_conv_k16 (member-steps/s over single-model steps/s), and with --study,
 study_speedup (the study's wall time without populations over with them, both through `sweep run`).
@@ -118,11 +119,14 @@ def main() -> None:
     )
     parser.add_argument("--reference", default=None, help="another checkout whose train() to time too")
     parser.add_argument("--study", default=None, help="a study to run with and without populations")
+    parser.add_argument("--study-only", action="store_true", help="time --study alone, not the engine")
     args = parser.parse_args()
+    if args.study_only and not args.study:
+        parser.error("--study-only needs --study STUDY.yaml")
     torch.set_num_threads(args.threads)
     sizes = [1, 4, 16, 32] + ([64, 128, 256] if torch.cuda.is_available() else [])
     table: dict[str, Any] = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
-    for name, cfg in CONFIGS.items():
+    for name, cfg in {} if args.study_only else CONFIGS.items():
         _timed(cfg, 4, 2 * args.window + 1, args.window)  # warm up the kernels and the dataset cache
         # every K once per round, so that each ratio's two rates are taken minutes apart (see the docstring)
         rounds = [{k: _timed(cfg, k, args.steps, args.window) for k in sizes} for _ in range(args.repeats)]
@@ -144,7 +148,7 @@ def main() -> None:
             study_population_s=round(pooled, 1),
             study_speedup=round(single / pooled, 2),
         )
-    if args.json:
+    if args.json or args.study_only:
         print(json.dumps(table, indent=2))
         return
     print(f"member-steps per second ({table['device']}, {args.threads} thread(s); K = 1 is a single train() run)")

@@ -427,9 +427,10 @@ class MemberGroup:
             counts = []
             for j, i in enumerate(chosen):
                 stacked = (params[j], grads[j], moments[j], squares[j])
-                if len(members) == self.members and params[j][0].numel() % ADAM_LANES == 0:
-                    # every member in one tensor: each member's values start on a whole vector, so the
-                    # kernel's vector lanes (and their fused multiply-adds) fall as in a single run
+                if len(members) == self.members and (self.members == 1 or params[j][0].numel() % ADAM_LANES == 0):
+                    # every member in one tensor: each member's values start on a whole vector (or there is
+                    # one member), so the kernel's vector lanes (and their fused multiply-adds) fall as in a
+                    # single run
                     for into, t in zip(tensors, stacked, strict=True):
                         into.append(t)
                     counts.append(steps[i])  # the kernel increments it
