@@ -126,7 +126,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sizes = [1, 4, 16, 32] + ([64, 128, 256] if torch.cuda.is_available() else [])
     table: dict[str, Any] = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
-    for name, cfg in {} if args.study_only else CONFIGS.items():
+    engines = {} if args.study_only else CONFIGS  # the configurations whose member-steps/s to time
+    for name, cfg in engines.items():
         _timed(cfg, 4, 2 * args.window + 1, args.window)  # warm up the kernels and the dataset cache
         # every K once per round, so that each ratio's two rates are taken minutes apart (see the docstring)
         rounds = [{k: _timed(cfg, k, args.steps, args.window) for k in sizes} for _ in range(args.repeats)]

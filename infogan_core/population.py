@@ -26,11 +26,11 @@ from torch.optim.adam import adam
 from infogan_core.config import MEMBER_FIELDS, TrainConfig, check_members, population_key
 from infogan_core.models import InfoGAN, Posterior, QHead
 
-# torch's fused Adam on a CPU runs a vector loop (8 floats a step with AVX2, 16 with AVX-512) and then a
-# scalar loop over the rest, whose arithmetic rounds differently (no fused multiply-add); threads split it
-# at multiples of 16 floats (a cache line). A stacked parameter whose members hold a multiple of 16 values
-# each goes through the vector loop only, member by member as in a single run; any other is updated
-# member by member (each slice then has the scalar tail its single run has)
+# torch's fused Adam on a CPU runs a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a
+# scalar loop over the rest, which rounds differently (no fused multiply-add); threads split a tensor at
+# multiples of 16 floats (a cache line). When each member holds a multiple of 16 values, every value of a
+# stacked tensor takes the vector loop, as in a single run; otherwise each member's slice is updated as its
+# own tensor, with the scalar tail its single run has
 ADAM_LANES = 16
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # nn.BatchNorm's defaults, which every single model uses
 
@@ -422,15 +422,15 @@ class MemberGroup:
         squares = [self.state["exp_avg_sq"][i] for i in chosen]
         steps = self.state["steps"]
         counted_here: set[int] = set()  # parameters updated through slices: their count goes up once, below
+        # a member's values fall on the kernel's vector lanes as in its single run: it is the tensor's only
+        # member, or each member's slice starts on a whole vector
+        lanes_as_single = [self.members == 1 or p[0].numel() % ADAM_LANES == 0 for p in params]
         for (lr, beta1, beta2), members in together.items():
             tensors: tuple[list[torch.Tensor], ...] = ([], [], [], [])
             counts = []
             for j, i in enumerate(chosen):
                 stacked = (params[j], grads[j], moments[j], squares[j])
-                if len(members) == self.members and (self.members == 1 or params[j][0].numel() % ADAM_LANES == 0):
-                    # every member in one tensor: each member's values start on a whole vector (or there is
-                    # one member), so the kernel's vector lanes (and their fused multiply-adds) fall as in a
-                    # single run
+                if len(members) == self.members and lanes_as_single[j]:  # every member in one tensor
                     for into, t in zip(tensors, stacked, strict=True):
                         into.append(t)
                     counts.append(steps[i])  # the kernel increments it

@@ -417,7 +417,6 @@ class OptunaFront:
     def _costliest(self) -> TrialSpec:
         """The first pending pair of the shape whose next population costs most (queue order on ties)."""
         work = self._pending_work()  # in queue order: max keeps the first of equals
-
         key = max(work, key=lambda k: _population_cost(*work[k], self._sizes.get(k, self.population_size)))
         return next(spec for spec, _ in self.queue if self._key(spec) == key)
 
