@@ -71,6 +71,28 @@ def test_members_that_train_alike_are_updated_together_and_stay_exact(base: Trai
         assert_same_run(member, train(cfg))
 
 
+def test_fused_adam_takes_whole_stacked_tensors_where_lanes_fall_as_in_a_single_run(monkeypatch) -> None:
+    # the test above compares numbers; this one checks that it exercised both paths: a stacked tensor whose
+    # members hold a multiple of ADAM_LANES values goes whole (a conv bias of 16), any other member by
+    # member (D's 1-value head bias), and a single run passes every tensor whole
+    from infogan_core import population
+
+    shapes: list[tuple[int, ...]] = []
+
+    def recording_adam(params, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        shapes.extend(tuple(p.shape) for p in params)
+        return adam(params, *args, **kwargs)
+
+    adam = population.adam
+    monkeypatch.setattr(population, "adam", recording_adam)
+    cfgs = [DIGITS.replace(seed=s, steps=2, report_every=2, eval_every=2) for s in range(4)]
+    train_population(cfgs)
+    assert (4, 16) in shapes and (4, 1) not in shapes and (1,) in shapes
+    shapes.clear()
+    train(cfgs[0])
+    assert shapes and all(shape[0] == 1 for shape in shapes)
+
+
 KNOBS = {
     "g_step": {"q_update": "g_step"},
     "unfrozen": {"freeze_d_in_g_step": False},
