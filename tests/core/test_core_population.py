@@ -71,6 +71,26 @@ def test_members_that_train_alike_are_updated_together_and_stay_exact(base: Trai
         assert_same_run(member, train(cfg))
 
 
+def test_members_stay_exact_on_two_threads() -> None:
+    # a trial with `resources: {cpus: 2}` trains on two threads. Eight members of a 128-unit mlp make tensors
+    # past torch's parallel grain (32,768 values), so a population's kernels split over the threads where a
+    # single run's may not; two threads give other numbers than one, and still each member's are its single run's
+    base = TrainConfig(**{**TINY_RING, "batch_size": 64, "g_width": 1.0, "d_width": 1.0}, clip="norm")
+    cfgs = [base.replace(seed=s, steps=30, report_every=15, eval_every=30) for s in range(8)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        members, singles = train_population(cfgs), {k: train(cfgs[k]) for k in (0, 7)}
+        torch.set_num_threads(1)
+        one_thread = train(cfgs[0])
+    finally:
+        torch.set_num_threads(threads)
+    losses = [[row["loss/d"] for row in run.history] for run in (one_thread, singles[0])]
+    assert losses[0] != losses[1], "two threads computed what one does: this test would cover nothing"
+    for k, single in singles.items():
+        assert_same_run(members[k], single)
+
+
 def test_fused_adam_takes_whole_stacked_tensors_where_lanes_fall_as_in_a_single_run(monkeypatch) -> None:
     # the test above compares numbers; this one checks that it exercised both paths: a stacked tensor whose
     # members hold a multiple of ADAM_LANES values goes whole (a conv bias of 16), any other member by
