@@ -2,12 +2,14 @@
 
 Trains K = 1, 4, 16, 32 members of `mlp` on ring8 (widths 1) and of `conv` (width 0.25) on digits, both
 at batch 64, and single-model `train()` runs of the same configurations, in one run, at the same thread
-count (one torch thread by default, as a trial gets). Steps per second come from the training loop's
-own clock over the middle reports (the first is warm-up, the last holds the final evaluation). On a
-machine with CUDA, K goes up to 256.
+count: by default torch's (one per physical core, as `train()` gets in a plain Python session; 2 on this
+project's machine), `--threads 1` for what a trial with `resources: {cpus: 1}` gets. Steps per second
+come from the training loop's own clock over the middle reports (the first is warm-up, the last holds the
+final evaluation). On a machine with CUDA, K goes up to 256.
 
     python benchmarks/bench_population.py                 # table
     python benchmarks/bench_population.py --json          # one JSON object
+    python benchmarks/bench_population.py --json --threads 1   # one thread for populations and single runs
     python benchmarks/bench_population.py --reference /path/to/older/checkout   # also time that tree's train()
     python benchmarks/bench_population.py --study tests/sweep/studies_v1/batchnorm.yaml   # + a study, sweep run
     python benchmarks/bench_population.py --study studies/clipping.yaml --study-only      # that study alone
@@ -111,7 +113,9 @@ def _study(study: str, populations: bool, root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch threads for every run (default: torch's)"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--window", type=int, default=50)
     parser.add_argument(
