@@ -14,8 +14,10 @@ final evaluation). On a machine with CUDA, K goes up to 256.
     python benchmarks/bench_population.py --study tests/sweep/studies_v1/batchnorm.yaml   # + a study, sweep run
     python benchmarks/bench_population.py --study studies/clipping.yaml --study-only      # that study alone
 
-Keys: speedup_mlp_k16, speedup_conv_k16 (member-steps/s over single-model steps/s), and with --study,
-study_speedup (the study's wall time without populations over with them, both through `sweep run`).
+Keys: speedup_mlp_k16, speedup_conv_k16 (member-steps/s over single-model steps/s at the same thread
+count); on several threads also speedup_*_k16_vs_best_single, over the faster of a single run on those
+threads and on one (`k1_one_thread`); with --study, study_speedup (the study's wall time without
+populations over with them, both through `sweep run`).
 
 Every K is timed once per round (`--repeats`, 3 by default) and a speedup is the median of the rounds'
 ratios, with their range beside it (`speedup_*_range`): on a shared 2-core host a single run's rate
@@ -54,6 +56,24 @@ def _timed(cfg: TrainConfig, members: int, steps: int, window: int) -> float:
     results = [train(cfgs[0])] if members == 1 else train_population(cfgs)
     rates = [row["time/steps_per_s"] for row in results[0].history[1:-1]]
     return statistics.median(rates) * members
+
+
+def _round(cfg: TrainConfig, sizes: list[int], args: argparse.Namespace) -> dict[int | str, float]:
+    """Every K once; on several threads also a single run on one thread ("1_one_thread"), which may be the
+    faster single run: its kernels are too small to gain from a second thread."""
+    rates: dict[int | str, float] = {k: _timed(cfg, k, args.steps, args.window) for k in sizes}
+    if args.threads > 1:
+        torch.set_num_threads(1)
+        rates["1_one_thread"] = _timed(cfg, 1, args.steps, args.window)
+        torch.set_num_threads(args.threads)
+    return rates
+
+
+def _speedup(table: dict[str, Any], key: str, ratios: list[float]) -> None:
+    """The median of the rounds' ratios, and their range beside it when there are several."""
+    table[key] = round(statistics.median(ratios), 2)
+    if len(ratios) > 1:
+        table[f"{key}_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
 
 
 def _reference(tree: str, name: str, steps: int, window: int) -> float:
@@ -134,13 +154,13 @@ def main() -> None:
     for name, cfg in engines.items():
         _timed(cfg, 4, 2 * args.window + 1, args.window)  # warm up the kernels and the dataset cache
         # every K once per round, so that each ratio's two rates are taken minutes apart (see the docstring)
-        rounds = [{k: _timed(cfg, k, args.steps, args.window) for k in sizes} for _ in range(args.repeats)]
-        table[name] = {f"k{k}": round(statistics.median(r[k] for r in rounds), 1) for k in sizes}
+        rounds = [_round(cfg, sizes, args) for _ in range(args.repeats)]
+        table[name] = {f"k{k}": round(statistics.median(r[k] for r in rounds), 1) for k in rounds[0]}
         for k in sizes[1:]:
-            ratios = [r[k] / r[1] for r in rounds]
-            table[f"speedup_{name}_k{k}"] = round(statistics.median(ratios), 2)
-            if args.repeats > 1:
-                table[f"speedup_{name}_k{k}_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+            _speedup(table, f"speedup_{name}_k{k}", [r[k] / r[1] for r in rounds])
+            if args.threads > 1:
+                ratios = [r[k] / max(r[1], r["1_one_thread"]) for r in rounds]  # over the faster single run
+                _speedup(table, f"speedup_{name}_k{k}_vs_best_single", ratios)
         if args.reference:
             table[f"reference_{name}"] = round(_reference(args.reference, name, args.steps, args.window), 1)
     if args.study:
@@ -163,6 +183,7 @@ def main() -> None:
     for name in CONFIGS:
         print(
             f"speedup {name} at K=16: {table[f'speedup_{name}_k16']}x"
+            + (f" ({table.get(f'speedup_{name}_k16_vs_best_single')}x over the faster single run)" * (args.threads > 1))
             + (f"; the reference tree's train(): {table[f'reference_{name}']} steps/s" if args.reference else "")
         )
     if args.study:
