@@ -475,11 +475,9 @@ def dashboard(
         exposed=host not in ("127.0.0.1", "localhost", "::1"),
     )
     try:
-        server.serve_forever()
+        review.serve(server)
     except KeyboardInterrupt:
         console.out.print("dashboard stopped")
-    finally:
-        server.server_close()
 
 
 @app.command()

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -183,13 +184,29 @@ class _QuietHandler(WSGIRequestHandler):
 def dashboard_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
     """optuna-dashboard on the store's storage and artifact store, bound but not yet serving.
 
-    Call `serve_forever()` on the result (and `server_close()` after); port 0 picks a free port.
+    Pass it to `serve`; port 0 picks a free port.
     """
     app = wsgi(store.storage(), artifact_store=store.artifact_store())
     try:
         return make_server(host, port, app, handler_class=_QuietHandler)
     except OSError as exc:
         raise AddressInUseError(f"cannot listen on {host}:{port} ({exc.strerror})") from exc
+
+
+def serve(server: WSGIServer) -> None:
+    """Answer requests until Ctrl-C (KeyboardInterrupt, re-raised), then stop and close the server.
+
+    The server loop runs on a thread of its own, so the interrupt always lands here, in the main thread:
+    run in the main thread, a Ctrl-C that came while a response was being written was caught by wsgiref's
+    error handler (it catches everything), and the server went on serving."""
+    loop = threading.Thread(target=server.serve_forever, name="dashboard-server", daemon=True)
+    loop.start()
+    try:
+        while loop.is_alive():
+            loop.join(0.5)
+    finally:
+        server.shutdown()  # the response being written is finished first
+        server.server_close()
 
 
 def dashboard_url(server: WSGIServer, optuna_study: optuna.Study | None = None) -> str:
@@ -204,6 +221,7 @@ __all__ = [
     "attach_trial_review",
     "dashboard_server",
     "dashboard_url",
+    "serve",
     "study_note",
     "trial_flags",
     "trial_note",

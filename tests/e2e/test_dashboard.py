@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 import urllib.request
 from datetime import datetime
@@ -139,3 +140,31 @@ def test_dashboard_server_in_a_thread_answers_on_a_free_port(review_study):
         assert f"127.0.0.1:{taken}" in proc.stderr and "pick another port with --port" in proc.stderr
     finally:
         busy.server_close()
+
+
+# a server whose only page sends Ctrl-C to its own process while it answers, then goes on writing
+CTRL_C_MID_RESPONSE = """
+import os, signal, sys, threading, urllib.request
+from wsgiref.simple_server import make_server
+from sweep import review
+
+def app(environ, start_response):
+    os.kill(os.getpid(), signal.SIGINT)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"x" * 65536 for _ in range(16)]
+
+server = make_server("127.0.0.1", 0, app)
+url = f"http://127.0.0.1:{server.server_port}/"
+threading.Thread(target=lambda: urllib.request.urlopen(url, timeout=10).read(), daemon=True).start()
+try:
+    review.serve(server)
+except KeyboardInterrupt:
+    print("stopped")
+"""
+
+
+def test_ctrl_c_while_a_response_is_written_stops_the_dashboard():
+    # served from the main thread, wsgiref's error handler caught that KeyboardInterrupt (it catches
+    # everything) and the server went on: one Ctrl-C did not stop `sweep dashboard`
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_MID_RESPONSE], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "stopped", proc.stderr
