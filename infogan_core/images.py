@@ -29,6 +29,17 @@ def _tile(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
+def _margins(fig: Figure, left: float, bottom: float, right: float, top: float, gap: float = 0.0) -> None:
+    """Fixed margins around the axes (and `gap` between side-by-side axes), in inches. A figure's layout
+    engine (tight or constrained) measured every tick label first, ~40% of a run's figure time."""
+    width, height = fig.get_size_inches()
+    columns = len(fig.axes)
+    panel = (width - left - right - gap * (columns - 1)) / columns
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height, wspace=gap / panel
+    )
+
+
 def _save_image(array: np.ndarray, path: Path, title: str, ylabel: str, xlabel: str) -> None:
     fig = Figure(figsize=(6, 6 * array.shape[0] / array.shape[1] + 0.6))
     ax = fig.subplots()
@@ -38,7 +49,7 @@ def _save_image(array: np.ndarray, path: Path, title: str, ylabel: str, xlabel: 
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
-    fig.tight_layout()
+    _margins(fig, left=0.3, bottom=0.3, right=0.1, top=0.3)
     fig.savefig(path, dpi=80)
 
 
@@ -90,7 +101,7 @@ def mode_scatter(model: InfoGAN, cfg: TrainConfig, path: Path, n: int = 2000) ->
         ax.legend(loc="upper right")
     ax.set_title("samples (colour: c_cat[0])", fontsize=10)
     ax.set_aspect("equal")
-    fig.tight_layout()
+    _margins(fig, left=0.5, bottom=0.35, right=0.15, top=0.35)
     fig.savefig(path, dpi=80)
     return path
 
@@ -120,7 +131,7 @@ def curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> 
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _margins(fig, left=0.6, bottom=0.5, right=0.15, top=0.55 if title else 0.3, gap=0.85)
     fig.savefig(path, dpi=80)
     return path
 

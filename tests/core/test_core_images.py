@@ -61,3 +61,19 @@ def test_curves_tolerate_missing_metrics(tmp_path: Path) -> None:
     history = [{"step": 1, "loss/d": 1.4, "loss/g": 0.7, "loss/info": 0.0, "grad/d": 0.5, "grad/g": 0.2, "grad/q": 0.1}]
     path = curves(history, tmp_path / "curves.png", title="one report")
     assert_valid_png(path, tmp_path)
+
+
+def test_fixed_margins_hold_long_tick_labels(tmp_path: Path) -> None:
+    # figures have fixed margins (a layout engine measured every label first): labels as wide as a diverging
+    # run's (1e8 losses, norms over twenty decades, minor log ticks such as 6x10^-1) stay inside the figure
+    wide = [
+        {"step": s, "loss/d": 1e7 * s, "loss/g": -123456.0, "loss/info": 0.5, "mi/cat_ratio": 0.5}
+        | {"grad/d": 10.0 ** (s - 10), "grad/g": 1e12, "grad/q": 1e-9}
+        for s in range(1, 21)
+    ]
+    narrow = [{"step": s, "loss/d": 1.0, "grad/d": 0.4 + 0.01 * s, "grad/g": 0.6, "grad/q": 0.5} for s in range(1, 21)]
+    for name, history in {"wide": wide, "narrow": narrow}.items():
+        pixels = matplotlib.image.imread(curves(history, tmp_path / f"{name}.png", title="d_width=16.0 seed 3"))
+        edges = np.concatenate([pixels[:3].reshape(-1, 4), pixels[-3:].reshape(-1, 4)])
+        edges = np.concatenate([edges, pixels[:, :3].reshape(-1, 4), pixels[:, -3:].reshape(-1, 4)])
+        assert edges[:, :3].min() > 0.99, f"{name}: something is drawn at the figure's edge (a label cut off)"
