@@ -181,11 +181,12 @@ def main() -> None:
     for k in sizes:
         print(f"{k:>5} " + " ".join(f"{table[n][f'k{k}']:>10}" for n in CONFIGS))
     for name in CONFIGS:
-        print(
-            f"speedup {name} at K=16: {table[f'speedup_{name}_k16']}x"
-            + (f" ({table.get(f'speedup_{name}_k16_vs_best_single')}x over the faster single run)" * (args.threads > 1))
-            + (f"; the reference tree's train(): {table[f'reference_{name}']} steps/s" if args.reference else "")
-        )
+        line = f"speedup {name} at K=16: {table[f'speedup_{name}_k16']}x"
+        if args.threads > 1:
+            line += f" ({table[f'speedup_{name}_k16_vs_best_single']}x over the faster single run)"
+        if args.reference:
+            line += f"; the reference tree's train(): {table[f'reference_{name}']} steps/s"
+        print(line)
     if args.study:
         print(
             f"{args.study}: {table['study_single_s']} s without populations, {table['study_population_s']} s "

@@ -30,8 +30,8 @@ def _tile(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def _margins(fig: Figure, left: float, bottom: float, right: float, top: float, gap: float = 0.0) -> None:
-    """Fixed margins around the axes (and `gap` between side-by-side axes), in inches. A figure's layout
-    engine (tight or constrained) measured every tick label first, ~40% of a run's figure time."""
+    """Fixed margins around the axes (and `gap` between side-by-side axes), in inches: a layout engine
+    (tight or constrained) measures every tick label first, ~40% of the time a run's figures take."""
     width, height = fig.get_size_inches()
     columns = len(fig.axes)
     panel = (width - left - right - gap * (columns - 1)) / columns
