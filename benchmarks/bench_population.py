@@ -20,8 +20,8 @@ threads and on one (`k1_one_thread`); with --study, study_speedup (the study's w
 populations over with them, both through `sweep run`).
 
 Every K is timed once per round (`--repeats`, 3 by default) and a speedup is the median of the rounds'
-ratios, with their range beside it (`speedup_*_range`): on a shared 2-core host a single run's rate
-(dispatch-bound: small kernels, Python) measured 197 to 352 steps/s in runs a few hours apart while
+ratios, with their range beside it (`speedup_*_range`): on a shared 2-core host a single run's rate on
+one thread (dispatch-bound: small kernels, Python) measured 197 to 352 steps/s in runs a few hours apart while
 K = 16 stayed within 840-900 member-steps/s, so one round's ratio is not a figure to quote.
 """
 
