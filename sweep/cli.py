@@ -230,7 +230,7 @@ def run(
             seeds=_parse_seeds(seeds),
             trials=trials,
             set_values=_parse_sets(set_values),
-            population=None if population is None else int(population) if population.isdigit() else population,
+            population=population,
             max_trials=limit,
         )
     if new_name:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from sweep.vocab import MISSING, STATUS_COLOURS, Status, counts, duration, masked, num, p_value
+from sweep.vocab import MISSING, STATUS_COLOURS, Status, counts, duration, masked, num, p_value, seed_range
 
 if TYPE_CHECKING:
     import optuna
@@ -127,7 +127,7 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
     by_config = itertools.groupby(trials, key=lambda t: t.config_id)  # trials come configuration by configuration
     for number, (config_id, group) in enumerate(itertools.islice(by_config, PLAN_ROWS)):
         seeds = [t.seed for t in group]
-        table.add_row(str(number), config_id, _seeds_text(seeds), str(len(seeds)))
+        table.add_row(str(number), config_id, seed_range(seeds), str(len(seeds)))
     _print_table(title, table)
     if n_configs > PLAN_ROWS:
         out.print(f"... and {n_configs - PLAN_ROWS} more configurations: {total} trials in all")
@@ -141,13 +141,6 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _seeds_text(seeds: list[int]) -> str:
-    """'0..11' for a run of consecutive seeds, else the list."""
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}..{seeds[-1]}"
-    return ", ".join(map(str, seeds))
 
 
 def _distribution_text(dist: dict[str, Any]) -> str:

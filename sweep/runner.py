@@ -60,7 +60,7 @@ from sweep.store import (
     set_trial_times,
 )
 from sweep.trainable import CHECKPOINT_STEP, EVAL_STEP, FINAL, MEMBERS, StopBoard, trainable
-from sweep.vocab import DECISIVE, FINISHED, Outcome, counts
+from sweep.vocab import DECISIVE, FINISHED, Outcome, counts, seed_range
 
 # --- planning: which trials still have to run -------------------------------------------------
 
@@ -686,14 +686,8 @@ def _population_label(trials: Sequence[optuna.Trial]) -> str:
     seeds: dict[str, list[int]] = {}
     for t in trials:
         seeds.setdefault(t.user_attrs[TrialAttr.CONFIG_ID], []).append(int(t.user_attrs[TrialAttr.SEED]))
-    parts = [f"{config_id} seeds {_seed_range(s)}" for config_id, s in seeds.items()]
+    parts = [f"{config_id} seeds {seed_range(s)}" for config_id, s in seeds.items()]
     return f"{len(trials)} pairs: " + ", ".join(parts)
-
-
-def _seed_range(seeds: list[int]) -> str:
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}..{seeds[-1]}"
-    return ",".join(map(str, seeds))
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -130,6 +130,8 @@ class Resources(_Model):
     @field_validator("population", mode="before")
     @classmethod
     def _members(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():  # a number as the command line gives it
+            value = int(value)
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_POPULATION):
             return value
         raise ValueError(f"must be a whole number of members from 1 to {MAX_POPULATION}, or auto, but got {value!r}")

@@ -103,6 +103,13 @@ def masked(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
+def seed_range(seeds: list[int]) -> str:
+    """'0..11' for three or more consecutive seeds, else the list: '3, 7'."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def counts(tally: dict[Any, int], order: tuple = tuple(Outcome)) -> str:
     """'3 completed, 1 diverged': non-zero counts in the given order, then any others."""
     keys = [k for k in order if tally.get(k)] + [k for k in tally if k not in order and tally[k]]
@@ -124,5 +131,6 @@ __all__ = [
     "masked",
     "num",
     "p_value",
+    "seed_range",
     "signed",
 ]

@@ -17,7 +17,7 @@ from sweep.core import caveats
 from sweep.lazy import LazyImport
 from sweep.spec import REPLICATION_SEED_OFFSET, SeedPlan, Study, factor_levels, format_value
 from sweep.store import StudyAttr, TrialAttr
-from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, is_missing, num, p_value, signed
+from sweep.vocab import MISSING, NOT_FINISHED, duration, interval, is_missing, num, p_value, seed_range, signed
 
 if TYPE_CHECKING:
     import optuna
@@ -353,8 +353,7 @@ def summary_rows(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame) 
 
 def _seeds_text(study: Study) -> str:
     seeds = study.seed_list
-    listed = f"{seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 3 else None
-    listed = listed or ", ".join(map(str, seeds))
+    listed = seed_range(seeds)
     plan = study.seeds
     if not isinstance(plan, SeedPlan):
         return f"{len(seeds)} per configuration: {listed}"

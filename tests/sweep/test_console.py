@@ -171,7 +171,7 @@ def test_a_run_into_a_log_prints_progress_lines_and_a_summary_that_fit_80_column
     # not a terminal (CI, a log file): a line as each trial ends and the study's standing, not silence
     text = at_80("run", tiny_study.name, "--root", "runs", cwd=tiny_study.parent)
     for config_id in ("base", "d_batchnorm=separate"):  # each configuration's two seeds, as one population
-        assert re.search(rf"trial 2 pairs: {config_id} seeds 0,1: 2 completed in [\d.]+ s\s+\(\d/4 finished\)", text)
+        assert re.search(rf"trial 2 pairs: {config_id} seeds 0, 1: 2 completed in [\d.]+ s\s+\(\d/4 finished\)", text)
     assert re.search(r"trials 4/4: 0 running, 4 completed", text)
     assert re.search(r"^tiny: 4 trials in [\d.]+ s$", text, re.MULTILINE)
     assert re.search(r"^ +4 +0 +0 +0 +0$", text, re.MULTILINE)  # completed, pruned, failed, stored, rerun

@@ -603,3 +603,11 @@ def test_a_population_is_a_whole_number_of_members_or_auto(make_study, tmp_path,
         spec.load(path)
     for good in (1, 16, "auto"):
         assert spec.load(make_study(tmp_path / "q.yaml", resources={"population": good})).resources.population == good
+
+
+def test_a_population_from_the_command_line_is_parsed_by_the_schema(make_study, tmp_path):
+    study = spec.load(make_study(tmp_path / "p.yaml"))
+    assert study.with_overrides(population="8").resources.population == 8
+    assert study.with_overrides(population="auto").resources.population == "auto"
+    with pytest.raises(StudyError, match=r"resources\.population: must be a whole number"):
+        study.with_overrides(population="0")
