@@ -20,6 +20,14 @@ from typing import Any
 from infogan_core.data import DATASETS
 from infogan_core.errors import ConfigError
 
+# torch's fused Adam on a CPU runs a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a
+# scalar loop over the rest, which rounds differently (no fused multiply-add); threads split a tensor at
+# multiples of 16 floats (a cache line). When each member holds a multiple of 16 values, every value of a
+# stacked tensor takes the vector loop, as in a single run; otherwise each member's slice is updated as its
+# own tensor, with the scalar tail its single run has. Convolution channels that are multiples of it start
+# every member's slice on a whole vector (inexact_population). Here, not in population.py: no torch import
+ADAM_LANES = 16
+
 
 @dataclass(frozen=True)
 class Knob:
@@ -469,7 +477,7 @@ def scaled_units(units: int, width: float) -> int:
 def inexact_population(cfg: TrainConfig) -> str | None:
     """Why members of a population of `cfg`'s shape would not give their single runs' numbers bit for bit
     on a CPU, or None when they do: batches that are multiples of 32 and convolution channel counts that
-    are multiples of 16 let every member's slice of a stacked tensor start on a whole SIMD vector. Off
+    are multiples of ADAM_LANES (16) let every member's slice of a stacked tensor start on a whole SIMD vector. Off
     that, rounding differs from the first step and GAN training amplifies it (losses ~1e-3 apart after
     100 steps, evaluation metrics as far apart as two seeds)."""
     if cfg.batch_size % 32:
@@ -478,9 +486,11 @@ def inexact_population(cfg: TrainConfig) -> str | None:
         nets = [(cfg.d_width, cfg.d_depth), (cfg.g_width, cfg.g_depth)]
         nets += [(cfg.q_scale, cfg.d_depth)] if cfg.encoder == "isolated" else []
         channels = {scaled_units(64 * 2**i, width) for width, depth in nets for i in range(depth)}
-        odd = sorted(c for c in channels if c % 16)
+        odd = sorted(c for c in channels if c % ADAM_LANES)
         if odd:
-            return f"convolution channels {odd} are not multiples of 16 (conv widths 0.25, 0.5 and 1 give such)"
+            return (
+                f"convolution channels {odd} are not multiples of {ADAM_LANES} (conv widths 0.25, 0.5 and 1 give such)"
+            )
     return None
 
 
@@ -499,6 +509,7 @@ def check_members(cfgs: Sequence[TrainConfig]) -> None:
 
 
 __all__ = [
+    "ADAM_LANES",
     "MEMBER_FIELDS",
     "Knob",
     "TrainConfig",

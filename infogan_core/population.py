@@ -23,15 +23,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.adam import adam
 
-from infogan_core.config import MEMBER_FIELDS, TrainConfig, check_members, population_key
+from infogan_core.config import ADAM_LANES, MEMBER_FIELDS, TrainConfig, check_members, population_key
 from infogan_core.models import InfoGAN, Posterior, QHead
 
-# torch's fused Adam on a CPU runs a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a
-# scalar loop over the rest, which rounds differently (no fused multiply-add); threads split a tensor at
-# multiples of 16 floats (a cache line). When each member holds a multiple of 16 values, every value of a
-# stacked tensor takes the vector loop, as in a single run; otherwise each member's slice is updated as its
-# own tensor, with the scalar tail its single run has
-ADAM_LANES = 16
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # nn.BatchNorm's defaults, which every single model uses
 
 
@@ -53,10 +47,6 @@ def to_members(x: torch.Tensor, k: int) -> torch.Tensor:
 def cat_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Two batches as one, in either layout: dim 1 of (K, B, ...), dim 0 of (B, K*C, H, W)."""
     return torch.cat([a, b], dim=0 if a.dim() == 4 else 1)
-
-
-def split_batch(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return x.split([n, x.shape[0 if x.dim() == 4 else 1] - n], dim=0 if x.dim() == 4 else 1)
 
 
 # --- stacked layers ---------------------------------------------------------------------------
@@ -493,7 +483,6 @@ __all__ = [
     "cat_batch",
     "check_members",
     "population_key",
-    "split_batch",
     "to_channels",
     "to_members",
 ]
