@@ -99,8 +99,9 @@ def set_threads(count: int) -> None:
 
 
 def device_description(name: str) -> str:
-    """What a run with `device: name` trains on here: 'GPU <name>', or 'CPU <model>, <n> threads' (torch's
-    intra-op threads in this process)."""
+    """What a run with `device: name` trains on here: 'GPU <name>', or 'CPU <model>, <n> threads, <SIMD path>'
+    (torch's intra-op threads in this process, and the capability its kernels use: AVX2 and AVX-512 round
+    differently, so a run's numbers belong to one)."""
     import torch  # lazy: only a process that trains loads torch
 
     from infogan_core.training import resolve_device  # lazy: the training module loads torch
@@ -108,7 +109,7 @@ def device_description(name: str) -> str:
     device = resolve_device(name)
     if device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}"
-    return cpu_device(torch.get_num_threads())
+    return f"{cpu_device(torch.get_num_threads())}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 __all__ = [
