@@ -254,7 +254,7 @@ def train(
     return result
 
 
-def train_population(
+def train_population(  # noqa: C901 - the training loop reads top to bottom by its named stages
     cfgs: Sequence[TrainConfig],
     *,
     report: MemberReportFn | None = None,
