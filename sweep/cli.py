@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +30,9 @@ from sweep.errors import (
 from sweep.report.render import Format as ReportFormat
 from sweep.store import Store, StudyAttr, TrialAttr, open_store  # Optuna itself loads when a storage is opened
 from sweep.vocab import counts, masked
+
+if TYPE_CHECKING:
+    from sweep.runner import RunSummary
 
 app = typer.Typer(
     name="sweep",
@@ -153,64 +156,75 @@ def _parse_seeds(text: str | None) -> int | list[int] | None:
 
 # --- run ----------------------------------------------------------------------------------------
 
+StudyFileArg = Annotated[Path, typer.Argument(help="Study file (YAML).", show_default=False)]
+StepsOpt = Annotated[int | None, typer.Option(help="Override budget.steps (e.g. a 50-step smoke test).")]
+SeedsOpt = Annotated[
+    str | None, typer.Option(help="Override the seeds: a count (5) or a list (10,11,12) for a rerun on other seeds.")
+]
+TrialsOpt = Annotated[int | None, typer.Option(help="Override a search study's number of configurations.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a base value, key=value; repeatable.")]
+PopulationOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Override resources.population: pairs trained as one stacked model per Ray trial (a number, or "
+        "auto); the stored numbers are the same.",
+        show_default=False,
+    ),
+]
+NewNameOpt = Annotated[
+    str | None,
+    typer.Option("--new-name", callback=_study_name, help="Run under this study name instead of the file's."),
+]
+AddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) (default: a local Ray).")
+]
+StoragePathOpt = Annotated[
+    str | None, typer.Option(help="Ray's storage_path; must be shared storage on a multi-node cluster.")
+]
+ReplicateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--replicate",
+        help="Run the study again on fresh seeds (each offset by 10000 per replication) as NAME-rep1, "
+        "NAME-rep2, ...; resumes the latest one while it is unfinished.",
+    ),
+]
+RetryCrashedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-crashed",
+        help="Run again the pairs whose trial crashed (a lost worker, out of memory, a data file added since); "
+        "diverged runs are results and stay.",
+    ),
+]
+KeepCheckpointsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-checkpoints",
+        help="Keep each trial's last checkpoint (under the root's ray/ folder) after it finishes; by default "
+        "they are deleted once the trial is stored.",
+    ),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the first trials of the expanded table, and their total, and stop.")
+]
+
 
 @app.command()
 def run(
-    study_file: Annotated[Path, typer.Argument(help="Study file (YAML).", show_default=False)],
-    steps: Annotated[int | None, typer.Option(help="Override budget.steps (e.g. a 50-step smoke test).")] = None,
-    seeds: Annotated[
-        str | None,
-        typer.Option(help="Override the seeds: a count (5) or a list (10,11,12) for a rerun on other seeds."),
-    ] = None,
-    trials: Annotated[int | None, typer.Option(help="Override a search study's number of configurations.")] = None,
-    set_values: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a base value, key=value; repeatable.")
-    ] = None,
-    population: Annotated[
-        str | None,
-        typer.Option(
-            help="Override resources.population: pairs trained as one stacked model per Ray trial (a number, or "
-            "auto); the stored numbers are the same.",
-            show_default=False,
-        ),
-    ] = None,
-    new_name: Annotated[
-        str | None,
-        typer.Option("--new-name", callback=_study_name, help="Run under this study name instead of the file's."),
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join ('auto' or HOST:PORT) (default: a local Ray).")
-    ] = None,
-    storage_path: Annotated[
-        str | None, typer.Option(help="Ray's storage_path; must be shared storage on a multi-node cluster.")
-    ] = None,
-    replicate: Annotated[
-        bool,
-        typer.Option(
-            "--replicate",
-            help="Run the study again on fresh seeds (each offset by 10000 per replication) as NAME-rep1, "
-            "NAME-rep2, ...; resumes the latest one while it is unfinished.",
-        ),
-    ] = False,
-    retry_crashed: Annotated[
-        bool,
-        typer.Option(
-            "--retry-crashed",
-            help="Run again the pairs whose trial crashed (a lost worker, out of memory, a data file added since); "
-            "diverged runs are results and stay.",
-        ),
-    ] = False,
-    keep_checkpoints: Annotated[
-        bool,
-        typer.Option(
-            "--keep-checkpoints",
-            help="Keep each trial's last checkpoint (under the root's ray/ folder) after it finishes; by default "
-            "they are deleted once the trial is stored.",
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the first trials of the expanded table, and their total, and stop.")
-    ] = False,
+    study_file: StudyFileArg,
+    steps: StepsOpt = None,
+    seeds: SeedsOpt = None,
+    trials: TrialsOpt = None,
+    set_values: SetOpt = None,
+    population: PopulationOpt = None,
+    new_name: NewNameOpt = None,
+    address: AddressOpt = None,
+    storage_path: StoragePathOpt = None,
+    replicate: ReplicateOpt = False,
+    retry_crashed: RetryCrashedOpt = False,
+    keep_checkpoints: KeepCheckpointsOpt = False,
+    dry_run: DryRunOpt = False,
     max_trials: MaxTrialsOpt = None,
     wide: WideOpt = False,
     root: RootOpt = None,
@@ -247,26 +261,30 @@ def run(
     from sweep import runner  # lazy: Ray and Optuna load only when a study runs
 
     store = _store(root, storage, writing=True)
-    summary = runner.run(
-        study,
-        store=store,
+    options = runner.RunOptions(
         address=address,
-        progress=console.ProgressView(study),
-        source=str(study_file),
         storage_path=storage_path,
+        source=str(study_file),
         replication_of=original,
         replicate=index,
         retry_crashed=retry_crashed,
         keep_checkpoints=keep_checkpoints,
+        progress=console.ProgressView(study),
     )
+    summary = runner.run(study, store=store, options=options)
     console.print_run_summary(study, summary, _location_flags(root, storage))
+    _exit_for(study.name, summary)
+
+
+def _exit_for(study_name: str, summary: RunSummary) -> None:
+    """Exit 130 for a run stopped with Ctrl-C; fail a run that left crashed pairs (of this run or earlier)."""
     if summary.unfinished:
         raise typer.Exit(130)  # stopped with Ctrl-C: not a success, and nothing stored is lost
     crashed_before = sum(summary.crashed_before.values())
     if summary.crashed or crashed_before:  # a success only when every trial ended with a measured outcome
         what = [f"{summary.crashed} trials crashed in this run"] if summary.crashed else []
         what += [f"{crashed_before} pairs crashed in an earlier run"] if crashed_before else []
-        raise CrashedTrialsError(f"study '{study.name}': {' and '.join(what)} (reasons above)")
+        raise CrashedTrialsError(f"study '{study_name}': {' and '.join(what)} (reasons above)")
 
 
 # --- validate, schema ---------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import math
 import random
 
 from sweep import runner, spec
+from sweep.runner import packing
+from sweep.runner.front import OptunaFront
 from sweep.store import open_store
 
 
@@ -28,25 +30,25 @@ def _old_plan(work: dict[str, tuple[int, float, float]], most: int, slots: int) 
 
 def _new_plan(work: dict[str, tuple[int, float, float]], most: int, slots: int) -> list[float]:
     """population_sizes, costliest population first (what OptunaFront hands out)."""
-    sizes = runner.population_sizes(work, most, slots)
+    sizes = packing.population_sizes(work, most, slots)
     jobs = [over + cost * min(sizes[k], n - i) for k, (n, cost, over) in work.items() for i in range(0, n, sizes[k])]
     return sorted(jobs, reverse=True)
 
 
 def test_a_costly_shape_is_split_so_that_every_slot_gets_a_share():
     # (pairs, a pair's cost, a population's own cost): the wide shape alone is most of the work
-    assert runner.population_sizes({"cheap": (16, 1.0, 2.0), "wide": (16, 10.0, 2.0)}, 16, 2) == {
+    assert packing.population_sizes({"cheap": (16, 1.0, 2.0), "wide": (16, 10.0, 2.0)}, 16, 2) == {
         "cheap": 8,
         "wide": 8,
     }
     # one shape: no more than spreads the pairs over the slots, in equal parts (4 x 10 ends before the
     # old rule's 16 + 16 + 8); equal shapes: one population each; never more members than pairs
-    assert runner.population_sizes({"one": (20, 1.0, 2.0)}, 16, 2) == {"one": 10}
-    assert runner.population_sizes({"one": (40, 1.0, 2.0)}, 16, 2) == {"one": 10}
-    assert runner.population_sizes({k: (8, 1.0, 2.0) for k in "abcdef"}, 16, 2) == dict.fromkeys("abcdef", 8)
-    assert runner.population_sizes({"few": (1, 1.0, 2.0)}, 16, 8) == {"few": 1}
+    assert packing.population_sizes({"one": (20, 1.0, 2.0)}, 16, 2) == {"one": 10}
+    assert packing.population_sizes({"one": (40, 1.0, 2.0)}, 16, 2) == {"one": 10}
+    assert packing.population_sizes({k: (8, 1.0, 2.0) for k in "abcdef"}, 16, 2) == dict.fromkeys("abcdef", 8)
+    assert packing.population_sizes({"few": (1, 1.0, 2.0)}, 16, 8) == {"few": 1}
     # with a slot to spare, the cheap shape stays whole (a split would only add a population's own cost)
-    assert runner.population_sizes({"cheap": (8, 1.0, 20.0), "wide": (8, 50.0, 20.0)}, 16, 3) == {
+    assert packing.population_sizes({"cheap": (8, 1.0, 20.0), "wide": (8, 50.0, 20.0)}, 16, 3) == {
         "cheap": 8,
         "wide": 3,
     }
@@ -86,19 +88,11 @@ def test_the_front_hands_out_the_costly_shape_first_in_halves(make_study, tmp_pa
     store = open_store(tmp_path / "runs")
     optuna_study = runner.open_study(study, store)
     plan = runner.plan(study, optuna_study)
-    front = runner.OptunaFront(
-        study,
-        optuna_study,
-        store,
-        pending=plan.pending,
-        search_remaining=0,
-        tracker=runner.Tracker(0),
-        population_size=runner.population_size(study, len(plan.pending), 2),
-        slots=2,
-    )
-    handed = [front.next_population() for _ in range(4)]
+    most = packing.population_cap(plan.population, len(plan.pending), 2)
+    front = OptunaFront(study, optuna_study, plan, packing=packing.Packing.of(plan.pending, most=most, slots=2))
+    handed = [front.next_population().order for _ in range(4)]
     assert front.next_population() is None
-    widths = [[m["train_config"]["d_width"] for m in config["members"]] for config, _ in handed]
+    widths = [[m.train_config["d_width"] for m in order.members] for order in handed]
     assert widths == [[4.0] * 4, [4.0] * 4, [0.25] * 4, [0.25] * 4]
-    seeds = [sorted(m["train_config"]["seed"] for m in config["members"]) for config, _ in handed]
+    seeds = [sorted(m.train_config["seed"] for m in order.members) for order in handed]
     assert seeds == [[0, 1, 2, 3], [4, 5, 6, 7]] * 2

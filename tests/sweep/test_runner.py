@@ -24,6 +24,9 @@ from optuna.trial import TrialState
 from sweep import analysis, provenance, runner, spec
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError
 from sweep.report import build, render
+from sweep.runner.front import OptunaFront
+from sweep.runner.protocol import Final
+from sweep.runner.record import Recorder
 from sweep.store import open_store
 from sweep.vocab import Status
 
@@ -257,25 +260,18 @@ def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(
     optuna_study = runner.open_study(study, store)
     plan = runner.plan(study, optuna_study)
     assert (plan.pending, plan.search_remaining) == ([], 3)
-    front = runner.OptunaFront(
-        study,
-        optuna_study,
-        store,
-        pending=plan.pending,
-        search_remaining=plan.search_remaining,
-        tracker=runner.Tracker(0),
-    )
+    front = OptunaFront(study, optuna_study, plan)
     assert front.total == 6
     handed = [front.next_population() for _ in range(6)]  # populations of one (resources.population: 1)
     assert front.next_population() is None
-    configs = [member for c, _ in handed for member in c["members"]]
-    seeds = [c["train_config"]["seed"] for c in configs]
+    configs = [member.train_config for population in handed for member in population.order.members]
+    seeds = [c["seed"] for c in configs]
     assert seeds == [0, 1, 0, 1, 0, 1]
     for first, second in zip(configs[::2], configs[1::2], strict=True):  # same params for both seeds
-        strip = {k: v for k, v in first["train_config"].items() if k != "seed"}
-        assert strip == {k: v for k, v in second["train_config"].items() if k != "seed"}
+        strip = {k: v for k, v in first.items() if k != "seed"}
+        assert strip == {k: v for k, v in second.items() if k != "seed"}
     for cfg in configs:
-        assert 1e-4 <= cfg["train_config"]["lr_g"] <= 1e-2 and 2 <= cfg["train_config"]["noise_dim"] <= 8
+        assert 1e-4 <= cfg["lr_g"] <= 1e-2 and 2 <= cfg["noise_dim"] <= 8
     # the stored trials carry the params; a second plan resumes the sampled configurations' seeds
     stored = optuna_study.get_trials(deepcopy=False)
     assert len(stored) == 6 and len({t.user_attrs["config_id"] for t in stored}) == 3
@@ -508,12 +504,12 @@ def test_a_diverged_trial_is_a_result_and_a_crashed_one_is_not(make_study, tmp_p
     optuna_study = runner.open_study(study, store)
     the_plan = runner.plan(study, optuna_study)
     tracker = runner.Tracker(0)
-    front = runner.OptunaFront(
-        study, optuna_study, store, pending=the_plan.pending, search_remaining=0, tracker=tracker
-    )
+    front = OptunaFront(study, optuna_study, the_plan)
+    recorder = Recorder(study, optuna_study, store.artifact_store(), tracker)
     for tune_id, outcome, reason in (("a", "diverged", "loss/d is not finite at step 7"), ("b", "crashed", "OOM")):
-        _, front.live[tune_id] = front.next_population()
-        front._finish(tune_id, [{"outcome": outcome, "reason": reason, "steps_run": 7}])
+        recorder.start(tune_id, front.next_population())
+        final = Final(step=20, members=({"outcome": outcome, "reason": reason, "steps_run": 7},))
+        recorder.on_result(tune_id, final.to_result())  # as Ray Tune hands it over: the wire form
     assert (tracker.failed, tracker.crashed) == (2, 1)
     assert dict(tracker.failures) == {("diverged", "loss/d is not finite at step 7"): 1, ("crashed", "OOM"): 1}
 

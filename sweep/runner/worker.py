@@ -5,13 +5,12 @@ It trains the members as one stacked model, reports every member's metrics every
 through `ray.tune.report` (for the driver's progress, learning curves and early stopping), stops the
 members the driver's early-stopping board names, and ends with one final result that carries, per
 member, everything the driver stores: the outcome, final metrics, history and the PNG images (base64),
-so that nothing but the driver ever writes the Optuna storage.
+so that nothing but the driver ever writes the Optuna storage. What it reads and sends is `protocol`'s.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ import socket
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,11 @@ import ray
 from ray import tune
 
 from sweep import core, provenance
+from sweep.runner.protocol import Checkpointed, Final, MemberReport, Progress, WorkOrder
 from sweep.store import FINAL_IMAGES, TrialAttr
 from sweep.vocab import Outcome
 
-FINAL = "sweep/final"  # key of the last result a trainable reports: JSON, {"members": [final per member]}
-MEMBERS = "sweep/members"  # key of every other result: JSON, {member: metrics} of the members still training
-CHECKPOINT_STEP = "sweep/checkpoint_step"  # a result that hands Ray Tune a checkpoint: the step it holds
-EVAL_STEP = "sweep/eval_step"  # in each member's metrics: the step its eval/* values come from (0: none yet)
+Reporter = Callable[[int, dict[int, dict[str, float]]], list[int]]  # the core's report callback: members to stop
 
 
 @ray.remote(num_cpus=0)
@@ -58,42 +56,37 @@ def trainable(config: dict[str, Any]) -> None:
     # the worker's own start and end (wall clock, for timelines across nodes): each member's duration
     started_at, started = time.time(), time.perf_counter()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per checkpoint in the user's terminal
-    core.set_threads(int(config["cpus"]))
-    cfgs = [core.TrainConfig.from_dict(m["train_config"]) for m in config["members"]]
-    board = ray.get_actor(config["stop_board"]) if config.get("stop_board") else None
-    trial_id = tune.get_context().get_trial_id()
-    latest_eval: list[dict[str, float]] = [{} for _ in cfgs]
-    eval_step = [0] * len(cfgs)  # per member: the step of its latest evaluation, repeated by later results
-
-    def report(step: int, rows: dict[int, dict[str, float]]) -> list[int]:
-        members = {}
-        for k, metrics in rows.items():
-            fresh = {m: v for m, v in metrics.items() if m.startswith("eval/")}
-            if fresh:
-                latest_eval[k].update(fresh)
-                eval_step[k] = step
-            members[k] = {**metrics, **latest_eval[k], EVAL_STEP: eval_step[k]}
-        # one JSON string: Tune flattens nested dicts in results before searchers see them
-        tune.report({MEMBERS: json.dumps(members), "step": step})
-        return ray.get(board.stopped.remote(trial_id)) if board is not None else []
-
+    order = WorkOrder.from_config(config)
+    core.set_threads(int(order.cpus))
+    cfgs = [core.TrainConfig.from_dict(m.train_config) for m in order.members]
+    report = _reporter(order, len(cfgs))
     shared = {
         TrialAttr.NODE: socket.gethostname(),
         TrialAttr.NODE_ID: ray.get_runtime_context().get_node_id(),
         TrialAttr.TRIAL_DIR: os.getcwd(),
         TrialAttr.POPULATION: len(cfgs),
     }
-    every = config.get("checkpoint_every")  # steps; None: by the clock; 0: never
-    if config.get("resume_from"):
-        shared[TrialAttr.RESUMED_FROM] = config["resume_step"]
+    if order.resume_from:
+        shared[TrialAttr.RESUMED_FROM] = order.resume_step
+    finals = _train(order, cfgs, report)
+    wall_s = time.perf_counter() - started
+    shared[TrialAttr.WALL_S] = wall_s  # the population's: its members trained side by side all along
+    shared[TrialAttr.STARTED_AT], shared[TrialAttr.ENDED_AT] = started_at, started_at + wall_s
+    shared[TrialAttr.PROVENANCE] = provenance.collect(_device(cfgs[0].device))
+    tune.report(Final(cfgs[0].steps, tuple({**shared, **f} for f in finals)).to_result())
+
+
+def _train(order: WorkOrder, cfgs: list[core.TrainConfig], report: Reporter) -> list[dict[str, Any]]:
+    """Train the population (resumed from its checkpoint if the order names one): each member's final."""
+    every = order.checkpoint_every  # steps; None: by the clock; 0: never
     with tempfile.TemporaryDirectory() as tmp:
         image_dirs = [Path(tmp) / f"member{k}" for k in range(len(cfgs))]
         state_dir = Path(tmp) / "state"
-        if config.get("resume_from"):  # an interrupted population's checkpoint: train_population resumes it
-            shutil.copytree(config["resume_from"], state_dir)
+        if order.resume_from:  # an interrupted population's checkpoint: train_population resumes it
+            shutil.copytree(order.resume_from, state_dir)
 
         def checkpoint(step: int) -> None:  # Ray Tune copies the folder to the run's storage
-            tune.report({"step": step, CHECKPOINT_STEP: step}, checkpoint=tune.Checkpoint.from_directory(state_dir))
+            tune.report(Checkpointed(step).to_result(), checkpoint=tune.Checkpoint.from_directory(state_dir))
 
         try:
             results = core.train_population(
@@ -104,19 +97,35 @@ def trainable(config: dict[str, Any]) -> None:
                 checkpoint_every=every or None,
                 on_checkpoint=checkpoint,
             )
-            finals = [_member_final(r, cfg, d) for r, cfg, d in zip(results, cfgs, image_dirs, strict=True)]
+            return [_member_final(r, cfg, d) for r, cfg, d in zip(results, cfgs, image_dirs, strict=True)]
         except Exception as exc:  # any crash is recorded on every member's trial, not lost
             crash = {
                 TrialAttr.OUTCOME: Outcome.CRASHED.value,
                 TrialAttr.REASON: f"{type(exc).__name__}: {exc}".splitlines()[0],
                 TrialAttr.TRACEBACK: traceback.format_exc()[-4000:],
             }
-            finals = [dict(crash) for _ in cfgs]
-    wall_s = time.perf_counter() - started
-    shared[TrialAttr.WALL_S] = wall_s  # the population's: its members trained side by side all along
-    shared[TrialAttr.STARTED_AT], shared[TrialAttr.ENDED_AT] = started_at, started_at + wall_s
-    shared[TrialAttr.PROVENANCE] = provenance.collect(_device(cfgs[0].device))
-    tune.report({FINAL: json.dumps({"members": [{**shared, **f} for f in finals]}), "step": cfgs[0].steps})
+            return [dict(crash) for _ in cfgs]
+
+
+def _reporter(order: WorkOrder, members: int) -> Reporter:
+    """The core's report callback: sends the members' metrics to the driver, returns those to stop."""
+    board = ray.get_actor(order.stop_board) if order.stop_board else None
+    trial_id = tune.get_context().get_trial_id()
+    latest_eval: list[dict[str, float]] = [{} for _ in range(members)]
+    eval_step = [0] * members  # per member: the step of its latest evaluation, repeated by later results
+
+    def report(step: int, rows: dict[int, dict[str, float]]) -> list[int]:
+        reports = {}
+        for k, metrics in rows.items():
+            fresh = {m: v for m, v in metrics.items() if m.startswith("eval/")}
+            if fresh:
+                latest_eval[k].update(fresh)
+                eval_step[k] = step
+            reports[k] = MemberReport({**metrics, **latest_eval[k]}, eval_step[k])
+        tune.report(Progress(step, reports).to_result())
+        return ray.get(board.stopped.remote(trial_id)) if board is not None else []
+
+    return report
 
 
 def _member_final(result: Any, cfg: core.TrainConfig, image_dir: Path) -> dict[str, Any]:
@@ -157,4 +166,4 @@ def _read_images(paths: dict[str, str]) -> dict[str, str]:
     return {name: base64.b64encode(Path(p).read_bytes()).decode() for name, p in paths.items()}
 
 
-__all__ = ["CHECKPOINT_STEP", "EVAL_STEP", "FINAL", "MEMBERS", "StopBoard", "trainable"]
+__all__ = ["StopBoard", "trainable"]

@@ -1,0 +1,70 @@
+"""Ray for a run: joining a cluster or starting a local instance that listens on loopback only, quieting
+Tune's noise, and how many trials fit on the cluster at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import ray
+import ray._private.ray_constants as ray_constants
+
+from sweep.errors import SweepError
+from sweep.spec import Study
+
+
+def quiet_ray() -> None:
+    """Tune's per-result files are off (the Optuna storage is the record, see benchmarks/), and its
+    warnings about files it was told not to write, and similar, are noise here."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # eval metrics arrive later
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    for name in ("ray.tune", "ray.train", "ray.air", "ray._private", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+LOOPBACK = "127.0.0.1"  # the address a local Ray instance listens on: nothing outside this machine reaches it
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Join `address` (a Ray cluster, or "auto"), or start a local Ray on this machine's cores that listens on
+    the loopback interface only. Ray's token authentication stays as Ray sets it up; the banner it prints
+    about it at every start ("Token authentication is enabled...", which users read as a to-do) does not."""
+    if ray.is_initialized():
+        return
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    # ray.init turns a loopback node address into this machine's network address (so that other nodes
+    # could join), unless Ray runs single-node, as it does on macOS: then its GCS, raylet and workers bind
+    # the loopback interface. That switch is below Ray's public API, hence set only around this call.
+    clustered = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)  # never a found cluster
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = clustered
+
+
+def slots(study: Study) -> int:
+    """How many trials of this study can run at once on the cluster Ray is connected to."""
+    resources = ray.cluster_resources()
+    fit = int(resources.get("CPU", 1) // study.resources.cpus)
+    if study.resources.gpus:
+        if resources.get("GPU", 0) < study.resources.gpus:  # Ray would wait for it forever
+            raise SweepError(
+                f"study {study.name!r} asks for {study.resources.gpus:g} GPU per trial (resources.gpus) and the Ray "
+                f"cluster has {resources.get('GPU', 0):g}: run it on a machine with a GPU, or set resources.gpus: 0 "
+                "in a copy of the study file"
+            )
+        fit = min(fit, int(resources.get("GPU", 0) // study.resources.gpus))
+    if study.resources.max_concurrent:
+        fit = min(fit, study.resources.max_concurrent)
+    return max(1, fit)
+
+
+__all__ = ["LOOPBACK", "ensure_ray", "quiet_ray", "slots"]
