@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
 from sweep import spec
 from sweep.core import METRICS
+
+from helpers import REPO
 
 README = REPO / "README.md"
 README_LINES = 150  # a newcomer's page: what it is, the quick start, a short tour, where to read more
