@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from enum import Enum
 from typing import Any
 
@@ -110,6 +111,20 @@ def seed_range(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds))
 
 
+# bidirectional embeddings, overrides and isolates: text that displays in another order than it reads
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def control_character(text: str) -> str | None:
+    """The first character of `text` a terminal or a page could act on instead of showing (an escape
+    sequence's ESC, a bell, a carriage return, a bidirectional override), as U+XXXX; None when it has none.
+    Line feeds and tabs are text."""
+    for ch in text:
+        if ch in BIDI_CONTROLS or (unicodedata.category(ch) == "Cc" and ch not in "\n\t"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
 def counts(tally: dict[Any, int], order: tuple = tuple(Outcome)) -> str:
     """'3 completed, 1 diverged': non-zero counts in the given order, then any others."""
     keys = [k for k in order if tally.get(k)] + [k for k in tally if k not in order and tally[k]]
@@ -124,6 +139,7 @@ __all__ = [
     "STATUS_COLOURS",
     "Outcome",
     "Status",
+    "control_character",
     "counts",
     "duration",
     "interval",

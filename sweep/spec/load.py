@@ -14,6 +14,7 @@ from sweep.core import METRIC_NAMES, field_names, field_schema
 from sweep.errors import StudyError
 from sweep.spec.schema import BUDGET_FIELDS, MAX_TRIALS
 from sweep.spec.study import Study, _validate
+from sweep.vocab import control_character
 
 ALIAS_NODES = 10_000  # nodes that YAML aliases may add to a study file: a study needs few, a "billion laughs" many
 
@@ -47,11 +48,18 @@ def load(path: str | Path, *, max_trials: int | None = MAX_TRIALS) -> Study:
         raise StudyError(f"{path}: not a study file: byte {e.start} is not UTF-8 text (a binary file?)") from None
     except OSError as e:
         raise StudyError(f"{path}: cannot read the study file ({e.strerror})") from None
+    if found := control_character(text.replace("\r\n", "\n")):  # raw in the file, where YAML's reader refuses it
+        at = text.index(chr(int(found[2:], 16)))
+        raise StudyError(
+            f"{path}:{text[:at].count(chr(10)) + 1}: holds the control character {found}; study text must be plain "
+            "(remove it)"
+        )
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()  # parsed once: the nodes keep lines, the data is built from them
         _bounded_aliases(node, str(path))
         _no_duplicate_keys(node, str(path))  # before the data is built: building merges `<<` keys into the nodes
+        _no_control_characters(node, str(path))
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -117,6 +125,27 @@ def _no_duplicate_keys(node: yaml.Node | None, source: str, where: str = "") -> 
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _no_duplicate_keys(item, source, f"{where}[{i}]")
+
+
+def _no_control_characters(node: yaml.Node | None, source: str, where: str = "") -> None:
+    """Refuse control characters in any key or value: a claim, a description or a level is shown in
+    terminals, reports and the dashboard, where an escape sequence would act (clear the screen, disguise a
+    link) instead of being read. Reported at the line the character is on."""
+    if isinstance(node, yaml.ScalarNode) and isinstance(node.value, str) and (found := control_character(node.value)):
+        before = node.value[: node.value.index(chr(int(found[2:], 16)))]
+        line = node.start_mark.line + 1 + (before.count("\n") + 1 if node.style in ("|", ">") else 0)
+        raise StudyError(
+            f"{source}:{line}: {where or 'key'}: holds the control character {found}; study text must be plain "
+            "(write it out, or remove it)"
+        )
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{where}.{key_node.value}" if where else str(key_node.value)
+            _no_control_characters(key_node, source, where)
+            _no_control_characters(value_node, source, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_control_characters(item, source, f"{where}[{i}]")
 
 
 def study_json_schema() -> dict[str, Any]:

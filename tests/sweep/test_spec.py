@@ -611,3 +611,24 @@ def test_a_population_from_the_command_line_is_parsed_by_the_schema(make_study, 
     assert study.with_overrides(population="auto").resources.population == "auto"
     with pytest.raises(StudyError, match=r"resources\.population: must be a whole number"):
         study.with_overrides(population="0")
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('claim: "clears \\e[2J the screen"\n', "3: claim: holds the control character U+001B"),  # YAML's \e escape
+        ('claim: "\\e]8;;http://x\\e\\\\a link\\e]8;;\\e\\\\"\n', "3: claim: holds the control character U+001B"),
+        ('description: "safe \\u202e txt.exe"\n', "3: description: holds the control character U+202E"),
+        ("description: |\n  line one\n  a \\a bell? no: escapes are text in a block\n", None),
+        ('description: |\n  line one\n  line two\n  "\u0007"\n', "6: holds the control character U+0007"),  # raw
+        ('factors:\n  clip: [none, "n\\rorm"]\n', "4: factors.clip[1]: holds the control character U+000D"),
+    ],
+)
+def test_control_characters_in_study_text_are_refused_at_their_line(tmp_path: Path, text: str, where: str | None):
+    body = "name: s\nkind: grid\n" + text + ("" if text.startswith("factors") else "factors: {clip: [none]}\n")
+    body += "objectives: [eval/cat_acc]\nbudget: {steps: 10}\n"
+    if where is None:  # a backslash in a block scalar is two plain characters: nothing to refuse
+        assert spec.load(write(tmp_path, body)).description.startswith("line one")
+        return
+    message = error(tmp_path, body)
+    assert message.startswith(f"{tmp_path / 'study.yaml'}:{where}"), message
