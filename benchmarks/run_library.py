@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sweep.analysis import related_studies, study_spec, trials_frame, verdict  # noqa: E402
+from sweep.results import load_results, related_studies  # noqa: E402
 from sweep.spec import load  # noqa: E402
 from sweep.store import open_store  # noqa: E402
 from sweep.vocab import Status, interval, num, signed  # noqa: E402
@@ -79,7 +79,7 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
         first = second = None
         if study.verdict is not None and study.name in stored:
             optuna_study = store.load_study(study.name)
-            first = verdict(trials_frame(optuna_study), study_spec(optuna_study))
+            first = load_results(optuna_study).verdict
             replications = [r for r in related_studies(store, study.name) if r.role == "replication 1"]
             second = replications[0].verdict if replications else None
         missing = "not run" if study.verdict is not None else "no rule"  # a search: no verdict, but its time

@@ -369,14 +369,14 @@ def show(
 
     Example: sweep show balance --effects
     """
-    from sweep.analysis import study_spec, trials_frame  # lazy: scipy and pandas load only to analyse
+    from sweep.results import load_results  # lazy: scipy and pandas load only to analyse
 
-    optuna_study = _store(root, storage).load_study(study_name)
+    results = load_results(_store(root, storage).load_study(study_name))
     if effects:
-        console.print_effects(optuna_study, wide=wide)
+        console.print_effects(results, wide=wide)
         return
-    objectives = [o.metric for o in study_spec(optuna_study).objectives]
-    console.print_trials(study_name, trials_frame(optuna_study), objectives, wide=wide)
+    objectives = [o.metric for o in results.study.objectives]
+    console.print_trials(study_name, results.frame, objectives, wide=wide)
 
 
 @app.command()
@@ -453,7 +453,7 @@ def report(
 
     Example: sweep report balance -o balance.html
     """
-    from sweep import analysis, review  # lazy: scipy, pandas and optuna-dashboard load only to write a report
+    from sweep import review  # lazy: scipy, pandas and optuna-dashboard load only to write a report
     from sweep.report import build, render  # lazy: matplotlib and Jinja2 load only to write a report
 
     suffix = output.suffix.lstrip(".").lower() if output else ""
@@ -462,9 +462,9 @@ def report(
     optuna_study = store.load_study(study_name)
     built = build.build(optuna_study, store=store)
     path = render.write(built, output, fmt=fmt)
-    review.attach_study_review(analysis.study_spec(optuna_study), optuna_study)
-    if built.verdict is not None:
-        console.print_verdict_line(built.verdict.status, built.verdict.message)
+    review.attach_study_review(built.study, optuna_study, results=built.results)
+    if built.verdict is not None and built.verdict_text is not None:
+        console.print_verdict_line(built.verdict.status, built.verdict_text.message)
     console.print_wrote(path)
 
 
@@ -509,7 +509,7 @@ def claims(
 
     Example: sweep claims --studies studies
     """
-    from sweep.analysis import claim_rows  # lazy: scipy and pandas load only for commands that analyse
+    from sweep.claims import claim_rows  # lazy: scipy and pandas load only for commands that analyse
 
     rows = claim_rows(studies_dir, _store(root, storage))
     console.print_claims(studies_dir, rows, _location_flags(root, storage), wide=wide)

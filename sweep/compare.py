@@ -10,15 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweep import analysis, provenance
-from sweep.analysis import VerdictResult
-from sweep.report.tables import EffectTable, effect_tables
+from sweep import provenance
+from sweep.report.tables import BASE, EffectTable, diff_header, effect_tables
+from sweep.results import load_results
 from sweep.spec import format_value
 from sweep.store import StudyAttr, TrialAttr
 from sweep.vocab import MISSING, counts
 
 if TYPE_CHECKING:
     import optuna
+
+    from sweep.analysis import VerdictResult
+    from sweep.results import StudyResults
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Side:
     trials: str  # "15 trials: 13 completed, 1 diverged, 1 crashed"
     verdict: VerdictResult | None
     tables: list[EffectTable]
+
+    @property
+    def diff_header(self) -> str:
+        """The header of this study's difference column in its tables' cells ("diff vs base")."""
+        return self.tables[0].diff_header if self.tables else diff_header(BASE)
 
 
 @dataclass(frozen=True)
@@ -79,16 +87,12 @@ def _differences(a: dict[str, str], b: dict[str, str]) -> list[Difference]:
     return [Difference(k, x, y) for k, x, y in pairs if x != y]
 
 
-def _side(optuna_study: optuna.Study) -> Side:
-    study = analysis.study_spec(optuna_study)
-    frame = analysis.trials_frame(optuna_study)
-    test = study.verdict.test if study.verdict else "t"
-    tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
+def _side(results: StudyResults) -> Side:
     return Side(
-        name=study.name,
-        trials=f"{len(frame)} trials: {counts({k: int(v) for k, v in tally.items()})}",
-        verdict=analysis.verdict(frame, study) if len(frame) else None,
-        tables=effect_tables(analysis.effects(frame, study, test=test), study),
+        name=results.study.name,
+        trials=f"{len(results.frame)} trials: {counts(results.outcomes)}",
+        verdict=results.verdict_once_run,
+        tables=effect_tables(results.effects, results.study),
     )
 
 
@@ -118,9 +122,10 @@ def _effect_pairs(a: Side, b: Side) -> list[EffectPair]:
 
 def compare(a: optuna.Study, b: optuna.Study) -> Comparison:
     """Study `a` against study `b`: definitions, what they ran on, verdicts and effects."""
-    side_a, side_b = _side(a), _side(b)
-    spec_a = analysis.study_spec(a).model_dump(mode="json")
-    spec_b = analysis.study_spec(b).model_dump(mode="json")
+    results_a, results_b = load_results(a), load_results(b)
+    side_a, side_b = _side(results_a), _side(results_b)
+    spec_a = results_a.study.model_dump(mode="json")
+    spec_b = results_b.study.model_dump(mode="json")
     ran_a, ran_b = _ran_on(a), _ran_on(b)
     runs = _differences(ran_a, ran_b)
     return Comparison(

@@ -24,10 +24,12 @@ from rich.text import Text
 from sweep.vocab import MISSING, STATUS_COLOURS, Status, counts, duration, masked, num, p_value, seed_range
 
 if TYPE_CHECKING:
-    import optuna
     import pandas as pd
 
+    from sweep.analysis import VerdictResult
     from sweep.compare import Comparison
+    from sweep.report.tables import EffectTable
+    from sweep.results import StudyResults
     from sweep.runner import RunSummary, Tracker
     from sweep.spec import Study, TrialSpec
 
@@ -398,23 +400,13 @@ def _caveats(metrics: Iterable[str]) -> list[str]:
     return caveats(metrics)
 
 
-def print_effects(optuna_study: optuna.Study, *, wide: bool = False) -> None:
+def print_effects(results: StudyResults, *, wide: bool = False) -> None:
     """The effect table per objective (and the verdict, when the study has a rule): each level's finished runs,
     mean, difference from the reference with its 95% CI, and Holm-adjusted p; with `wide`, every column of the
     report's table (the mean's CI, effect size, unadjusted p, divergence) and the method in full."""
-    from sweep import analysis  # lazy: scipy and pandas load only for the commands that analyse
-    from sweep.report.tables import (  # lazy: pandas loads only to print effects
-        BASE,
-        DIVERGED_P,
-        effect_tables,
-        method_brief,
-        method_text,
-    )
+    from sweep.report.tables import effect_tables, method_brief, method_text  # lazy: pandas loads only to print effects
 
-    study = analysis.study_spec(optuna_study)
-    frame = analysis.trials_frame(optuna_study)
-    test = study.verdict.test if study.verdict else "t"
-    effects = analysis.effects(frame, study, test=test)
+    study, effects = results.study, results.effects
     if effects.empty:
         out.print(f"No effect table for {study.name}: no trials yet, or no categorical factor to compare.")
     for t in effect_tables(effects, study):
@@ -422,46 +414,51 @@ def print_effects(optuna_study: optuna.Study, *, wide: bool = False) -> None:
         if wide:
             _print_table(title, _wide_effect_table(t), wide=True)
         else:
-            table = _table()
-            h = t.headers
-            table.add_column("level", overflow="fold")
-            compared = study.kind != "search"  # a sampler's levels are no controlled comparison: means only
-            headers = ("runs", "mean", "diff [95% CI]", "p (Holm)") if compared else ("runs", "mean [95% CI]")
-            for header in headers:
-                table.add_column(header, justify="right", no_wrap=True)
-            notes = []
-            for row in t.rows:
-                c = dict(zip(h, row.cells, strict=True))
-                label = row.label
-                cells = [label, f"{c['finished']}/{c['runs']}"]
-                if not compared:
-                    table.add_row(*cells, f"{c['mean']} {c['95% CI']}".strip())
-                else:
-                    p = f"[bold green]{c['p (Holm)']}[/]" if row.significant else c["p (Holm)"]
-                    diff = f"{c[h[7]]} {c['95% CI of diff']}".strip()
-                    if row.reference:
-                        diff = "" if c["factor"] == BASE else f"({c[h[7]]})"  # the reference level of its factor
-                    table.add_row(*cells, c["mean"], diff, p, style="dim" if row.reference else None)
-                if row.not_finished:
-                    notes.append(f"{label}: {c['not finished']} (not in the mean)")
-                if c.get(DIVERGED_P):
-                    notes.append(f"{label}: {c[DIVERGED_P]}")
-            _print_table(title, table)
-            _print_lines(notes, indent=1, style="yellow")
+            _print_effect_table(title, t, compared=study.kind != "search")
         if t.caveat:
             _print_lines([t.caveat], indent=0, style="dim")
     if not effects.empty:
         if wide:
-            _print_lines([method_text(study, test)], indent=0, style="dim")
+            _print_lines([method_text(study, results.test)], indent=0, style="dim")
         else:
             more = "" if study.kind == "search" else " Each mean's CI, effect sizes, unadjusted p: --wide."
-            _print_lines([method_brief(study, test) + more], indent=0, style="dim")
-    result = analysis.verdict(frame, study)
-    if result is not None:
-        print_verdict(result)
+            _print_lines([method_brief(study, results.test) + more], indent=0, style="dim")
+    if results.verdict is not None:
+        print_verdict(results.verdict)
 
 
-def _wide_effect_table(t: Any) -> Table:
+def _print_effect_table(title: str, t: EffectTable, *, compared: bool) -> None:
+    """One objective's effect table for an 80-column terminal; `compared` false for a search's levels (a
+    sampler's levels are no controlled comparison: means only)."""
+    from sweep.report.tables import BASE, DIVERGED_P  # lazy: pandas loads only to print effects
+
+    table = _table()
+    table.add_column("level", overflow="fold")
+    headers = ("runs", "mean", "diff [95% CI]", "p (Holm)") if compared else ("runs", "mean [95% CI]")
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    notes = []
+    for row in t.rows:
+        c = dict(zip(t.headers, row.cells, strict=True))
+        label = row.label
+        cells = [label, f"{c['finished']}/{c['runs']}"]
+        if not compared:
+            table.add_row(*cells, f"{c['mean']} {c['95% CI']}".strip())
+        else:
+            p = f"[bold green]{c['p (Holm)']}[/]" if row.significant else c["p (Holm)"]
+            diff = f"{c[t.diff_header]} {c['95% CI of diff']}".strip()
+            if row.reference:  # the reference level of its factor: the cell names it
+                diff = "" if c["factor"] == BASE else f"({c[t.diff_header]})"
+            table.add_row(*cells, c["mean"], diff, p, style="dim" if row.reference else None)
+        if row.not_finished:
+            notes.append(f"{label}: {c['not finished']} (not in the mean)")
+        if c.get(DIVERGED_P):
+            notes.append(f"{label}: {c[DIVERGED_P]}")
+    _print_table(title, table)
+    _print_lines(notes, indent=1, style="yellow")
+
+
+def _wide_effect_table(t: EffectTable) -> Table:
     """Every column of the report's effect table (a report.tables.EffectTable)."""
     table = _table()
     for i, header in enumerate(t.headers):
@@ -475,11 +472,13 @@ def _wide_effect_table(t: Any) -> Table:
     return table
 
 
-def print_verdict(result: Any) -> None:
-    """A verdict, its reason and its numbers (an analysis.VerdictResult)."""
+def print_verdict(result: VerdictResult) -> None:
+    """A verdict, its reason and its numbers."""
+    from sweep.report import verdict_text  # lazy: pydantic and the study schema load only to print a verdict
+
     out.print()
-    out.print(Text.from_markup(f"Verdict: {status_text(result.status)}: ").append(result.message))
-    _print_lines(result.lines(), indent=2)
+    out.print(Text.from_markup(f"Verdict: {status_text(result.status)}: ").append(verdict_text.message(result)))
+    _print_lines(verdict_text.lines(result), indent=2)
 
 
 def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: str, *, wide: bool = False) -> None:
@@ -524,6 +523,8 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
 def print_comparison(c: Comparison, *, wide: bool = False) -> None:
     """Two studies side by side (a compare.Comparison): what differs in their definitions and in what they ran
     on, their verdicts, and each level's effect in both; the p-values and the verdicts' reasons with `wide`."""
+    from sweep.report import verdict_text  # lazy: pydantic and the study schema load only to compare
+
     a, b = c.a, c.b
     out.print(Text(f"{a.name} (A) against {b.name} (B)", style="bold"))
     _print_lines([f"A: {a.trials}", f"B: {b.trials}"], indent=2)
@@ -552,7 +553,9 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
     verdicts.add_column("effect, interval, MDE, n")
     for label, side in (("A", a), ("B", b)):
         v = side.verdict
-        summary = (v.summary() + (f"\n{v.message}" if wide else "")) if v else "no verdict rule, or no trials"
+        summary = "no verdict rule, or no trials"
+        if v is not None:
+            summary = verdict_text.summary(v) + (f"\n{verdict_text.message(v)}" if wide else "")
         verdicts.add_row(f"{label}: {side.name}", status_text(v.status) if v else MISSING, summary)
     _print_table("Verdicts", verdicts, wide=wide)
     metrics = list(dict.fromkeys(pair.metric for pair in c.effects))
@@ -565,11 +568,11 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
                 table.add_column(f"{label}: p (Holm)", justify="right", no_wrap=True)
         for pair in (p for p in c.effects if p.metric == metric):
             cells = [pair.label]
-            for side in (pair.a, pair.b):
+            for side, study in ((pair.a, a), (pair.b, b)):
                 if side is None:
                     cells += [MISSING] + ([MISSING] if wide else [])
                     continue
-                diff = f"{side[list(side)[7]]} {side['95% CI of diff']}".strip()
+                diff = f"{side[study.diff_header]} {side['95% CI of diff']}".strip()
                 cells.append(f"mean {side['mean']}" if pair.reference else diff)
                 if wide:
                     cells.append("" if pair.reference else side["p (Holm)"])

@@ -18,6 +18,8 @@ from optuna_dashboard import save_note, wsgi
 from sweep import analysis, provenance
 from sweep.core import caveats
 from sweep.errors import AddressInUseError
+from sweep.report import verdict_text
+from sweep.results import StudyResults, load_results
 from sweep.spec import Study, factor_levels, format_value
 from sweep.store import FINAL_IMAGES, StudyAttr, TrialAttr, study_id
 from sweep.vocab import Outcome, counts, num
@@ -117,9 +119,9 @@ def attach_trial_review(study: Study, trial: optuna.Trial, final: dict[str, Any]
 # --- the study's note -------------------------------------------------------------------------
 
 
-def study_note(study: Study, optuna_study: optuna.Study) -> str:
+def study_note(results: StudyResults) -> str:
     """Markdown: the claim, kind, trials by outcome, best and worst configuration per objective, the verdict."""
-    frame = analysis.trials_frame(optuna_study)
+    study, optuna_study, frame = results.study, results.optuna_study, results.frame
     lines = [f"## {study.name}", ""]
     if study.claim:
         lines.append(f"**Claim:** {study.claim}")
@@ -134,8 +136,7 @@ def study_note(study: Study, optuna_study: optuna.Study) -> str:
     if study.sequential:
         seeds = f"up to {seeds} (looks at {', '.join(map(str, study.looks))})"
     lines.append(f"**Kind:** {study.kind}, {shape}; {seeds}, {study.budget.steps} steps each")
-    tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
-    lines.append("**Trials:** " + (counts(tally) if tally else "none yet"))
+    lines.append("**Trials:** " + (counts(results.outcomes) if results.outcomes else "none yet"))
     if optuna_study.user_attrs.get(StudyAttr.PROVENANCE):
         lines.append(f"**Latest run:** {provenance.text(optuna_study.user_attrs[StudyAttr.PROVENANCE])}")
     first = study.objectives[0].metric
@@ -155,20 +156,21 @@ def study_note(study: Study, optuna_study: optuna.Study) -> str:
             f"`{r.config_id}`: {_fmt(float(r['mean']))} (mean of {r.n})" for r in (ranked.iloc[0], ranked.iloc[-1])
         )
         lines.append(f"| {o.metric} ({o.direction}) | {best} | {worst} |")
-    result = analysis.verdict(frame, study) if len(frame) else None
+    result = results.verdict_once_run
     if result is not None:
-        lines += ["", f"### Verdict: {result.status}", "", result.message, ""]
-        lines += [f"- {line}" for line in result.lines()]
+        lines += ["", f"### Verdict: {result.status}", "", verdict_text.message(result), ""]
+        lines += [f"- {line}" for line in verdict_text.lines(result)]
     elif study.verdict is None:
         lines += ["", "_No verdict rule: this study has no `verdict:` section._"]
     lines += ["", f"Effects with confidence intervals, curves and images: `sweep report {study.name}`."]
     return "\n".join(lines)
 
 
-def attach_study_review(study: Study, optuna_study: optuna.Study) -> None:
-    """Write the study's note for optuna-dashboard; a failure is logged, never raised (the run is stored)."""
+def attach_study_review(study: Study, optuna_study: optuna.Study, *, results: StudyResults | None = None) -> None:
+    """Write the study's note for optuna-dashboard (from `results` when the caller has read them already); a
+    failure is logged, never raised (the run is stored)."""
     try:
-        save_note(optuna_study, study_note(study, optuna_study))
+        save_note(optuna_study, study_note(results or load_results(optuna_study, study=study)))
     except Exception as exc:  # a note is not worth losing a finished run over
         log.warning("could not write the study note of %s: %s", study.name, exc)
 

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 
 from sweep import analysis
 from sweep.analysis import TABLE_ALPHA, VerdictResult
+from sweep.report import verdict_text
 from sweep.report.figures import (
     Picture,
     curve_figures,
@@ -39,6 +40,7 @@ from sweep.report.tables import (
     summary_rows,
     top_configurations,
 )
+from sweep.results import StudyResults, load_results, related_studies
 from sweep.spec import Study, format_value
 from sweep.store import Store
 from sweep.vocab import NOT_FINISHED, STATUS_COLOURS, Outcome, counts, num
@@ -82,24 +84,32 @@ def _replications(optuna_study: optuna.Study, store: Store | None) -> list[Repli
     if store is None:
         return []
     rows = []
-    for r in analysis.related_studies(store, optuna_study.study_name):
+    for r in related_studies(store, optuna_study.study_name):
         status = r.verdict.status if r.verdict else "no rule"
-        rows.append(
-            Replication(
-                r.name, r.role, str(status), STATUS_COLOURS.get(status, ""), r.verdict.summary() if r.verdict else ""
-            )
-        )
+        summary = verdict_text.summary(r.verdict) if r.verdict else ""
+        rows.append(Replication(r.name, r.role, str(status), STATUS_COLOURS.get(status, ""), summary))
     return rows
+
+
+@dataclass(frozen=True)
+class VerdictText:
+    """A verdict as the report writes it (`verdict_text`)."""
+
+    message: str  # one sentence: why
+    lines: list[str]  # the numbers, one fact a line
+    summary: str  # effect, interval, MDE and n in one line
 
 
 @dataclass
 class Report:
     """Everything a report shows, computed from the storage; rendered by `render.html` or `render.markdown`."""
 
+    results: StudyResults  # what it was built from (the CLI writes the study's note from the same reading)
     study: Study
     outcomes: str  # "6 completed, 3 crashed"
     summary: list[tuple[str, str]]
     verdict: VerdictResult | None
+    verdict_text: VerdictText | None  # the verdict in words, None without one
     verdict_colour: str  # the verdict's colour (vocab.STATUS_COLOURS), "" without a verdict
     verdict_note: str  # why there is no verdict, "" with one
     effect_figure: Picture | None
@@ -211,13 +221,10 @@ def _importance(optuna_study: optuna.Study, study: Study, completed: int) -> tup
 
 def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
     """Read a stored study into a `Report`; `store` is where its images are (None leaves them out)."""
-    study = analysis.study_spec(optuna_study)
-    frame = analysis.trials_frame(optuna_study)
+    results = load_results(optuna_study)
+    study, frame, effects, tally = results.study, results.frame, results.effects, results.outcomes
     history = analysis.history_frame(optuna_study)
-    test = study.verdict.test if study.verdict else "t"
-    effects = analysis.effects(frame, study, test=test)
-    tally = frame["outcome"].value_counts().to_dict() if len(frame) else {}
-    verdict = analysis.verdict(frame, study) if len(frame) else None
+    verdict = results.verdict_once_run
     if verdict is None:
         why = (
             "This study has no verdict: rule, so no claim is decided."
@@ -232,7 +239,7 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
             else "No effect table: no trials yet."
         )
     else:
-        effects_note = method_text(study, test)
+        effects_note = method_text(study, results.test)
     importance, importance_note = _importance(optuna_study, study, int(tally.get(Outcome.COMPLETED, 0)))
     samples = _samples(study, optuna_study, frame, store)
     multi = len(study.objectives) > 1 and int(tally.get(Outcome.COMPLETED, 0)) > 0
@@ -247,10 +254,16 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
         if why
     ]
     return Report(
+        results=results,
         study=study,
-        outcomes=counts({k: int(v) for k, v in tally.items()}),
+        outcomes=counts(tally),
         summary=summary_rows(study, optuna_study, frame),
         verdict=verdict,
+        verdict_text=VerdictText(
+            verdict_text.message(verdict), verdict_text.lines(verdict), verdict_text.summary(verdict)
+        )
+        if verdict
+        else None,
         verdict_colour=STATUS_COLOURS[verdict.status] if verdict else "",
         verdict_note="" if verdict else why,
         effect_figure=effect_figure(effects, study),
@@ -273,4 +286,4 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
     )
 
 
-__all__ = ["ConfigTable", "Importance", "Replication", "Report", "Sample", "SampleGroup", "build"]
+__all__ = ["ConfigTable", "Importance", "Replication", "Report", "Sample", "SampleGroup", "VerdictText", "build"]

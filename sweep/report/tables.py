@@ -42,6 +42,12 @@ class EffectTable:
     headers: list[str]
     rows: list[EffectRow]
     caveat: str = ""  # what a reader of this metric must know (vocabulary of the metric table)
+    ref: str = "base"  # what each level is compared with (reference_word)
+
+    @property
+    def diff_header(self) -> str:
+        """The header of the column of each level's difference from the reference."""
+        return diff_header(self.ref)
 
     def column(self, row: EffectRow, header: str) -> str:
         """A row's cell under `header`, "" when the table has no such column."""
@@ -60,6 +66,11 @@ def reference_word(study: Study) -> str:
 DIVERGED_P = "diverged, p (Holm)"  # the column shown when a level of the study had diverged runs
 
 
+def diff_header(ref: str) -> str:
+    """The effect table's column of each level's difference from the reference: "diff vs base"."""
+    return f"diff vs {ref}"
+
+
 def headers(ref: str, *, divergence: bool = False) -> list[str]:
     columns = [
         "factor",
@@ -69,7 +80,7 @@ def headers(ref: str, *, divergence: bool = False) -> list[str]:
         "not finished",
         "mean",
         "95% CI",
-        f"diff vs {ref}",
+        diff_header(ref),
         "95% CI of diff",
         "effect size",
         "p",
@@ -161,7 +172,9 @@ def effect_tables(effects: pd.DataFrame, study: Study) -> list[EffectTable]:
         ]
         caveat = " ".join(caveats([metric]))
         tables.append(
-            EffectTable(str(metric), str(part["direction"].iloc[0]), headers(ref, divergence=divergence), rows, caveat)
+            EffectTable(
+                str(metric), str(part["direction"].iloc[0]), headers(ref, divergence=divergence), rows, caveat, ref
+            )
         )
     return tables
 
@@ -369,6 +382,7 @@ __all__ = [
     "ConfigTable",
     "EffectRow",
     "EffectTable",
+    "diff_header",
     "effect_size_text",
     "effect_tables",
     "headers",

@@ -11,6 +11,8 @@ import pytest
 from scipy import stats
 
 from sweep import analysis
+from sweep.report import verdict_text as vt
+from sweep.results import load_results
 from sweep.review import study_note
 from sweep.stats import holm
 from sweep.vocab import Status
@@ -145,7 +147,7 @@ def test_grid_effects_pair_within_the_other_factors_levels():
     assert bn.loc["separate", "diff"] == pytest.approx(0.05)
     result = analysis.verdict(frame, study)
     assert result.status == SUPPORTED and result.n == 6 and result.grid
-    assert "paired by seed within each combination of the other factors" in result.lines()[0]
+    assert "paired by seed within each combination of the other factors" in vt.lines(result)[0]
 
 
 def test_blocking_removes_the_other_factors_and_the_seeds_variance():
@@ -172,7 +174,7 @@ def test_clear_effect_is_supported_with_every_number():
     result = analysis.verdict(ablation_frame([0.92, 0.88, 0.95], [0.05, 0.10, 0.08]), make_study())
     assert result.status == SUPPORTED and result.n == 3
     assert result.estimate.method == "t" and result.estimate.high < 0
-    text = "\n".join(result.lines())
+    text = "\n".join(vt.lines(result))
     for number in (
         "0.9167",
         "0.07667",
@@ -185,22 +187,22 @@ def test_clear_effect_is_supported_with_every_number():
         "min_effect 0.05",
     ):
         assert number in text, number
-    assert result.summary().startswith("effect -0.84, 95% CI [") and "MDE" in result.summary()
-    assert result.summary().endswith("n 3")
+    assert vt.summary(result).startswith("effect -0.84, 95% CI [") and "MDE" in vt.summary(result)
+    assert vt.summary(result).endswith("n 3")
 
 
 def test_identical_arms_give_no_effect_with_enough_seeds():
     same = [0.5, 0.6, 0.7, 0.55, 0.65, 0.52, 0.58, 0.61]
     result = analysis.verdict(ablation_frame(same, same), study8())
     assert result.status == NO_EFFECT and result.estimate.method == "rank"  # every difference 0: no spread
-    assert "inside +-0.05" in result.message
+    assert "inside +-0.05" in vt.message(result)
     few = analysis.verdict(ablation_frame(same[:3], same[:3]), make_study())
-    assert few.status == INCONCLUSIVE and "cannot reach alpha" in few.message
+    assert few.status == INCONCLUSIVE and "cannot reach alpha" in vt.message(few)
 
 
 def test_an_effect_the_other_way_is_contradicted():
     result = analysis.verdict(ablation_frame([0.05, 0.1, 0.08], [0.9, 0.92, 0.95]), make_study())
-    assert result.status == CONTRADICTED and "against the claim" in result.message
+    assert result.status == CONTRADICTED and "against the claim" in vt.message(result)
     assert result.estimate.low > 0
 
 
@@ -209,9 +211,9 @@ def test_noise_is_inconclusive_and_says_what_n_would_do():
     base = list(0.5 + rng.normal(0, 0.1, 8))
     treat = [b + e for b, e in zip(base, rng.normal(0, 0.3, 8), strict=True)]
     result = analysis.verdict(ablation_frame(base, treat), study8())
-    assert result.status == INCONCLUSIVE and "includes 0" in result.message
-    assert "the smallest effect 8 pairs detect with 80% power" in result.message
-    assert "about" in "\n".join(result.lines()) and "would detect min_effect" in "\n".join(result.lines())
+    assert result.status == INCONCLUSIVE and "includes 0" in vt.message(result)
+    assert "the smallest effect 8 pairs detect with 80% power" in vt.message(result)
+    assert "about" in "\n".join(vt.lines(result)) and "would detect min_effect" in "\n".join(vt.lines(result))
 
 
 def test_a_failed_run_is_the_worst_outcome_not_missing_data():
@@ -221,13 +223,13 @@ def test_a_failed_run_is_the_worst_outcome_not_missing_data():
     result = analysis.verdict(ablation_frame(BASE8, treat), study8(**rule))
     assert result.status != SUPPORTED and result.estimate.method == "rank"
     assert result.treatment.failed["diverged"] == 4 and result.n == 8
-    assert any("the worst outcome of its arm" in note for note in result.notes)
-    assert result.divergence is not None and "Fisher's exact test" in "\n".join(result.lines())
+    assert any("the worst outcome of its arm" in note for note in vt.notes(result))
+    assert result.divergence is not None and "Fisher's exact test" in "\n".join(vt.lines(result))
     # the control: had those runs crashed (not an outcome, left out), the survivors would support the claim
     crashed = [v if v != "diverged" else "crashed" for v in treat]
     survivors = analysis.verdict(ablation_frame(BASE8, crashed), study8(**rule))
     assert survivors.status == SUPPORTED and survivors.n == 4
-    assert survivors.excluded_pairs["crashed"] == 4 and "left out: 4 crashed" in "\n".join(survivors.lines())
+    assert survivors.excluded_pairs["crashed"] == 4 and "left out: 4 crashed" in "\n".join(vt.lines(survivors))
 
 
 def test_a_non_finite_value_counts_as_a_failure():
@@ -253,25 +255,25 @@ def test_a_target_rule_is_a_non_inferiority_test():
     result = analysis.verdict(ablation_frame([], close), make_study(seeds=6, verdict={**rule, "min_effect": 0.02}))
     assert result.status == SUPPORTED and result.baseline is None
     assert result.estimate.effect == pytest.approx(np.mean(close) - 0.95)
-    assert "non-inferiority margin 0.02: decided against 0.93" in result.lines()[0]
+    assert "non-inferiority margin 0.02: decided against 0.93" in vt.lines(result)[0]
     short = analysis.verdict(ablation_frame([], [0.80, 0.82, 0.81]), make_study(verdict={**rule, "min_effect": 0.02}))
-    assert short.status == CONTRADICTED and "misses 0.93" in short.message
+    assert short.status == CONTRADICTED and "misses 0.93" in vt.message(short)
     strict = analysis.verdict(ablation_frame([], close), make_study(seeds=6, verdict={**rule, "min_effect": 0.0}))
     assert strict.status == CONTRADICTED  # with no margin, a mean below the target is below it
-    assert not any("NO EFFECT cannot" in n for n in strict.notes)  # a target rule has no NO EFFECT to lose
+    assert not any("NO EFFECT cannot" in n for n in vt.notes(strict))  # a target rule has no NO EFFECT to lose
 
 
 def test_an_equivalence_claim_is_supported_by_a_difference_inside_the_margin():
     rule = {"direction": "equivalent", "min_effect": 0.05}
     same = [b + d for b, d in zip(BASE8, [0.004, -0.006, 0.002, 0.0, -0.003, 0.005, -0.002, 0.001], strict=True)]
     result = analysis.verdict(ablation_frame(BASE8, same), study8(**rule))
-    assert result.status == SUPPORTED and "as claimed" in result.message
-    assert "mi/cat_ratio at lambda_cat=0.0 within +-0.05 of that at lambda_cat=1.0" in result.lines()[0]
+    assert result.status == SUPPORTED and "as claimed" in vt.message(result)
+    assert "mi/cat_ratio at lambda_cat=0.0 within +-0.05 of that at lambda_cat=1.0" in vt.lines(result)[0]
     apart = analysis.verdict(ablation_frame(BASE8, [b - 0.2 + 0.003 * i for i, b in enumerate(BASE8)]), study8(**rule))
-    assert apart.status == CONTRADICTED and "by more than min_effect 0.05" in apart.message
+    assert apart.status == CONTRADICTED and "by more than min_effect 0.05" in vt.message(apart)
     noisy = [b + d for b, d in zip(BASE8, [0.08, -0.09, 0.1, -0.07, 0.06, -0.1, 0.09, -0.08], strict=True)]
     unsure = analysis.verdict(ablation_frame(BASE8, noisy), study8(**rule))
-    assert unsure.status == INCONCLUSIVE and "reaches beyond +-min_effect 0.05" in unsure.message
+    assert unsure.status == INCONCLUSIVE and "reaches beyond +-min_effect 0.05" in vt.message(unsure)
 
 
 def test_a_claim_about_the_divergence_rate_compares_rates():
@@ -281,9 +283,9 @@ def test_a_claim_about_the_divergence_rate_compares_rates():
     assert result.status == SUPPORTED and result.estimate.method == "rates"
     assert result.estimate.effect == pytest.approx(-0.75)
     assert result.estimate.p_less == pytest.approx(stats.fisher_exact([[0, 8], [6, 2]], alternative="less").pvalue)
-    text = "\n".join(result.lines())
-    assert "divergence rate" in result.lines()[0] and "Newcombe" in text and "arcsine approximation" in text
-    assert result.baseline.text() == "8 runs, 6 diverged" and "MDE" in result.summary()
+    text = "\n".join(vt.lines(result))
+    assert "divergence rate" in vt.lines(result)[0] and "Newcombe" in text and "arcsine approximation" in text
+    assert vt.arm_text(result.baseline) == "8 runs, 6 diverged" and "MDE" in vt.summary(result)
 
 
 def planned(spending: str = "pocock") -> object:
@@ -295,7 +297,7 @@ def test_planned_looks_stop_at_the_first_decisive_one():
     result = analysis.verdict(frame, planned())
     assert result.status == SUPPORTED and [look.seeds for look in result.looks] == [4]
     assert result.alpha == pytest.approx(0.05 * math.log(1 + (math.e - 1) / 4))  # look 1's share of alpha
-    assert "looks (pocock spending): 4 seeds (alpha 0.018): SUPPORTED; stopped: decisive" in result.lines()
+    assert "looks (pocock spending): 4 seeds (alpha 0.018): SUPPORTED; stopped: decisive" in vt.lines(result)
     # pairs stored beyond the deciding look change nothing: the decision is the first decisive look's
     more = ablation_frame([0.92, 0.88, 0.95, 0.9, 0.1, 0.1, 0.1, 0.1], [0.05, 0.10, 0.08, 0.06, 0.9, 0.9, 0.9, 0.9])
     assert analysis.verdict(more, planned()).looks == result.looks
@@ -307,10 +309,10 @@ def test_a_look_is_taken_only_when_all_its_pairs_finished():
     treat = [b + e for b, e in zip(base, rng.normal(0, 0.1, 8), strict=True)]
     partial = analysis.verdict(ablation_frame(base[:3], treat[:3]), planned())
     assert partial.deciding is None and partial.status == INCONCLUSIVE
-    assert "no look taken yet: the first look (4 seeds per configuration) waits for 1 pairs" in partial.message
+    assert "no look taken yet: the first look (4 seeds per configuration) waits for 1 pairs" in vt.message(partial)
     waiting = analysis.verdict(ablation_frame(base[:6], treat[:6]), planned())
     assert [look.status for look in waiting.looks] == [INCONCLUSIVE, None] and waiting.looks[1].missing == 2
-    assert "the next look (8 seeds) waits for 2 pairs" in waiting.message
+    assert "the next look (8 seeds) waits for 2 pairs" in vt.message(waiting)
     # recomputed from the stored trials alone: the order they are stored in does not matter
     frame = ablation_frame(base, treat)
     shuffled = frame.sample(frac=1, random_state=0).reset_index(drop=True)
@@ -361,7 +363,7 @@ def test_where_restricts_a_grid_verdict_to_some_levels():
     ]
     result = analysis.verdict(pd.DataFrame(rows), study)
     assert result.status == SUPPORTED and result.n == 3
-    assert result.treatment.mean == 21 and "only trials with dataset=grid25" in result.lines()[0]
+    assert result.treatment.mean == 21 and "only trials with dataset=grid25" in vt.lines(result)[0]
     both = make_study(kind="grid", factors=factors, objectives=["eval/modes"], verdict={**rule, "where": {}})
     blocked = analysis.verdict(pd.DataFrame(rows), both)
     assert blocked.n == 6 and blocked.status == INCONCLUSIVE  # ring8 pairs disagree
@@ -408,13 +410,13 @@ def test_note_of_a_study_without_trials():
     study = make_study()
     empty = optuna.create_study(study_name=study.name, direction="maximize")
     empty.set_user_attr("spec", study.model_dump(mode="json"))
-    note = study_note(study, empty)
+    note = study_note(load_results(empty, study=study))
     assert "**Trials:** none yet" in note and "no finished runs" in note
 
 
 def test_study_note_names_best_and_worst_configuration_and_the_verdict():
     study = make_study(kind="grid", factors=GRID)
-    note = study_note(study, stored_study(study, grid_trials()))
+    note = study_note(load_results(stored_study(study, grid_trials()), study=study))
     assert "**Trials:** 11 completed, 1 diverged" in note
     assert "| mi/cat_ratio (maximize) | `lambda_cat=1.0,d_batchnorm=" in note
     assert "### Verdict: SUPPORTED" in note and "two-sided p" in note

@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from sweep import analysis, console, spec
+from sweep.claims import claim_rows
 from sweep.compare import compare
 from sweep.report.tables import effect_tables
 from sweep.runner import Tracker, TrialProgress
@@ -89,7 +90,7 @@ def test_effects_fit_80_columns_with_every_level_difference_and_interval(stored,
             if study.kind == "search":  # means only: a sampler's levels are no controlled comparison
                 expected += f" {c['95% CI']}"
             elif not row.reference:
-                expected += f" {c[t.headers[7]]} {c['95% CI of diff']} {c['p (Holm)']}"
+                expected += f" {c[t.diff_header]} {c['95% CI of diff']} {c['p (Holm)']}"
             elif c["factor"] != "base":  # a grid factor's reference level (an ablation's base row says it)
                 expected += " (reference)"
             assert re.search(rf"^{re.escape(expected)}$", flat_lines(text), re.MULTILINE), expected
@@ -104,7 +105,7 @@ def test_effects_fit_80_columns_with_every_level_difference_and_interval(stored,
 
 def test_claims_fit_80_columns_with_each_claim_and_verdict(stored):
     text = at_80("claims", "--studies", str(STUDIES), "--root", str(stored))
-    rows = analysis.claim_rows(STUDIES, open_store(stored))
+    rows = claim_rows(STUDIES, open_store(stored))
     assert len(rows) == len(list(STUDIES.glob("*.yaml")))
     for row in rows:
         assert flat(row["claim"]) in flat(text), row["claim"]
@@ -125,8 +126,8 @@ def test_compare_fits_80_columns_with_both_verdicts_and_every_effect(stored):
     assert re.search(r"^B: balance-rep1 SUPPORTED effect ", flat_lines(text), re.MULTILINE)
     for pair in c.effects:
         cells = [
-            f"mean {side['mean']}" if pair.reference else f"{side[list(side)[7]]} {side['95% CI of diff']}"
-            for side in (pair.a, pair.b)
+            f"mean {row['mean']}" if pair.reference else f"{row[side.diff_header]} {row['95% CI of diff']}"
+            for row, side in ((pair.a, c.a), (pair.b, c.b))
         ]
         assert f"{pair.label} {cells[0]} {cells[1]}" in flat_lines(text), pair
     assert "Both ran on the same code: sweep 0.1.0, git 0123456789ab (clean)" in text

@@ -49,7 +49,7 @@ def test_html_and_markdown_show_the_same_numbers():
     for cell in cells:
         assert cell in text.replace("\\|", "|"), cell
         assert cell.replace("<", "&lt;") in page, cell
-    for line in built.verdict.lines():
+    for line in built.verdict_text.lines:
         assert line in text
 
 

@@ -1,0 +1,200 @@
+"""The effect table (each level against its factor's reference, paired by seed, Holm over the table, and
+the divergence rates by Fisher's exact test), configurations ranked by their means, and hyperparameter
+importance."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sweep.analysis.frames import MISSING_RUN, design_frame, level_masks
+from sweep.analysis.units import _usable, comparison_units, differences
+from sweep.lazy import LazyImport
+from sweep.spec import Study, format_value
+from sweep.stats import estimate, finite, fisher_two_sided, holm, mean_ci
+from sweep.vocab import NOT_FINISHED, Outcome
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+else:  # loaded by the first study read
+    optuna = LazyImport("optuna")
+    pd = LazyImport("pandas")
+
+EFFECT_COLUMNS = [
+    "metric",
+    "direction",
+    "factor",
+    "level",
+    "baseline",
+    "runs",
+    "n",
+    "completed",
+    "pruned",
+    "diverged",
+    "crashed",
+    "non_finite",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "pairs",
+    "method",
+    "diff",
+    "diff_low",
+    "diff_high",
+    "std_effect",
+    "p",
+    "p_holm",
+    "diverged_rate",
+    "diverged_p",
+    "diverged_p_holm",
+]
+
+TABLE_ALPHA = 0.05  # the effect table's intervals are 95%, its Holm-adjusted p-values marked below 0.05
+
+
+def _level_counts(rows: pd.DataFrame, metric: str) -> dict[str, Any]:
+    outcomes = rows["outcome"].value_counts()
+    values = pd.to_numeric(rows[metric], errors="coerce") if metric in rows else pd.Series([], dtype=float)
+    completed = rows["outcome"] == Outcome.COMPLETED
+    ok = values[completed & np.isfinite(values)] if len(values) else values
+    mean, low, high = mean_ci(ok)
+    return {
+        "runs": len(rows),
+        "n": len(ok),
+        **{k.value: int(outcomes.get(k, 0)) for k in (Outcome.COMPLETED, *NOT_FINISHED)},
+        "non_finite": int(completed.sum()) - len(ok),
+        "mean": mean,
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
+def effects(frame: pd.DataFrame, study: Study, *, test: str = "t") -> pd.DataFrame:
+    """One row per objective x factor x level: the level's runs by outcome, its mean with a 95% CI over
+    finished runs, and against the factor's first (reference) level: the paired effect over units that
+    share a seed (and, in a grid, the other factors' levels) with its 95% CI, a standardized effect (d_z,
+    or the rank-biserial r on the rank path), the two-sided p and its Holm adjustment over the whole table;
+    and the divergence rate with Fisher's exact test against the reference (Holm over the levels).
+
+    Diverged runs and non-finite values count as the worst outcome (the rank path); crashed runs are left
+    out; pruned runs count as the rule's `pruned` says (left out without a rule). A search study gets the
+    per-level rows only: a sampler's choices are no controlled comparison.
+    """
+    if not len(frame):
+        return pd.DataFrame(columns=EFFECT_COLUMNS)
+    if study.kind == "search":  # each pair once: the latest of a crashed run and its retry (--retry-crashed)
+        data = frame[frame["outcome"] != Outcome.INTERRUPTED].sort_values("number", kind="stable")
+        data = data.drop_duplicates(["config_id", "seed"], keep="last")
+    else:
+        data = design_frame(frame, study)
+    ran = data[data["outcome"] != MISSING_RUN]
+    pruned = study.verdict.pruned if study.verdict else None
+    masks = level_masks(ran, study)
+    rows: list[dict[str, Any]] = []
+    for objective in study.objectives:
+        for factor, groups in masks.items():
+            for i, (level, mask) in enumerate(groups):
+                row: dict[str, Any] = {
+                    "metric": objective.metric,
+                    "direction": objective.direction,
+                    "factor": factor,
+                    "level": format_value(level),
+                    "baseline": i == 0,
+                    **_level_counts(ran[mask], objective.metric),
+                }
+                if i > 0 and study.kind != "search":
+                    units = comparison_units(
+                        data,
+                        study,
+                        factor=factor,
+                        treatment=level,
+                        baseline=groups[0][0],
+                        metric=objective.metric,
+                        pruned=pruned,
+                    )
+                    d = differences(units[_usable(units)], str(objective.direction))
+                    row["pairs"] = len(d)
+                    if len(d) >= 2:
+                        e = estimate(d, alpha=TABLE_ALPHA, test=test).item()
+                        row.update(
+                            method=e.method,
+                            diff=e.effect,
+                            diff_low=e.low,
+                            diff_high=e.high,
+                            std_effect=e.standardized,
+                            p=float(e.p_two_sided),
+                        )
+                rows.append(row)
+    table = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+    table["p_holm"] = holm(pd.to_numeric(table["p"], errors="coerce").to_numpy(dtype=float))
+    _divergence_columns(table, ran, masks)
+    return table
+
+
+def _divergence_columns(table: pd.DataFrame, ran: pd.DataFrame, masks: dict[str, list[tuple[Any, pd.Series]]]) -> None:
+    """Each level's divergence rate (diverged among completed and diverged runs) and Fisher's exact test
+    against the reference level, Holm-adjusted over the (factor, level) pairs."""
+    found: dict[tuple[str, str], tuple[float, float]] = {}
+    for factor, groups in masks.items():
+        counts = []
+        for _, mask in groups:
+            outcome = ran.loc[mask, "outcome"]
+            counts.append((int((outcome == Outcome.DIVERGED).sum()), int(outcome.isin(RATE_OUTCOMES).sum())))
+        x_ref, n_ref = counts[0] if counts else (0, 0)
+        for i, ((level, _), (x, n)) in enumerate(zip(groups, counts, strict=True)):
+            p = fisher_two_sided(x, n, x_ref, n_ref) if i > 0 else math.nan
+            found[(factor, format_value(level))] = (x / n if n else math.nan, p)
+    keys = list(found)
+    adjusted = dict(zip(keys, holm(np.array([found[k][1] for k in keys], dtype=float)), strict=True))
+    pairs = list(zip(table["factor"], table["level"], strict=True))
+    table["diverged_rate"] = [found.get(k, (math.nan, math.nan))[0] for k in pairs]
+    table["diverged_p"] = [found.get(k, (math.nan, math.nan))[1] for k in pairs]
+    table["diverged_p_holm"] = [adjusted.get(k, math.nan) for k in pairs]
+
+
+RATE_OUTCOMES = (Outcome.COMPLETED.value, Outcome.DIVERGED.value)  # the runs a divergence rate is over
+
+
+def rank_configs(frame: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
+    """Configurations by their mean over finished seeds, best first: config_id, n, mean, ci_low, ci_high."""
+    rows = []
+    live = frame[frame["outcome"] == Outcome.COMPLETED] if len(frame) else frame
+    for config_id, group in live.groupby("config_id", sort=False) if len(live) else ():
+        values = finite(group[metric]) if metric in group else np.array([])
+        if len(values):
+            mean, low, high = mean_ci(values)
+            rows.append({"config_id": config_id, "n": len(values), "mean": mean, "ci_low": low, "ci_high": high})
+    ranked = pd.DataFrame(rows, columns=["config_id", "n", "mean", "ci_low", "ci_high"])
+    return ranked.sort_values("mean", ascending=direction == "minimize", kind="stable").reset_index(drop=True)
+
+
+def importance(optuna_study: optuna.Study, study: Study) -> dict[str, dict[str, float] | str]:
+    """Objective -> {param: importance} (Optuna's default evaluator), or a sentence saying why it was skipped."""
+    if study.kind == "ablation":
+        why = "an ablation changes one factor at a time from the base; read the effect table instead"
+        return {o.metric: why for o in study.objectives}
+    complete = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    varying = [k for k in {k for t in complete for k in t.params} if len({repr(t.params.get(k)) for t in complete}) > 1]
+    result: dict[str, dict[str, float] | str] = {}
+    for i, objective in enumerate(study.objectives):
+        if len(complete) < 2:
+            result[objective.metric] = f"needs at least 2 completed trials, but the study has {len(complete)}"
+            continue
+        if len(varying) < 2:
+            only = f" ({varying[0]})" if varying else ""
+            result[objective.metric] = f"only {len(varying)} parameter{only} varies among completed trials"
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores = optuna.importance.get_param_importances(
+                    optuna_study, target=lambda t, i=i: t.values[i], params=sorted(varying)
+                )
+            result[objective.metric] = {k: float(v) for k, v in scores.items()}
+        except Exception as exc:  # a failed estimate is reported, not fatal
+            result[objective.metric] = f"Optuna could not estimate it: {type(exc).__name__}: {exc}".splitlines()[0]
+    return result

@@ -1,0 +1,121 @@
+"""Levels compared run by run: each run's kind on a metric (a value, the worst outcome, left out, missing),
+the paired units of a treatment against its baseline (by seed, blocked by the other factors in a grid),
+and their differences."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sweep.analysis.frames import MISSING_RUN, _where, level_masks
+from sweep.core import METRICS
+from sweep.lazy import LazyImport
+from sweep.spec import DIVERGED, Study, format_value
+from sweep.vocab import Outcome
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # loaded by the first study read
+    pd = LazyImport("pandas")
+
+
+def better_direction(study: Study, metric: str) -> str:
+    """The direction in which `metric` is better: its objective's, else its natural one."""
+    for objective in study.objectives:
+        if objective.metric == metric:
+            return str(objective.direction)
+    return METRICS[metric].direction
+
+
+def _kinds(rows: pd.DataFrame, metric: str, pruned: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kind, value, why) of each run for a comparison on `metric`.
+
+    kind: "ok" (a finite value), "failed" (the worst outcome of its arm: diverged, a non-finite value, or
+    pruned with `pruned: worst`), "excluded" (crashed, or pruned with `pruned: exclude`) or "missing"
+    (not finished yet). why: "", "diverged", "non-finite", "pruned", "crashed" or "missing".
+    For DIVERGED the value does not matter: a run either failed or not.
+    """
+    outcome = rows["outcome"].astype(str).to_numpy()
+    if metric == DIVERGED or metric not in rows:
+        values = np.zeros(len(rows)) if metric == DIVERGED else np.full(len(rows), np.nan)
+    else:
+        values = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
+    completed = outcome == Outcome.COMPLETED
+    non_finite = completed & ~np.isfinite(values) if metric != DIVERGED else np.zeros(len(rows), bool)
+    why = np.select(
+        [outcome == MISSING_RUN, outcome == Outcome.CRASHED, outcome == Outcome.PRUNED, outcome == Outcome.DIVERGED],
+        [MISSING_RUN, "crashed", "pruned", "diverged"],
+        np.where(non_finite, "non-finite", ""),
+    )
+    kind = np.select(
+        [why == MISSING_RUN, why == "crashed", (why == "pruned") & (pruned != "worst"), why == ""],
+        [MISSING_RUN, "excluded", "excluded", "ok"],
+        "failed",
+    )
+    return kind, values, why
+
+
+def comparison_units(
+    design: pd.DataFrame,
+    study: Study,
+    *,
+    factor: str,
+    treatment: Any,
+    baseline: Any,
+    metric: str,
+    pruned: str | None = None,
+    where: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The paired units of treatment against baseline, in seed order: one row per (seed, block) with each
+    arm's kind, value and why (`t_*`, `b_*`; only `t_*` when baseline is None, against a target).
+
+    Levels share seeds by construction, so units pair by seed; in a grid, a block is one combination of
+    the other factors' levels (within `where`), so that only runs that differ in `factor` are compared.
+    """
+    part = _where(design, where or {})
+    masks = {format_value(level): mask for level, mask in level_masks(part, study).get(factor, [])}
+    blocks = [f"params.{f}" for f in study.factors if f != factor] if study.kind == "grid" else []
+
+    def arm(level: Any, prefix: str) -> pd.DataFrame:
+        rows = part[masks[format_value(level)]] if format_value(level) in masks else part.iloc[:0]
+        kind, value, why = _kinds(rows, metric, pruned)
+        block = [",".join(map(format_value, r)) for r in rows[blocks].itertuples(index=False)] if blocks else ""
+        return pd.DataFrame(
+            {
+                "seed": rows["seed"].to_numpy(),
+                "seed_index": rows["seed_index"].to_numpy(),
+                "block": block,
+                f"{prefix}_kind": kind,
+                f"{prefix}_value": value,
+                f"{prefix}_why": why,
+            }
+        )
+
+    units = arm(treatment, "t")
+    if baseline is not None:
+        units = units.merge(arm(baseline, "b"), on=["seed", "seed_index", "block"], how="inner")
+    return units.sort_values(["seed_index", "block"], kind="stable").reset_index(drop=True)
+
+
+def _arm_kinds(units: pd.DataFrame) -> pd.DataFrame:
+    return units[[c for c in ("t_kind", "b_kind") if c in units]]
+
+
+def differences(units: pd.DataFrame, better: str, *, origin: float = 0.0) -> np.ndarray:
+    """Treatment minus baseline per unit (or treatment minus `origin` against a target); a failed run is the
+    worst value its metric can take (-inf when higher is better, +inf when lower is), so two failed
+    runs in one pair tie at 0."""
+    worst = -math.inf if better == "maximize" else math.inf
+    t = np.where(units["t_kind"] == "failed", worst, units["t_value"].to_numpy(dtype=float))
+    if "b_kind" not in units:
+        return t - origin
+    b = np.where(units["b_kind"] == "failed", worst, units["b_value"].to_numpy(dtype=float))
+    with np.errstate(invalid="ignore"):
+        d = t - b
+    return np.where((units["t_kind"] == "failed") & (units["b_kind"] == "failed"), 0.0, d)
+
+
+def _usable(units: pd.DataFrame) -> pd.Series:
+    return _arm_kinds(units).isin(["ok", "failed"]).all(axis=1)
