@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from sweep import analysis, provenance, runner, spec
@@ -71,7 +72,8 @@ def test_tiny_study_records_every_trial_in_optuna(ray_session, tiny_study, tmp_p
         assert record["commit"] == head.strip() and isinstance(record["dirty"], bool)
         assert record["version"] == metadata.version("sweep")
         assert {k: record[k] for k in versions} == versions and record["python"] == platform.python_version()
-    assert {t.user_attrs["provenance"]["device"] for t in trials} == {provenance.cpu_device(1)}  # cpus: 1 a trial
+    device = f"{provenance.cpu_device(1)}, {torch.backends.cpu.get_cpu_capability()}"  # cpus: 1 a trial
+    assert {t.user_attrs["provenance"]["device"] for t in trials} == {device}
 
     # running it again finds everything stored and runs nothing
     again = runner.run(spec.load(tiny_study), store=store)
