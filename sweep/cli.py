@@ -375,8 +375,7 @@ def show(
     if effects:
         console.print_effects(results, wide=wide)
         return
-    objectives = [o.metric for o in results.study.objectives]
-    console.print_trials(study_name, results.frame, objectives, wide=wide)
+    console.print_trials(study_name, results.frame, [o.metric for o in results.study.objectives], wide=wide)
 
 
 @app.command()
@@ -456,13 +455,11 @@ def report(
     from sweep import review  # lazy: scipy, pandas and optuna-dashboard load only to write a report
     from sweep.report import build, render  # lazy: matplotlib and Jinja2 load only to write a report
 
-    suffix = output.suffix.lstrip(".").lower() if output else ""
-    fmt = fmt or (ReportFormat(suffix) if suffix in {f.value for f in ReportFormat} else ReportFormat.HTML)
+    fmt = fmt or ReportFormat.of(output)
     store = _store(root, storage)
-    optuna_study = store.load_study(study_name)
-    built = build.build(optuna_study, store=store)
+    built = build.build(store.load_study(study_name), store=store)
     path = render.write(built, output, fmt=fmt)
-    review.attach_study_review(built.study, optuna_study, results=built.results)
+    review.attach_study_review(built.study, built.results.optuna_study, results=built.results)
     if built.verdict is not None and built.verdict_text is not None:
         console.print_verdict_line(built.verdict.status, built.verdict_text.message)
     console.print_wrote(path)

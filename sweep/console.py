@@ -1,5 +1,6 @@
-"""All terminal output, on rich: the run's plan, live progress and summary, tables of studies and
-trials, effect tables and verdicts, claims, and the one-line errors.
+"""All terminal output of the commands, on rich: the run's plan and summary, tables of studies and trials,
+effect tables and verdicts, claims, comparisons, and the one-line errors; live progress is `live`'s, the
+shared tables and consoles `terminal`'s (both re-exported here).
 
 Numbers, outcomes and verdict colours come from `vocab`, so the terminal, the notes and the report
 write them alike. The CLI parses and calls; everything it shows is drawn here.
@@ -8,20 +9,28 @@ write them alike. The CLI parses and calls; everything it shows is drawn here.
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.measure import Measurement
-from rich.padding import Padding
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
-from sweep.vocab import MISSING, STATUS_COLOURS, Status, counts, duration, masked, num, p_value, seed_range
+from sweep.live import ProgressView, TrainProgress
+from sweep.terminal import (
+    PROGRESS_INTERVAL,
+    cell,
+    err,
+    error,
+    metric_caveats,
+    new_table,
+    out,
+    plural,
+    print_lines,
+    print_table,
+    status_text,
+)
+from sweep.vocab import MISSING, Status, duration, num, p_value, seed_range
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,59 +39,10 @@ if TYPE_CHECKING:
     from sweep.compare import Comparison
     from sweep.report.tables import EffectTable
     from sweep.results import StudyResults
-    from sweep.runner import RunSummary, Tracker
+    from sweep.runner import RunSummary
     from sweep.spec import Study, TrialSpec
 
-out = Console()
-err = Console(stderr=True)
 PLAN_ROWS = 20  # trials a dry run lists: a screenful, then the total
-
-PROGRESS_INTERVAL = 15.0  # seconds between progress lines when the output is not a terminal (CI, logs)
-
-
-def _table(*, leading: int = 0) -> Table:
-    """A table drawn for an 80-column terminal: a rule under the header, no side borders, two spaces between
-    columns. Columns that hold numbers never wrap; text columns wrap (or fold) instead of being cut."""
-    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), leading=leading)
-
-
-def _print_table(title: str, table: Table, *, wide: bool = False) -> None:
-    """A title (wrapped at the terminal's width, not the table's) and its table; with `wide`, the table at its
-    natural width, however wide (the terminal wraps what is longer)."""
-    out.print(Text(title, style="bold"))
-    if not wide:
-        out.print(table)
-        return
-    natural = Measurement.get(out, out.options.update_width(100_000), table).maximum
-    wide_console = Console(
-        file=out.file,
-        width=max(out.width, natural),
-        color_system=out.color_system,
-        force_terminal=out.is_terminal,
-        highlight=False,
-    )
-    wide_console.print(table)
-
-
-def _print_lines(lines: Iterable[str], *, indent: int = 2, style: str = "") -> None:
-    """Lines of prose, each wrapped at the terminal's width under a hanging indent."""
-    for line in lines:
-        out.print(Padding(Text(line, style=style), (0, 0, 0, indent)))
-
-
-def error(message: str) -> None:
-    """One red line on stderr (any URL in it without its password)."""
-    err.print(f"[red]error:[/] {masked(message)}", highlight=False, soft_wrap=True)
-
-
-def status_text(status: Status | str) -> str:
-    """A verdict in its colour (rich markup); other words as they are."""
-    colour = STATUS_COLOURS.get(status)  # type: ignore[call-overload]  # words that are no verdict have none
-    return f"[bold {colour}]{status}[/]" if colour else str(status)
-
-
-def _cell(value: Any) -> str:
-    return num(value) if isinstance(value, float) or value is None else str(value)
 
 
 # --- run ----------------------------------------------------------------------------------------
@@ -94,34 +54,34 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
     from sweep.spec import format_value  # lazy: pydantic and the core's config load only for commands that plan
 
     if trials is None:
-        table = _table()
+        table = new_table()
         table.add_column("parameter", overflow="fold")
         table.add_column("distribution")
         for name, dist in study.space.items():
             table.add_row(name, _distribution_text(dist.model_dump(exclude_none=True)))
         title = (
-            f"{study.name}: search with the {study.sampler} sampler, {_plural(study.trials or 0, 'configuration')} "
-            f"x {_plural(len(study.seed_list), 'seed')} = {study.trial_count} trials of {study.budget.steps} steps"
+            f"{study.name}: search with the {study.sampler} sampler, {plural(study.trials or 0, 'configuration')} "
+            f"x {plural(len(study.seed_list), 'seed')} = {study.trial_count} trials of {study.budget.steps} steps"
         )
-        _print_table(title, table)
+        print_table(title, table)
         return
     looks = f", run in looks at {', '.join(map(str, study.looks))} seeds" if study.sequential else ""
     total, n_configs = study.trial_count, study.configuration_count
     title = (
         f"{study.name}: {study.kind}, {'up to ' if looks else ''}{total} trials of {study.budget.steps} "
-        f"steps ({_plural(n_configs, 'configuration')} x {_plural(study.seed_count, 'seed')}){looks}"
+        f"steps ({plural(n_configs, 'configuration')} x {plural(study.seed_count, 'seed')}){looks}"
     )
     if wide:
-        table = _table()
+        table = new_table()
         for col in ("index", "config", "seed", *study.factors):
             table.add_column(col, overflow="fold")
         for t in itertools.islice(trials, PLAN_ROWS):
             table.add_row(str(t.index), t.config_id, str(t.seed), *(format_value(t.params[f]) for f in study.factors))
-        _print_table(title, table, wide=True)
+        print_table(title, table, wide=True)
         if total > PLAN_ROWS:
             out.print(f"... and {total - PLAN_ROWS} more: {total} trials in all")
         return
-    table = _table()
+    table = new_table()
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("configuration", overflow="fold")
     table.add_column("seeds", overflow="fold")
@@ -130,7 +90,7 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
     for number, (config_id, group) in enumerate(itertools.islice(by_config, PLAN_ROWS)):
         seeds = [t.seed for t in group]
         table.add_row(str(number), config_id, seed_range(seeds), str(len(seeds)))
-    _print_table(title, table)
+    print_table(title, table)
     if n_configs > PLAN_ROWS:
         out.print(f"... and {n_configs - PLAN_ROWS} more configurations: {total} trials in all")
     out.print("[dim]Each trial with its index and factor levels: --dry-run --wide.[/]")
@@ -139,10 +99,6 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
             f"[dim]Populations ({study.resources.population}): pairs of one network shape train together, each "
             "with the numbers it has alone; --population 1 trains each pair on its own.[/]"
         )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _distribution_text(dist: dict[str, Any]) -> str:
@@ -155,111 +111,6 @@ def _distribution_text(dist: dict[str, Any]) -> str:
     if dist.get("step") not in (None, 1):
         text += f", step {dist['step']}"
     return text + (", log scale" if dist.get("log") else "")
-
-
-class _StatusProgress(Progress):
-    """A rich Progress with lines of text under its bars, wrapped at the terminal's width (never cut)."""
-
-    status: Text = Text()
-
-    def get_renderables(self) -> Iterable[RenderableType]:
-        yield Group(self.make_tasks_table(self.tasks), self.status)
-
-
-def _bars(console: Console) -> _StatusProgress:
-    label = Column(overflow="fold")
-    return _StatusProgress(
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}", table_column=label),
-        console=console,
-        transient=False,
-    )
-
-
-class ProgressView:
-    """Live progress of a run: trials done / running / failed / pruned, best so far, time left, and each
-    running trial's step out of its total.
-
-    On a terminal: a bar for the study and one per running trial. Elsewhere (CI, a log file): a plain line
-    every `interval` seconds and one as each trial ends, instead of nothing until the end.
-    """
-
-    def __init__(
-        self,
-        study: Study,
-        *,
-        console: Console | None = None,
-        interval: float = PROGRESS_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.metric = study.objectives[0].metric if len(study.objectives) == 1 else None
-        self.console = console or err
-        self.interval, self.clock = interval, clock
-        self.started = clock()
-        self.last_line: float | None = None  # when the last plain line was printed
-        self.ended = 0  # trial ends already printed (plain lines)
-        self.said_done = False  # the line that says every trial finished was printed
-        self.bars: _StatusProgress | None = None
-        self.tasks: dict[str, Any] = {}  # trial label -> its bar (terminal)
-
-    def __call__(self, tracker: Tracker) -> None:
-        if self.console.is_terminal:
-            self._draw(tracker)
-        else:
-            self._lines(tracker)
-
-    def _status(self, tracker: Tracker) -> tuple[str, str]:
-        """(how the trials stand, how long so far and how long left)."""
-        finished = tracker.done + tracker.failed + tracker.pruned
-        tally = counts({"completed": tracker.done, "failed": tracker.failed, "pruned": tracker.pruned}, ())
-        best = f", best {self.metric} {num(tracker.best)}" if self.metric and tracker.best is not None else ""
-        elapsed = self.clock() - self.started
-        left = "?" if finished == 0 else "~" + duration(elapsed / finished * (tracker.total - finished))
-        standing = f"{tracker.running} running" + (f", {tally}" if finished else "")
-        return standing + best, f"{duration(elapsed)} elapsed, {left} left"
-
-    def _draw(self, tracker: Tracker) -> None:
-        finished = tracker.done + tracker.failed + tracker.pruned
-        if self.bars is None:
-            self.bars = _bars(self.console)
-            self.tasks["trials"] = self.bars.add_task("trials", total=tracker.total)
-        bars = self.bars
-        bars.update(self.tasks["trials"], total=tracker.total, completed=finished)
-        running = {t.label: t for t in tracker.running_trials()}
-        for label in [k for k in self.tasks if k != "trials" and k not in running]:
-            bars.remove_task(self.tasks.pop(label))
-        for label, trial in running.items():
-            if label not in self.tasks:
-                self.tasks[label] = bars.add_task(label, total=trial.steps)
-            bars.update(self.tasks[label], completed=trial.step, total=trial.steps, description=f"steps {label}")
-        bars.status = Text("; ".join(self._status(tracker)), style="dim")
-        if not bars.live.is_started and finished < tracker.total:  # the first call, or the next look's seeds
-            bars.start()
-        if bars.live.is_started:
-            bars.refresh()
-            if finished >= tracker.total:
-                bars.stop()
-
-    def _lines(self, tracker: Tracker) -> None:
-        finished = tracker.done + tracker.failed + tracker.pruned
-        for trial in tracker.ended[self.ended :]:
-            took = f" in {duration(trial.seconds)}" if trial.seconds is not None else ""
-            self._say(f"trial {trial.label}: {trial.outcome}{took} ({finished}/{tracker.total} finished)")
-        self.ended = len(tracker.ended)
-        now = self.clock()
-        done = finished >= tracker.total
-        due = self.last_line is None or now - self.last_line >= self.interval or (done and not self.said_done)
-        if not due or (self.last_line is None and not tracker.trials):
-            return  # not yet (the first line comes with the first trial handed out)
-        self.last_line, self.said_done = now, done
-        standing, timing = self._status(tracker)
-        self._say(f"trials {finished}/{tracker.total}: {standing}; {timing.partition(', ')[2]}")
-        for trial in tracker.running_trials():
-            self._say(f"  {trial.label}: step {trial.step}/{trial.steps}")
-
-    def _say(self, line: str) -> None:
-        self.console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False)
 
 
 def print_run_summary(study: Study, summary: RunSummary, location_flags: str) -> None:
@@ -276,13 +127,13 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
             "pairs are already stored; nothing to run."
         )
     else:
-        table = _table()
+        table = new_table()
         for col in ("completed", "pruned", "failed", "already stored", "rerun after interruption"):
             table.add_column(col, justify="right")
         table.add_row(
             *(str(x) for x in (summary.completed, summary.pruned, summary.failed, summary.skipped, summary.interrupted))
         )
-        _print_table(f"{study.name}: {summary.planned} trials in {duration(summary.wall_s)}", table)
+        print_table(f"{study.name}: {summary.planned} trials in {duration(summary.wall_s)}", table)
     _print_failures(summary)
     for note in summary.notes:
         err.print(f"[yellow]note[/]: {note}")
@@ -347,22 +198,22 @@ def print_studies(url: str, rows: Iterable[dict[str, Any]]) -> None:
     if not rows:
         out.print(f"No studies in {url} yet: run one with `sweep run studies/balance.yaml`.", soft_wrap=False)
         return
-    table = _table()
+    table = new_table()
     table.add_column("study", overflow="fold")
     table.add_column("kind", no_wrap=True)
     table.add_column("trials", justify="right", no_wrap=True)
     table.add_column("created", no_wrap=True)
     table.add_column("outcomes")
     for row in rows:
-        table.add_row(*(_cell(row.get(col, MISSING)) for col in ("study", "kind", "trials", "created", "outcomes")))
-    _print_table(f"Studies in {url}", table)
+        table.add_row(*(cell(row.get(col, MISSING)) for col in ("study", "kind", "trials", "created", "outcomes")))
+    print_table(f"Studies in {url}", table)
 
 
 def print_trials(name: str, frame: pd.DataFrame, objectives: list[str], *, wide: bool = False) -> None:
     """Each trial: configuration, seed, outcome, objective values, and why it failed; its parameters, steps,
     time and node with `wide`."""
     params = [c for c in frame.columns if c.startswith("params.")]
-    table = _table()
+    table = new_table()
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("config", overflow="fold")
     table.add_column("seed", justify="right", no_wrap=True)
@@ -378,26 +229,20 @@ def print_trials(name: str, frame: pd.DataFrame, objectives: list[str], *, wide:
     notes = []
     for _, row in frame.iterrows():
         note = row.get("reason") if isinstance(row.get("reason"), str) else ""
-        cells = [str(row["number"]), str(row["config_id"]), _cell(row["seed"]), str(row["outcome"])]
-        cells += [_cell(row[p]) for p in params] if wide else []
-        cells += [_cell(row.get(o)) for o in objectives]
+        cells = [str(row["number"]), str(row["config_id"]), cell(row["seed"]), str(row["outcome"])]
+        cells += [cell(row[p]) for p in params] if wide else []
+        cells += [cell(row.get(o)) for o in objectives]
         if wide:
-            cells += [_cell(row.get("steps_run")), _cell(row.get("wall_s")), _cell(row.get("node")), note]
+            cells += [cell(row.get("steps_run")), cell(row.get("wall_s")), cell(row.get("node")), note]
         elif note:
             notes.append(f"#{row['number']} {row['outcome']}: {note}")
         table.add_row(*cells)
-    _print_table(f"{name}: {len(frame)} trials", table, wide=wide)
-    _print_lines(notes, indent=1)
-    for line in _caveats(objectives):
+    print_table(f"{name}: {len(frame)} trials", table, wide=wide)
+    print_lines(notes, indent=1)
+    for line in metric_caveats(objectives):
         out.print(f"[dim]{line}[/]", highlight=False)
     if not wide:
         out.print("[dim]Parameters, steps, time and node of every trial: --wide (or sweep export).[/]")
-
-
-def _caveats(metrics: Iterable[str]) -> list[str]:
-    from sweep.core import caveats  # lazy: the core's metric table loads only where metrics are shown
-
-    return caveats(metrics)
 
 
 def print_effects(results: StudyResults, *, wide: bool = False) -> None:
@@ -412,17 +257,17 @@ def print_effects(results: StudyResults, *, wide: bool = False) -> None:
     for t in effect_tables(effects, study):
         title = f"{study.name}: {t.metric} ({t.direction})"
         if wide:
-            _print_table(title, _wide_effect_table(t), wide=True)
+            print_table(title, _wide_effect_table(t), wide=True)
         else:
             _print_effect_table(title, t, compared=study.kind != "search")
         if t.caveat:
-            _print_lines([t.caveat], indent=0, style="dim")
+            print_lines([t.caveat], indent=0, style="dim")
     if not effects.empty:
         if wide:
-            _print_lines([method_text(study, results.test)], indent=0, style="dim")
+            print_lines([method_text(study, results.test)], indent=0, style="dim")
         else:
             more = "" if study.kind == "search" else " Each mean's CI, effect sizes, unadjusted p: --wide."
-            _print_lines([method_brief(study, results.test) + more], indent=0, style="dim")
+            print_lines([method_brief(study, results.test) + more], indent=0, style="dim")
     if results.verdict is not None:
         print_verdict(results.verdict)
 
@@ -432,7 +277,7 @@ def _print_effect_table(title: str, t: EffectTable, *, compared: bool) -> None:
     sampler's levels are no controlled comparison: means only)."""
     from sweep.report.tables import BASE, DIVERGED_P  # lazy: pandas loads only to print effects
 
-    table = _table()
+    table = new_table()
     table.add_column("level", overflow="fold")
     headers = ("runs", "mean", "diff [95% CI]", "p (Holm)") if compared else ("runs", "mean [95% CI]")
     for header in headers:
@@ -454,13 +299,13 @@ def _print_effect_table(title: str, t: EffectTable, *, compared: bool) -> None:
             notes.append(f"{label}: {c['not finished']} (not in the mean)")
         if c.get(DIVERGED_P):
             notes.append(f"{label}: {c[DIVERGED_P]}")
-    _print_table(title, table)
-    _print_lines(notes, indent=1, style="yellow")
+    print_table(title, table)
+    print_lines(notes, indent=1, style="yellow")
 
 
 def _wide_effect_table(t: EffectTable) -> Table:
     """Every column of the report's effect table (a report.tables.EffectTable)."""
-    table = _table()
+    table = new_table()
     for i, header in enumerate(t.headers):
         table.add_column(header, justify="left" if i < 2 or header == "not finished" else "right", no_wrap=True)
     for row in t.rows:
@@ -478,14 +323,14 @@ def print_verdict(result: VerdictResult) -> None:
 
     out.print()
     out.print(Text.from_markup(f"Verdict: {status_text(result.status)}: ").append(verdict_text.message(result)))
-    _print_lines(verdict_text.lines(result), indent=2)
+    print_lines(verdict_text.lines(result), indent=2)
 
 
 def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: str, *, wide: bool = False) -> None:
     """Every study file's claim and its verdict where it has been run, with the effect, its interval, the MDE,
     n and the p-value Holm-adjusted over the claims, and its replications' verdicts; each study's default
     cost and the verdict's reason with `wide`."""
-    table = _table()
+    table = new_table()
     table.add_column("study", overflow="fold")
     table.add_column("verdict", no_wrap=True)
     if wide:
@@ -508,7 +353,7 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
         table.add_row(row["study"], status_text(row["verdict"]), *([row["cost"]] if wide else []), claim)
         for name, status, summary in row["replications"]:
             table.add_row(f"  {name}", status_text(status), *([""] if wide else []), Text(summary, style="dim"))
-    _print_table(f"Claims of the studies in {studies_dir}", table, wide=wide)
+    print_table(f"Claims of the studies in {studies_dir}", table, wide=wide)
     notes = [
         "p: two-sided, scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims listed. "
         "A verdict reads off the effect's interval (studies/README.md: 'Reading a verdict')."
@@ -517,7 +362,7 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
     if not_run:
         example = Path(not_run[0]).parent / "STUDY.yaml"
         notes.append(f"Run a study not run yet with: sweep run {example}{location_flags}")
-    _print_lines(notes, indent=0, style="dim")
+    print_lines(notes, indent=0, style="dim")
 
 
 def print_comparison(c: Comparison, *, wide: bool = False) -> None:
@@ -527,27 +372,27 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
 
     a, b = c.a, c.b
     out.print(Text(f"{a.name} (A) against {b.name} (B)", style="bold"))
-    _print_lines([f"A: {a.trials}", f"B: {b.trials}"], indent=2)
+    print_lines([f"A: {a.trials}", f"B: {b.trials}"], indent=2)
     if c.definition:
-        table = _table()
+        table = new_table()
         table.add_column("definition", overflow="fold")
         table.add_column(f"A: {a.name}", overflow="fold")
         table.add_column(f"B: {b.name}", overflow="fold")
         for d in c.definition:
             table.add_row(d.key, d.a, d.b)
-        _print_table("What differs in their definitions", table, wide=wide)
+        print_table("What differs in their definitions", table, wide=wide)
     else:
         out.print("Their definitions are the same.")
     if c.runs:
-        table = _table()
+        table = new_table()
         table.add_column("ran on", no_wrap=True)
         table.add_column(f"A: {a.name}")
         table.add_column(f"B: {b.name}")
         for d in c.runs:
             table.add_row(d.key, d.a, d.b)
-        _print_table("What differs in the code and machines that ran them", table, wide=wide)
-    _print_lines([f"Both ran on the same {what}: {text}" for what, text in c.same_runs], indent=0)
-    verdicts = _table()
+        print_table("What differs in the code and machines that ran them", table, wide=wide)
+    print_lines([f"Both ran on the same {what}: {text}" for what, text in c.same_runs], indent=0)
+    verdicts = new_table()
     verdicts.add_column("study", overflow="fold")
     verdicts.add_column("verdict", no_wrap=True)
     verdicts.add_column("effect, interval, MDE, n")
@@ -557,10 +402,10 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
         if v is not None:
             summary = verdict_text.summary(v) + (f"\n{verdict_text.message(v)}" if wide else "")
         verdicts.add_row(f"{label}: {side.name}", status_text(v.status) if v else MISSING, summary)
-    _print_table("Verdicts", verdicts, wide=wide)
+    print_table("Verdicts", verdicts, wide=wide)
     metrics = list(dict.fromkeys(pair.metric for pair in c.effects))
     for metric in metrics:
-        table = _table()
+        table = new_table()
         table.add_column("level", overflow="fold")
         for label in ("A", "B"):
             table.add_column(f"{label}: diff [95% CI]", justify="right", no_wrap=True)
@@ -577,7 +422,7 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
                 if wide:
                     cells.append("" if pair.reference else side["p (Holm)"])
             table.add_row(*cells, style="dim" if pair.reference else None)
-        _print_table(f"Effects on {metric}: each level against its study's reference", table, wide=wide)
+        print_table(f"Effects on {metric}: each level against its study's reference", table, wide=wide)
     if not wide:
         out.print("[dim]Holm-adjusted p of each effect and the verdicts' reasons: --wide.[/]")
 
@@ -610,64 +455,21 @@ def print_fetched(dataset: str, folder: Path, data_dir: Path | None) -> None:
     )
 
 
-# --- train --------------------------------------------------------------------------------------
-
-TRAIN_PROGRESS_METRICS = ("loss/d", "loss/g", "mi/cat_ratio", "eval/cat_acc", "eval/modes")
-
-
-class TrainProgress:
-    """Progress over one training run's steps, with its latest key metrics: a bar on a terminal, else a
-    plain line every `interval` seconds and at the end."""
-
-    def __init__(
-        self,
-        steps: int,
-        *,
-        console: Console | None = None,
-        interval: float = PROGRESS_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.console = console or err
-        self.steps, self.interval, self.clock = steps, interval, clock
-        self.last_line: float | None = None
-        self.bars = _bars(self.console)
-        self.task = self.bars.add_task("steps", total=steps)
-
-    def __enter__(self) -> TrainProgress:
-        return self  # the bar appears with the first step: a run that fails before it draws nothing
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bars.live.is_started:
-            self.bars.stop()
-
-    def __call__(self, step: int, metrics: dict[str, float]) -> None:
-        info = ", ".join(f"{k} {num(metrics[k], 3)}" for k in TRAIN_PROGRESS_METRICS if k in metrics)
-        if self.console.is_terminal:
-            self.bars.update(self.task, completed=step)
-            self.bars.status = Text(info, style="dim")
-            if not self.bars.live.is_started:
-                self.bars.start()
-            return
-        now = self.clock()
-        if self.last_line is None or now - self.last_line >= self.interval or step >= self.steps:
-            self.last_line = now
-            self.console.print(f"{time.strftime('%H:%M:%S')} step {step}/{self.steps}: {info}", highlight=False)
-
-
 def print_final_metrics(metrics: dict[str, float], steps: int, wall_s: float, images: dict[str, str]) -> None:
-    table = _table()
+    table = new_table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in sorted(metrics.items()):
         table.add_row(k, num(v))
-    _print_table(f"Final metrics after {steps} steps ({duration(wall_s)})", table)
-    for line in _caveats(metrics):
+    print_table(f"Final metrics after {steps} steps ({duration(wall_s)})", table)
+    for line in metric_caveats(metrics):
         out.print(f"[dim]{line}[/]", highlight=False)
     for name, path in images.items():
         out.print(f"{name}: {path}")
 
 
 __all__ = [
+    "PROGRESS_INTERVAL",
     "ProgressView",
     "TrainProgress",
     "err",

@@ -26,6 +26,12 @@ class Format(str, Enum):
     HTML = "html"
     MD = "md"
 
+    @classmethod
+    def of(cls, output: str | Path | None) -> Format:
+        """The format an output file's suffix names (`.md`, `.html`), else HTML."""
+        suffix = Path(output).suffix.lstrip(".").lower() if output else ""
+        return cls(suffix) if suffix in {f.value for f in cls} else cls.HTML
+
 
 def _environment(*, html: bool) -> jinja2.Environment:
     env = jinja2.Environment(

@@ -4,12 +4,10 @@ report and the study's note."""
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 
 import optuna
 import pytest
-from rich.console import Console
 
 from sweep import analysis, console, review
 from sweep.report import build, verdict_text
@@ -72,11 +70,10 @@ def test_the_report_and_the_study_note_share_one_reading(calls):
     assert f"### Verdict: {built.verdict.status}" in note and built.verdict_text.message in note
 
 
-def test_the_effects_command_prints_what_it_is_given_without_reading_again(calls, monkeypatch):
+def test_the_effects_command_prints_what_it_is_given_without_reading_again(calls, capsys):
     results = load_results(stored_study(make_study(kind="grid", factors=GRID), grid_trials()))
     results.effects, results.verdict  # noqa: B018  # read before printing
-    monkeypatch.setattr(console, "out", Console(file=io.StringIO(), width=100))
     console.print_effects(results)
-    text = console.out.file.getvalue()
+    text = capsys.readouterr().out
     assert calls == Counter(trials_frame=1, effects=1, verdict=1)
     assert "Verdict: SUPPORTED: " + verdict_text.message(results.verdict)[:40] in " ".join(text.split())
