@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from sweep.analysis.frames import FINISHED_OUTCOMES, MISSING_RUN, design_frame
 from sweep.analysis.units import _arm_kinds, _usable, better_direction, comparison_units, differences
 from sweep.lazy import LazyImport
-from sweep.report import verdict_text
 from sweep.spec import DIVERGED, SeedPlan, Study, Verdict, format_value
 from sweep.stats import Estimate, decide, estimate, pairs_for, rate_difference, rate_mde, spending
 from sweep.vocab import DECISIVE, Status
@@ -118,10 +117,6 @@ class VerdictResult:
             return None
         sd = e.mde / e.mde_std if e.mde_std and not math.isnan(e.mde) else math.nan
         return pairs_for(self.rule.min_effect / sd, self.alpha) if sd > 0 and self.rule.min_effect > 0 else None
-
-    def lines(self) -> list[str]:
-        """The numbers, one fact a line: `report.verdict_text.lines` (the runner's tests still call it here)."""
-        return verdict_text.lines(self)
 
 
 def _arm_counts(units: pd.DataFrame, prefix: str, label: str, *, rates: bool) -> ArmCounts:

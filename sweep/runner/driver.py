@@ -23,6 +23,7 @@ from ray import tune
 from sweep import analysis, review
 from sweep import spec as spec_module
 from sweep.errors import StudyBusyError, StudyError
+from sweep.results import load_results
 from sweep.runner import ray_env
 from sweep.runner.front import OptunaFront
 from sweep.runner.hooks import CheckpointCallback, FrontSearcher, ProgressCallback, trial_name
@@ -124,13 +125,14 @@ def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) ->
         if tracker.done + tracker.failed + tracker.pruned < tracker.total:
             break  # stopped before the end of this look: no look is taken on a part of its pairs
         if study.sequential:
-            result = analysis.verdict(analysis.trials_frame(optuna_study), study)
+            result = load_results(optuna_study, study=study).verdict
             if result is not None and result.deciding is not None and result.deciding.status in DECISIVE:
                 break
+    results = load_results(optuna_study, study=study)  # what is stored now, read once for the verdict and the note
     if result is None and study.verdict is not None:
-        result = analysis.verdict(analysis.trials_frame(optuna_study), study)
-    if tracker.total:
-        review.attach_study_review(study, optuna_study)  # the study's note in optuna-dashboard: outcomes, best, verdict
+        result = results.verdict
+    if tracker.total:  # the study's note in optuna-dashboard: outcomes, best, verdict
+        review.attach_study_review(study, optuna_study, results=results)
     return _summary(study, tracker, first, result, started)
 
 

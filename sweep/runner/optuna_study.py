@@ -13,6 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from sweep import analysis, provenance
 from sweep import spec as spec_module
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError
+from sweep.results import load_results
 from sweep.spec import Study
 from sweep.store import Store, StudyAttr
 
@@ -116,7 +117,7 @@ def _check_seed_plan(study: Study, optuna_study: optuna.Study) -> None:
 
     if stored.verdict is None or plan_of(stored) == plan_of(study):
         return
-    result = analysis.verdict(analysis.trials_frame(optuna_study), stored)
+    result = load_results(optuna_study, study=stored).verdict
     look = result.deciding if result is not None else None
     # a look with fewer pairs than the rule's min_seeds could not decide anything: nothing was spent there
     if look is not None and look.pairs >= stored.verdict.min_seeds:
@@ -145,7 +146,7 @@ def next_replication(study: Study, store: Store) -> tuple[Study, int]:
     if latest:
         replica = study.replication(latest)
         stored_replica = store.load_study(replica.name)
-        if not analysis.is_complete(analysis.trials_frame(stored_replica), replica):
+        if not analysis.is_complete(load_results(stored_replica, study=replica).frame, replica):
             return replica, latest
     return study.replication(index), index
 

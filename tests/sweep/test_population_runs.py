@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import runner, spec
+from sweep.report import verdict_text
 from sweep.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -135,5 +136,5 @@ def test_early_stopping_with_planned_looks_runs_every_look(ray_session, make_stu
         },
     )
     summary = runner.run(spec.load(path), store=open_store(tmp_path / "runs"))
-    assert [look.seeds for look in summary.verdict.looks] == [2, 4], summary.verdict.lines()
+    assert [look.seeds for look in summary.verdict.looks] == [2, 4], verdict_text.lines(summary.verdict)
     assert summary.completed + summary.pruned == 8 and summary.failed == 0

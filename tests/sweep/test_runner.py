@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from sweep import analysis, provenance, runner, spec
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError
-from sweep.report import build, render
+from sweep.report import build, render, verdict_text
 from sweep.runner.front import OptunaFront
 from sweep.runner.protocol import Final
 from sweep.runner.record import Recorder
@@ -305,7 +305,7 @@ def test_a_knob_that_does_not_change_training_is_never_supported_or_contradicted
     study, store = spec.load(path), open_store(tmp_path / "runs")
     summary = runner.run(study, store=store)
     result = summary.verdict
-    assert result.status not in (Status.SUPPORTED, Status.CONTRADICTED), result.lines()
+    assert result.status not in (Status.SUPPORTED, Status.CONTRADICTED), verdict_text.lines(result)
     # planned looks: 3 seeds could not decide (no test reaches alpha there), so 3 more were added
     assert [(look.seeds, look.status) for look in result.looks] == [(3, Status.INCONCLUSIVE), (6, Status.NO_EFFECT)]
     stored = _load(tmp_path / "runs", "null")
@@ -317,7 +317,7 @@ def test_a_knob_that_does_not_change_training_is_never_supported_or_contradicted
     assert tested.loc["report_every", ["diff", "p_holm"]].tolist() == [0.0, 1.0]
     # resuming finds the decision in the storage and runs nothing; the verdict is recomputed the same
     again = runner.run(study, store=store)
-    assert again.planned == 0 and again.verdict.lines() == result.lines()
+    assert again.planned == 0 and verdict_text.lines(again.verdict) == verdict_text.lines(result)
     # more seeds after a verdict was seen is optional stopping: refused
     more = study.model_copy(update={"seeds": spec.SeedPlan(start=3, max=12)})
     with pytest.raises(SeedPlanConflictError, match="optional stopping"):
