@@ -572,7 +572,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except KeyboardInterrupt:
-        console.err.print("[red]interrupted[/]: what finished is stored; run the same command again to resume")
+        console.print_interrupted()
         sys.exit(130)
     except Exception as exc:
         if debug:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -30,7 +31,7 @@ from sweep.terminal import (
     print_table,
     status_text,
 )
-from sweep.vocab import MISSING, Status, duration, num, p_value, seed_range
+from sweep.vocab import MISSING, Status, duration, num, p_value, seed_range, visible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,11 +94,12 @@ def print_plan(study: Study, trials: Iterable[TrialSpec] | None, *, wide: bool =
     print_table(title, table)
     if n_configs > PLAN_ROWS:
         out.print(f"... and {n_configs - PLAN_ROWS} more configurations: {total} trials in all")
-    out.print("[dim]Each trial with its index and factor levels: --dry-run --wide.[/]")
+    out.print("[dim]Each trial with its index and factor levels: --dry-run --wide.[/]", markup=True)
     if study.resources.population != 1:
         out.print(
             f"[dim]Populations ({study.resources.population}): pairs of one network shape train together, each "
-            "with the numbers it has alone; --population 1 trains each pair on its own.[/]"
+            "with the numbers it has alone; --population 1 trains each pair on its own.[/]",
+            markup=True,
         )
 
 
@@ -119,12 +121,14 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
     if summary.planned == 0 and crashed_before:
         out.print(
             f"[yellow]Study '{study.name}' has nothing left to run[/], but {crashed_before} of its (configuration, "
-            "seed) pairs crashed in an earlier run:"
+            "seed) pairs crashed in an earlier run:",
+            markup=True,
         )
     elif summary.planned == 0:
         out.print(
             f"[green]Study '{study.name}' is complete[/]: its {summary.skipped} (configuration, seed) "
-            "pairs are already stored; nothing to run."
+            "pairs are already stored; nothing to run.",
+            markup=True,
         )
     else:
         table = new_table()
@@ -136,11 +140,12 @@ def print_run_summary(study: Study, summary: RunSummary, location_flags: str) ->
         print_table(f"{study.name}: {summary.planned} trials in {duration(summary.wall_s)}", table)
     _print_failures(summary)
     for note in summary.notes:
-        err.print(f"[yellow]note[/]: {note}")
+        err.print(f"[yellow]note[/]: {escape(note)}", markup=True)
     if summary.unfinished:
         err.print(
             f"[yellow]stopped before the end[/]: {summary.unfinished} trials did not finish; run the same "
-            "command again to resume (finished pairs are never run twice)"
+            "command again to resume (finished pairs are never run twice)",
+            markup=True,
         )
     if summary.verdict is not None:
         print_verdict(summary.verdict)
@@ -185,11 +190,15 @@ def _print_failures(summary: RunSummary) -> None:
 
 def print_valid(path: Path, study: Study) -> None:
     trials = f"up to {study.trial_count}" if study.sequential else str(study.trial_count)
-    out.print(f"[green]ok[/] {path}: {study.kind}, {trials} trials of {study.budget.steps} steps", highlight=False)
+    out.print(
+        f"[green]ok[/] {escape(str(path))}: {study.kind}, {trials} trials of {study.budget.steps} steps",
+        markup=True,
+        highlight=False,
+    )
 
 
 def print_invalid(message: str) -> None:
-    err.print(f"[red]{message}[/]", highlight=False, soft_wrap=True)
+    err.print(Text(visible(message), style="red"), highlight=False, soft_wrap=True)
 
 
 def print_studies(url: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -240,9 +249,9 @@ def print_trials(name: str, frame: pd.DataFrame, objectives: list[str], *, wide:
     print_table(f"{name}: {len(frame)} trials", table, wide=wide)
     print_lines(notes, indent=1)
     for line in metric_caveats(objectives):
-        out.print(f"[dim]{line}[/]", highlight=False)
+        out.print(Text(line, style="dim"), highlight=False)
     if not wide:
-        out.print("[dim]Parameters, steps, time and node of every trial: --wide (or sweep export).[/]")
+        out.print("[dim]Parameters, steps, time and node of every trial: --wide (or sweep export).[/]", markup=True)
 
 
 def print_effects(results: StudyResults, *, wide: bool = False) -> None:
@@ -290,7 +299,7 @@ def _print_effect_table(title: str, t: EffectTable, *, compared: bool) -> None:
         if not compared:
             table.add_row(*cells, f"{c['mean']} {c['95% CI']}".strip())
         else:
-            p = f"[bold green]{c['p (Holm)']}[/]" if row.significant else c["p (Holm)"]
+            p = Text(c["p (Holm)"], style="bold green" if row.significant else "")
             diff = f"{c[t.diff_header]} {c['95% CI of diff']}".strip()
             if row.reference:  # the reference level of its factor: the cell names it
                 diff = "" if c["factor"] == BASE else f"({c[t.diff_header]})"
@@ -312,7 +321,7 @@ def _wide_effect_table(t: EffectTable) -> Table:
         cells = list(row.cells)
         if row.significant:
             i = t.headers.index("p (Holm)")
-            cells[i] = f"[bold green]{cells[i]}[/]"
+            cells[i] = Text(cells[i], style="bold green")
         table.add_row(*cells, style="dim" if row.reference else None)
     return table
 
@@ -322,7 +331,7 @@ def print_verdict(result: VerdictResult) -> None:
     from sweep.report import verdict_text  # lazy: pydantic and the study schema load only to print a verdict
 
     out.print()
-    out.print(Text.from_markup(f"Verdict: {status_text(result.status)}: ").append(verdict_text.message(result)))
+    out.print(Text("Verdict: ").append_text(status_text(result.status)).append(": " + verdict_text.message(result)))
     print_lines(verdict_text.lines(result), indent=2)
 
 
@@ -349,10 +358,12 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
         else:
             details += f"; p {p_value(row['p'])} (Holm {p_value(row['p_holm'])})"
             details += f"\n{row['message']}" if wide else ""
-        claim = Text(row["claim"] + ("\n" if row["claim"] and details else "")).append(details, style="dim")
+        claim = Text(visible(row["claim"]) + ("\n" if row["claim"] and details else "")).append(details, style="dim")
         table.add_row(row["study"], status_text(row["verdict"]), *([row["cost"]] if wide else []), claim)
         for name, status, summary in row["replications"]:
-            table.add_row(f"  {name}", status_text(status), *([""] if wide else []), Text(summary, style="dim"))
+            table.add_row(
+                f"  {name}", status_text(status), *([""] if wide else []), Text(visible(summary), style="dim")
+            )
     print_table(f"Claims of the studies in {studies_dir}", table, wide=wide)
     notes = [
         "p: two-sided, scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims listed. "
@@ -371,7 +382,7 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
     from sweep.report import verdict_text  # lazy: pydantic and the study schema load only to compare
 
     a, b = c.a, c.b
-    out.print(Text(f"{a.name} (A) against {b.name} (B)", style="bold"))
+    out.print(Text(visible(f"{a.name} (A) against {b.name} (B)"), style="bold"))
     print_lines([f"A: {a.trials}", f"B: {b.trials}"], indent=2)
     if c.definition:
         table = new_table()
@@ -424,14 +435,18 @@ def print_comparison(c: Comparison, *, wide: bool = False) -> None:
             table.add_row(*cells, style="dim" if pair.reference else None)
         print_table(f"Effects on {metric}: each level against its study's reference", table, wide=wide)
     if not wide:
-        out.print("[dim]Holm-adjusted p of each effect and the verdicts' reasons: --wide.[/]")
+        out.print("[dim]Holm-adjusted p of each effect and the verdicts' reasons: --wide.[/]", markup=True)
 
 
 # --- report, export, dashboard -------------------------------------------------------------------
 
 
+def print_interrupted() -> None:
+    err.print("[red]interrupted[/]: what finished is stored; run the same command again to resume", markup=True)
+
+
 def print_verdict_line(status: Status, message: str) -> None:
-    out.print(f"verdict: {status_text(status)}: {message}", highlight=False)
+    out.print(Text("verdict: ").append_text(status_text(status)).append(f": {message}"), highlight=False)
 
 
 def print_wrote(path: Path, what: str = "") -> None:
@@ -439,14 +454,22 @@ def print_wrote(path: Path, what: str = "") -> None:
 
 
 def print_dashboard(url: str, storage_url: str, exposed: bool) -> None:
-    out.print(f"optuna-dashboard for {storage_url} at [bold]{url}[/]", highlight=False, soft_wrap=True)
+    out.print(
+        f"optuna-dashboard for {escape(storage_url)} at [bold]{escape(url)}[/]",
+        markup=True,
+        highlight=False,
+        soft_wrap=True,
+    )
     if exposed:
-        out.print("[yellow]the dashboard has no authentication: anyone who can reach this address can edit notes[/]")
+        out.print(
+            "[yellow]the dashboard has no authentication: anyone who can reach this address can edit notes[/]",
+            markup=True,
+        )
     out.print("Press Ctrl-C to stop.")
 
 
 def print_fetched(dataset: str, folder: Path, data_dir: Path | None) -> None:
-    out.print(f"[green]ok[/] {dataset}: {folder}", highlight=False, soft_wrap=True)
+    out.print(f"[green]ok[/] {escape(dataset)}: {escape(str(folder))}", markup=True, highlight=False, soft_wrap=True)
     root = data_dir or folder.parent
     out.print(
         f"Use it with --set dataset={dataset} --set data_dir={root}, or export INFOGAN_DATA_DIR={root}",
@@ -463,7 +486,7 @@ def print_final_metrics(metrics: dict[str, float], steps: int, wall_s: float, im
         table.add_row(k, num(v))
     print_table(f"Final metrics after {steps} steps ({duration(wall_s)})", table)
     for line in metric_caveats(metrics):
-        out.print(f"[dim]{line}[/]", highlight=False)
+        out.print(Text(line, style="dim"), highlight=False)
     for name, path in images.items():
         out.print(f"{name}: {path}")
 
@@ -481,6 +504,7 @@ __all__ = [
     "print_effects",
     "print_fetched",
     "print_final_metrics",
+    "print_interrupted",
     "print_invalid",
     "print_plan",
     "print_run_summary",

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sweep.terminal import PROGRESS_INTERVAL, StatusProgress, err, progress_bars
-from sweep.vocab import counts, duration, num
+from sweep.vocab import counts, duration, num, visible
 
 if TYPE_CHECKING:
     from sweep.runner import Tracker
@@ -74,7 +74,7 @@ class ProgressView:
             if label not in self.tasks:
                 self.tasks[label] = bars.add_task(label, total=trial.steps)
             bars.update(self.tasks[label], completed=trial.step, total=trial.steps, description=f"steps {label}")
-        bars.status = Text("; ".join(self._status(tracker)), style="dim")
+        bars.status = Text(visible("; ".join(self._status(tracker))), style="dim")
         if not bars.live.is_started and finished < tracker.total:  # the first call, or the next look's seeds
             bars.start()
         if bars.live.is_started:
@@ -135,7 +135,7 @@ class TrainProgress:
         info = ", ".join(f"{k} {num(metrics[k], 3)}" for k in TRAIN_PROGRESS_METRICS if k in metrics)
         if self.console.is_terminal:
             self.bars.update(self.task, completed=step)
-            self.bars.status = Text(info, style="dim")
+            self.bars.status = Text(visible(info), style="dim")
             if not self.bars.live.is_started:
                 self.bars.start()
             return

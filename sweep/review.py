@@ -22,7 +22,7 @@ from sweep.report import verdict_text
 from sweep.results import StudyResults, load_results
 from sweep.spec import Study, factor_levels, format_value
 from sweep.store import FINAL_IMAGES, StudyAttr, TrialAttr, study_id
-from sweep.vocab import Outcome, counts, num
+from sweep.vocab import Outcome, counts, markdown_text, num
 
 if TYPE_CHECKING:
     from sweep.store import Store
@@ -78,7 +78,8 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
         params = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in trial.params.items())
         lines.append(f"- **Parameters:** {params}")
     outcome = final.get(TrialAttr.OUTCOME, "?")
-    lines.append(f"- **Outcome:** {outcome}" + (f" - {final[TrialAttr.REASON]}" if final.get(TrialAttr.REASON) else ""))
+    reason = final.get(TrialAttr.REASON)  # free text: a crash's message can hold anything
+    lines.append(f"- **Outcome:** {outcome}" + (f" - {markdown_text(reason)}" if reason else ""))
     flags = trial_flags(study, final, config)
     lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
     wall = final.get(TrialAttr.WALL_S)
@@ -124,9 +125,9 @@ def study_note(results: StudyResults) -> str:
     study, optuna_study, frame = results.study, results.optuna_study, results.frame
     lines = [f"## {study.name}", ""]
     if study.claim:
-        lines.append(f"**Claim:** {study.claim}")
+        lines.append(f"**Claim:** {markdown_text(study.claim)}")
     if study.description:
-        lines.append(f"**About:** {study.description}")
+        lines.append(f"**About:** {markdown_text(study.description)}")
     shape = (
         f"{study.trials} sampled configurations ({study.sampler})"
         if study.kind == "search"

@@ -8,17 +8,44 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.segment import Segment
 from rich.table import Column, Table
 from rich.text import Text
 
-from sweep.vocab import STATUS_COLOURS, Status, masked, num
+from sweep.vocab import STATUS_COLOURS, Status, masked, num, visible
 
-out = Console()
-err = Console(stderr=True)
+
+class PlainConsole(Console):
+    """A rich Console that shows the text it is given, never acts on it: a control character in a study's
+    claim, a crash's reason or a stored value (an escape sequence that would clear the screen or hide a
+    link) prints as a visible symbol. Rich's own styling and cursor codes are added after this, as controls."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        # strings (printed, or table cells) are made visible before they are measured and laid out
+        return super().render_str(visible(text), **kwargs)
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        # the last line of defence, for Text built elsewhere: shown, though its column may be one too wide
+        for segment in super().render(renderable, options):
+            text = segment.text
+            yield segment if segment.control or visible(text) is text else Segment(visible(text), segment.style)
+
+
+# rich markup is off unless a call asks for it: what the tool prints holds data (a claim, a level, a path, an
+# error's quoted value) that must not be read as markup; a call with a literal style passes markup=True and
+# escapes what it interpolates (rich.markup.escape)
+def new_console(**options: Any) -> PlainConsole:
+    """A console as the tool's own are made: text shown as it is, rich markup only where a call asks for it."""
+    return PlainConsole(markup=False, **options)
+
+
+out = new_console()
+err = new_console(stderr=True)
 
 PROGRESS_INTERVAL = 15.0  # seconds between progress lines when the output is not a terminal (CI, logs)
 
@@ -32,12 +59,12 @@ def new_table(*, leading: int = 0) -> Table:
 def print_table(title: str, table: Table, *, wide: bool = False) -> None:
     """A title (wrapped at the terminal's width, not the table's) and its table; with `wide`, the table at its
     natural width, however wide (the terminal wraps what is longer)."""
-    out.print(Text(title, style="bold"))
+    out.print(Text(visible(title), style="bold"))
     if not wide:
         out.print(table)
         return
     natural = Measurement.get(out, out.options.update_width(100_000), table).maximum
-    wide_console = Console(
+    wide_console = new_console(
         file=out.file,
         width=max(out.width, natural),
         color_system=out.color_system,
@@ -50,18 +77,18 @@ def print_table(title: str, table: Table, *, wide: bool = False) -> None:
 def print_lines(lines: Iterable[str], *, indent: int = 2, style: str = "") -> None:
     """Lines of prose, each wrapped at the terminal's width under a hanging indent."""
     for line in lines:
-        out.print(Padding(Text(line, style=style), (0, 0, 0, indent)))
+        out.print(Padding(Text(visible(line), style=style), (0, 0, 0, indent)))
 
 
 def error(message: str) -> None:
     """One red line on stderr (any URL in it without its password)."""
-    err.print(f"[red]error:[/] {masked(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(masked(message))}", markup=True, highlight=False, soft_wrap=True)
 
 
-def status_text(status: Status | str) -> str:
-    """A verdict in its colour (rich markup); other words as they are."""
+def status_text(status: Status | str) -> Text:
+    """A verdict in its colour; other words as they are."""
     colour = STATUS_COLOURS.get(status)  # type: ignore[call-overload]  # words that are no verdict have none
-    return f"[bold {colour}]{status}[/]" if colour else str(status)
+    return Text(str(status), style=f"bold {colour}" if colour else "")
 
 
 def cell(value: Any) -> str:
@@ -105,6 +132,7 @@ __all__ = [
     "err",
     "error",
     "metric_caveats",
+    "new_console",
     "new_table",
     "out",
     "plural",

@@ -125,6 +125,31 @@ def control_character(text: str) -> str | None:
     return None
 
 
+def visible(text: str) -> str:
+    """`text` with every control character (see `control_character`) shown as a symbol of one column
+    instead of acting: ESC as U+241B, the other C0 codes as their control pictures, the rest as U+FFFD.
+    Line feeds and tabs stay."""
+    if control_character(text) is None:
+        return text
+    return "".join(_picture(ch) if control_character(ch) else ch for ch in text)
+
+
+def _picture(ch: str) -> str:
+    code = ord(ch)
+    return chr(0x2400 + code) if code < 0x20 else "\u2421" if code == 0x7F else "\ufffd"
+
+
+MARKDOWN_SPECIAL = "\\`*_[]<>|#"  # what Markdown could read as a link, an image, raw HTML, a table or a heading
+
+
+def markdown_text(text: str) -> str:
+    """Free text as Markdown that renders as the same text: control characters made visible, Markdown's
+    special characters escaped (so a claim cannot become a link, an image, raw HTML or a table cell), one
+    line."""
+    text = visible(str(text)).replace("\n", " ")
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
+
+
 def counts(tally: dict[Any, int], order: tuple = tuple(Outcome)) -> str:
     """'3 completed, 1 diverged': non-zero counts in the given order, then any others."""
     keys = [k for k in order if tally.get(k)] + [k for k in tally if k not in order and tally[k]]
@@ -144,9 +169,11 @@ __all__ = [
     "duration",
     "interval",
     "is_missing",
+    "markdown_text",
     "masked",
     "num",
     "p_value",
     "seed_range",
     "signed",
+    "visible",
 ]

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
+from markupsafe import Markup
 
 from sweep.errors import SweepError
+from sweep.vocab import markdown_text, visible
 
 if TYPE_CHECKING:
     from sweep.report.build import Report
@@ -39,10 +41,18 @@ def _environment(*, html: bool) -> jinja2.Environment:
         autoescape=html,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        finalize=_shown,  # every value a template prints: control characters shown, never passed on
     )
     env.filters["b64"] = lambda data: base64.b64encode(data).decode()
     env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # a table cell
+    env.filters["text"] = markdown_text  # free text (a claim, a description) that must stay text in Markdown
     return env
+
+
+def _shown(value: object) -> object:
+    """A value as a template prints it: strings with their control characters made visible (HTML escapes
+    the rest); markup the templates built themselves passes as it is."""
+    return visible(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
 def html(report: Report) -> str:
