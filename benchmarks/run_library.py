@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from sweep.results import load_results, related_studies  # noqa: E402
 from sweep.spec import load  # noqa: E402
 from sweep.store import open_store  # noqa: E402
-from sweep.vocab import Status, interval, num, signed  # noqa: E402
+from sweep.vocab import Size, Status, interval, num, signed  # noqa: E402
 
 MARK_START, MARK_END = "<!-- library-table -->", "<!-- /library-table -->"
 OPPOSITE = {Status.SUPPORTED, Status.CONTRADICTED}
@@ -52,7 +52,7 @@ def run_study(path: Path, root: Path, replicate: bool) -> float:
 def cell(result, status: str = "not run") -> dict[str, str]:
     """The verdict of one seed set as table cells (`status` when there is none: not run, no rule)."""
     if result is None:
-        return {"verdict": status, "effect": "-", "n": "-", "mde": "-"}
+        return {"verdict": status, "effect": "-", "n": "-", "mde": "-", "size": "-"}
     e = result.estimate
     effect = "-" if e is None else f"{signed(e.effect)} {interval(e.low, e.high)}"
     return {
@@ -60,7 +60,12 @@ def cell(result, status: str = "not run") -> dict[str, str]:
         "effect": effect,
         "n": str(result.n),
         "mde": "-" if e is None else num(e.mde, 3),
+        "size": _SIZE_WORDS[result.size] if result.size else "-",
     }
+
+
+# the "at least min_effect" column: yes, no (shown smaller), or may be smaller (the interval reaches inside)
+_SIZE_WORDS = {Size.AT_LEAST: "yes", Size.MAY_BE_SMALLER: "may be smaller", Size.SMALLER: "no"}
 
 
 def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
@@ -69,9 +74,9 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
     times = _times(root)
     stored = set(store.study_names()) if store.exists() else set()
     lines = [
-        "| study | claim | verdict, seeds 0.. | verdict, seeds 10000.. | effect [CI], 0.. | effect [CI], 10000.. "
-        "| n | MDE | wall time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| study | claim | verdict, seeds 0.. | verdict, seeds 10000.. | at least min_effect | effect [CI], 0.. "
+        "| effect [CI], 10000.. | n | MDE | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     clashes = []
     for path in studies:
@@ -88,8 +93,8 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
             clashes.append(study.name)
         wall = " / ".join(f"{times[key] / 60:.1f} min" for key in (study.name, f"{study.name}-rep1") if key in times)
         lines.append(
-            f"| `{path.name}` | {study.claim} | {a['verdict']} | {b['verdict']} | {a['effect']} | "
-            f"{b['effect']} | {a['n']} / {b['n']} | {a['mde']} / {b['mde']} | {wall or '-'} |"
+            f"| `{path.name}` | {study.claim} | {a['verdict']} | {b['verdict']} | {a['size']} / {b['size']} | "
+            f"{a['effect']} | {b['effect']} | {a['n']} / {b['n']} | {a['mde']} / {b['mde']} | {wall or '-'} |"
         )
     total = sum(times.values())
     second_set = sum(v for k, v in times.items() if k.endswith("-rep1"))

@@ -19,6 +19,7 @@ class Metric(NamedTuple):
     direction: str  # "minimize" | "maximize": the direction in which it is better
     doc: str  # meaning and unit
     caveat: str = ""  # what a reader of the number must know, shown wherever the metric is
+    censored: bool = False  # a time to an event: a run that never reached it reports steps + report_every
 
 
 METRICS: dict[str, Metric] = {
@@ -45,6 +46,7 @@ METRICS: dict[str, Metric] = {
         "first reported step at which mi/cat_ratio reached 0.9 (Figure 1 of the paper, read off)",
         "mi/cat_steps_to_90 is read at report_every resolution; a run that never reached 0.9 H(c) gets steps + "
         "report_every (censored at its budget)",
+        censored=True,
     ),
     "q/std_min": Metric("maximize", "smallest predicted posterior std of the continuous codes"),
     "mi/cat": Metric("maximize", "lower bound on I(c_cat; G(z,c)) = H(c) - CE, nats"),

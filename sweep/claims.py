@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def claim_rows(studies_dir: str | Path, store: Store) -> list[dict[str, Any]]:
     """One row per study file in studies_dir: study, file, claim, cost, verdict, summary (effect, interval,
-    MDE, n), message, p (two-sided, scaled to the rule's alpha at its look), p_holm (Holm over the
+    MDE, n, size), message, p (the deciding test's, scaled to the rule's alpha at its look), p_holm (Holm over the
     claims), and replications: [(name, verdict, summary)].
 
     The verdict is a Status once the study has run; otherwise "INVALID" (with the file's error as the

@@ -366,7 +366,8 @@ def print_claims(studies_dir: Path, rows: list[dict[str, Any]], location_flags: 
             )
     print_table(f"Claims of the studies in {studies_dir}", table, wide=wide)
     notes = [
-        "p: two-sided, scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims listed. "
+        "p: the deciding test's (two-sided against 0 or a target's margin; for an equivalence claim, the larger "
+        "TOST p), scaled to the rule's alpha at the look that decided; Holm: adjusted over the claims listed. "
         "A verdict reads off the effect's interval (studies/README.md: 'Reading a verdict')."
         + ("" if wide else " Each study's cost and the verdict's reason: --wide.")
     ]

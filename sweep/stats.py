@@ -35,6 +35,7 @@ optimize = LazyImport("scipy.optimize")
 
 NAN = math.nan
 POWER = 0.8  # the power at which the minimum detectable effect is quoted
+RATE_METHODS = ("rates", "paired rates")  # estimates of a difference of proportions: an exact test decides too
 RANK_EFFICIENCY = 3 / math.pi  # the signed-rank test's efficiency relative to the t-test at the normal
 EXACT_RANK_MAX_N = 400  # above this, the signed-rank null distribution is its normal approximation
 SPENDING = ("obrien-fleming", "pocock")
@@ -407,6 +408,66 @@ def rate_difference(x_a: Any, n_a: Any, x_b: Any, n_b: Any, *, alpha: float = 0.
     )
 
 
+def mcnemar_one_sided(b: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
+    """McNemar's exact test on the discordant pairs of a paired design: b pairs where only arm a failed, c
+    where only arm b did; under equal rates b ~ Binomial(b + c, 1/2). (p for rate a > rate b, p for rate a <
+    rate b), vectorised (scipy's binomtest gives them one at a time); 1 with no discordant pair."""
+    b, c = np.asarray(b), np.asarray(c)
+    m = b + c
+    greater = np.where(m > 0, stats.binom.sf(b - 1, m, 0.5), 1.0)
+    less = np.where(m > 0, stats.binom.cdf(b, m, 0.5), 1.0)
+    return np.minimum(greater, 1.0), np.minimum(less, 1.0)
+
+
+def paired_rate_difference(both: Any, b: Any, c: Any, n: Any, *, alpha: float = 0.05) -> Estimate:
+    """Rate a minus rate b over n pairs (say, divergence rates of two levels sharing their seeds), from the
+    pairs where both arms failed (`both`), only a (`b`) and only b (`c`): Newcombe's hybrid score interval for
+    paired data (Newcombe 1998, "Improved confidence intervals for the difference between binomial
+    proportions based on paired data", method 10: Wilson's intervals of each rate, combined with the pairs'
+    correlation) and McNemar's exact one-sided p-values. Fisher's test and `rate_difference` treat the arms
+    as independent samples, which paired runs are not; the minimum detectable effect is `rate_difference`'s."""
+    both, b, c, n = (np.asarray(v, dtype=float) for v in (both, b, c, n))
+    neither = n - both - b - c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_a, p_b = (both + b) / n, (both + c) / n
+        product = (both + b) * (neither + c) * (both + c) * (neither + b)
+        excess = both * neither - b * c
+        # the correlation of the two arms' failures, continuity-corrected where it is positive (method 10)
+        phi = np.where(excess > 0, np.maximum(excess - n / 2, 0), excess) / np.sqrt(product)
+        phi = np.where(product > 0, phi, 0.0)
+    diff = p_a - p_b
+
+    def newcombe(confidence: float) -> tuple[np.ndarray, np.ndarray]:
+        (l_a, u_a), (l_b, u_b) = wilson(both + b, n, confidence), wilson(both + c, n, confidence)
+        down = (p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2
+        up = (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2
+        return diff - np.sqrt(np.maximum(down, 0)), diff + np.sqrt(np.maximum(up, 0))
+
+    low, high = newcombe(1 - alpha)
+    eq_low, eq_high = newcombe(1 - 2 * alpha)
+    greater, less = mcnemar_one_sided(b.astype(int), c.astype(int))
+    shape = diff.shape
+    nan = np.full(shape, NAN)
+    mde, h = rate_mde(p_b, n, alpha)
+    return Estimate(
+        method=np.full(shape, "paired rates"),
+        n=n,
+        effect=diff,
+        low=low,
+        high=high,
+        eq_low=eq_low,
+        eq_high=eq_high,
+        p_greater=greater,
+        p_less=less,
+        statistic=b - c,
+        df=nan,
+        standardized=nan,
+        mde=mde,
+        mde_std=h,
+        alpha=alpha,
+    )
+
+
 # --- the decision ---------------------------------------------------------------------------------
 
 
@@ -443,7 +504,7 @@ def decide(
         verdicts = [Status.SUPPORTED.value, Status.CONTRADICTED.value]
         return np.select([inside, beyond], verdicts, Status.INCONCLUSIVE.value)
     above, below = low > origin, high < origin
-    if np.any(np.asarray(est.method) == "rates"):
+    if np.any(np.isin(np.asarray(est.method), RATE_METHODS)):
         above &= np.asarray(est.p_greater) <= est.alpha / 2
         below &= np.asarray(est.p_less) <= est.alpha / 2
     supported, contradicted = (above, below) if direction == "greater" else (below, above)
@@ -455,6 +516,28 @@ def decide(
         [Status.SUPPORTED.value, Status.CONTRADICTED.value, Status.NO_EFFECT.value],
         Status.INCONCLUSIVE.value,
     )
+
+
+def decisive_p(
+    d: Any, *, direction: str, min_effect: float = 0.0, origin: float = 0.0, alpha: float = 0.05, test: str = "t"
+) -> np.ndarray:
+    """The p-value of the test that decides a rule on paired differences d (last axis), on the scale where it
+    is at most alpha exactly when that test rejects (`decide`'s SUPPORTED or CONTRADICTED against `origin`;
+    for "equivalent", its SUPPORTED):
+
+    - "greater"/"less": the two-sided p against `origin` (0 for a baseline, target -+ margin for a target
+      rule: the one-sided p against the margin, doubled), as the (1 - alpha) interval decides;
+    - "equivalent": the larger of the two one-sided p-values against -min_effect and +min_effect (TOST),
+      as the (1 - 2 alpha) interval decides.
+
+    Each test shifts the differences by its bound and tests against 0 (the t and rank paths are equivariant
+    to a shift), so the same path (t, or ranks where a run failed) decides the p and the interval."""
+    d = np.asarray(d, dtype=float)
+    if direction == "equivalent":
+        above = estimate(d + min_effect, alpha=alpha, test=test).p_greater  # H1: effect > -min_effect
+        below = estimate(d - min_effect, alpha=alpha, test=test).p_less  # H1: effect < +min_effect
+        return np.maximum(above, below)
+    return np.asarray(estimate(d - origin, alpha=alpha, test=test).p_two_sided)
 
 
 def holm(p: Any) -> np.ndarray:
@@ -498,17 +581,21 @@ def spending(alpha: float, fractions: Iterable[float], kind: str = "obrien-flemi
 
 __all__ = [
     "POWER",
+    "RATE_METHODS",
     "SPENDING",
     "Estimate",
     "decide",
+    "decisive_p",
     "estimate",
     "finite",
     "fisher_one_sided",
     "fisher_two_sided",
     "holm",
+    "mcnemar_one_sided",
     "mde_std",
     "mean_ci",
     "paired_t",
+    "paired_rate_difference",
     "pairs_for",
     "power_t",
     "rate_difference",

@@ -42,6 +42,17 @@ class Status(str, Enum):
         return self.value
 
 
+class Size(str, Enum):
+    """How a decided effect compares with the rule's min_effect, read off the deciding interval."""
+
+    AT_LEAST = "at least min_effect"  # the interval lies beyond min_effect: an effect that matters
+    MAY_BE_SMALLER = "may be smaller than min_effect"  # the interval reaches inside +-min_effect
+    SMALLER = "smaller than min_effect"  # the interval lies inside +-min_effect: real, but too small to matter
+
+    def __str__(self) -> str:
+        return self.value
+
+
 DECISIVE = (Status.SUPPORTED, Status.CONTRADICTED, Status.NO_EFFECT)  # verdicts that end a sequential study
 
 # one colour per verdict, for the terminal (rich accepts hex) and the report alike
@@ -162,6 +173,7 @@ __all__ = [
     "MISSING",
     "NOT_FINISHED",
     "STATUS_COLOURS",
+    "Size",
     "Outcome",
     "Status",
     "control_character",

@@ -29,12 +29,15 @@ def better_direction(study: Study, metric: str) -> str:
     return METRICS[metric].direction
 
 
-def _kinds(rows: pd.DataFrame, metric: str, pruned: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kinds(
+    rows: pd.DataFrame, metric: str, pruned: str | None, censored_above: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(kind, value, why) of each run for a comparison on `metric`.
 
-    kind: "ok" (a finite value), "failed" (the worst outcome of its arm: diverged, a non-finite value, or
-    pruned with `pruned: worst`), "excluded" (crashed, or pruned with `pruned: exclude`) or "missing"
-    (not finished yet). why: "", "diverged", "non-finite", "pruned", "crashed" or "missing".
+    kind: "ok" (a finite value), "failed" (the worst outcome of its arm: diverged, a non-finite value, a
+    time censored at the budget (a value above `censored_above`: the event never happened), or pruned with
+    `pruned: worst`), "excluded" (crashed, or pruned with `pruned: exclude`) or "missing" (not finished
+    yet). why: "", "diverged", "non-finite", "censored", "pruned", "crashed" or "missing".
     For DIVERGED the value does not matter: a run either failed or not.
     """
     outcome = rows["outcome"].astype(str).to_numpy()
@@ -44,10 +47,12 @@ def _kinds(rows: pd.DataFrame, metric: str, pruned: str | None) -> tuple[np.ndar
         values = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
     completed = outcome == Outcome.COMPLETED
     non_finite = completed & ~np.isfinite(values) if metric != DIVERGED else np.zeros(len(rows), bool)
+    with np.errstate(invalid="ignore"):
+        censored = completed & (values > censored_above) if censored_above is not None else np.zeros(len(rows), bool)
     why = np.select(
         [outcome == MISSING_RUN, outcome == Outcome.CRASHED, outcome == Outcome.PRUNED, outcome == Outcome.DIVERGED],
         [MISSING_RUN, "crashed", "pruned", "diverged"],
-        np.where(non_finite, "non-finite", ""),
+        np.select([non_finite, censored], ["non-finite", "censored"], ""),
     )
     kind = np.select(
         [why == MISSING_RUN, why == "crashed", (why == "pruned") & (pruned != "worst"), why == ""],
@@ -75,12 +80,14 @@ def comparison_units(
     the other factors' levels (within `where`), so that only runs that differ in `factor` are compared.
     """
     part = _where(design, where or {})
+    # a time to an event reported past the budget never happened: the worst outcome, ties at the worst rank
+    censored_above = float(study.budget.steps) if metric in METRICS and METRICS[metric].censored else None
     masks = {format_value(level): mask for level, mask in level_masks(part, study).get(factor, [])}
     blocks = [f"params.{f}" for f in study.factors if f != factor] if study.kind == "grid" else []
 
     def arm(level: Any, prefix: str) -> pd.DataFrame:
         rows = part[masks[format_value(level)]] if format_value(level) in masks else part.iloc[:0]
-        kind, value, why = _kinds(rows, metric, pruned)
+        kind, value, why = _kinds(rows, metric, pruned, censored_above)
         block = [",".join(map(format_value, r)) for r in rows[blocks].itertuples(index=False)] if blocks else ""
         return pd.DataFrame(
             {

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sweep.analysis.frames import FINISHED_OUTCOMES, MISSING_RUN, design_frame
 from sweep.analysis.units import _arm_kinds, _usable, better_direction, comparison_units, differences
 from sweep.lazy import LazyImport
 from sweep.spec import DIVERGED, SeedPlan, Study, Verdict, format_value
-from sweep.stats import Estimate, decide, estimate, pairs_for, rate_difference, rate_mde, spending
-from sweep.vocab import DECISIVE, Status
+from sweep.stats import (
+    RATE_METHODS,
+    Estimate,
+    decide,
+    decisive_p,
+    estimate,
+    paired_rate_difference,
+    pairs_for,
+    rate_mde,
+    spending,
+)
+from sweep.vocab import DECISIVE, Size, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +43,7 @@ class Look:
     pairs: int  # complete pairs it used
     missing: int  # pairs still to finish
     reason: str = ""  # why a taken look could not decide, beyond its interval (too few pairs...)
+    p: float = math.nan  # the p of the test that decides the rule (`stats.decisive_p`), at this look's alpha
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ class ArmCounts:
     label: str  # "d_width=1.0"
     runs: int  # finished runs
     ok: int  # with a finite value
-    failed: dict[str, int]  # why -> runs counted as the worst outcome (diverged, non-finite, pruned)
+    failed: dict[str, int]  # why -> runs counted as the worst outcome (diverged, non-finite, censored, pruned)
     excluded: dict[str, int]  # why -> runs left out (crashed, pruned)
     mean: float  # over the finite values (NaN for a claim about the divergence rate)
     rates: bool = False  # a claim about the divergence rate: failures are the outcome, not the worst value
@@ -66,7 +77,7 @@ class VerdictResult:
     treatment: ArmCounts
     baseline: ArmCounts | None  # None against a target
     excluded_pairs: dict[str, int]  # why -> pairs left out at the deciding look (crashed, pruned)
-    divergence: Estimate | None  # the arms' failure rates compared (Fisher), when a run failed
+    divergence: Estimate | None  # the arms' failure rates compared (McNemar, paired by seed), when a run failed
 
     @property
     def deciding(self) -> Look | None:
@@ -89,17 +100,40 @@ class VerdictResult:
         return self.deciding.alpha if self.deciding else self.rule.alpha
 
     @property
+    def p(self) -> float:
+        """The p of the test that decides the rule at the deciding look: two-sided against 0 (or against the
+        target's margin), the larger TOST p for an equivalence claim, Fisher's for rates; NaN before."""
+        return self.deciding.p if self.deciding else math.nan
+
+    @property
     def p_adjusted(self) -> float:
-        """The two-sided p-value scaled to the rule's alpha (p x alpha / this look's alpha): at most alpha
-        exactly when the deciding look's test rejects, so claims of different looks compare."""
-        e = self.estimate
-        if e is None or math.isnan(e.p_two_sided):
-            return math.nan
-        return min(1.0, float(e.p_two_sided) * self.rule.alpha / self.alpha)
+        """`p` scaled to the rule's alpha (p x alpha / this look's alpha): at most alpha exactly when the
+        deciding look's test rejects, so claims of different looks compare (and Holm adjusts this one)."""
+        return math.nan if math.isnan(self.p) else min(1.0, self.p * self.rule.alpha / self.alpha)
+
+    @property
+    def size(self) -> Size | None:
+        """For a SUPPORTED or CONTRADICTED verdict of a rule against a baseline with min_effect > 0: whether the
+        deciding (1 - alpha) interval shows the effect to be at least min_effect, to be smaller, or neither;
+        None otherwise (a target's margin and an equivalence claim say it already)."""
+        e, rule = self.estimate, self.rule
+        decided = self.status in (Status.SUPPORTED, Status.CONTRADICTED)
+        if (
+            not decided
+            or e is None
+            or rule.target is not None
+            or rule.direction == "equivalent"
+            or rule.min_effect <= 0
+        ):
+            return None
+        near, far = (e.low, e.high) if e.low > 0 else (-e.high, -e.low)  # |effect|'s interval: it excludes 0
+        if near >= rule.min_effect:
+            return Size.AT_LEAST
+        return Size.SMALLER if far < rule.min_effect else Size.MAY_BE_SMALLER
 
     @property
     def failed(self) -> int:
-        """Runs of the compared arms counted as the worst outcome (diverged, non-finite, pruned)."""
+        """Runs of the compared arms counted as the worst outcome (diverged, non-finite, censored, pruned)."""
         return sum(sum(a.failed.values()) for a in (self.treatment, self.baseline) if a is not None)
 
     @property
@@ -113,10 +147,13 @@ class VerdictResult:
         """About how many pairs would detect min_effect with 80% power at this alpha, given the spread the
         deciding estimate saw (None where it cannot say: no spread, no min_effect, a rate)."""
         e = self.estimate
-        if e is None or e.method == "rates" or math.isinf(e.mde_std):
+        if e is None or e.method in RATE_METHODS or math.isinf(e.mde_std):
             return None
         sd = e.mde / e.mde_std if e.mde_std and not math.isnan(e.mde) else math.nan
         return pairs_for(self.rule.min_effect / sd, self.alpha) if sd > 0 and self.rule.min_effect > 0 else None
+
+
+FAILURES = ("diverged", "non-finite", "censored", "pruned")  # why a run counts as the worst outcome of its arm
 
 
 def _arm_counts(units: pd.DataFrame, prefix: str, label: str, *, rates: bool) -> ArmCounts:
@@ -127,7 +164,7 @@ def _arm_counts(units: pd.DataFrame, prefix: str, label: str, *, rates: bool) ->
         label=label,
         runs=int(finished.sum()),
         ok=int((kind == "ok").sum()),
-        failed={w: int(((kind == "failed") & (why == w)).sum()) for w in ("diverged", "non-finite", "pruned")},
+        failed={w: int(((kind == "failed") & (why == w)).sum()) for w in FAILURES},
         excluded={w: int(((kind == "excluded") & (why == w)).sum()) for w in ("crashed", "pruned")},
         mean=float(values.mean()) if len(values) and not rates else math.nan,
         rates=rates,
@@ -143,31 +180,64 @@ def look_alphas(study: Study, alpha: float) -> list[float]:
     return [float(a) for a in spending(alpha, [n / plan.max for n in study.looks], plan.spending)]
 
 
-def _decide_look(units: pd.DataFrame, study: Study, rule: Verdict, alpha: float) -> tuple[Estimate | None, Status, str]:
-    """The estimate and status of one look from its complete pairs."""
+def _paired_rates(units: pd.DataFrame, alpha: float) -> Estimate:
+    """The arms' failure rates over paired units: McNemar's exact test and Newcombe's paired interval (the two
+    levels share their seeds, so their failures are not independent samples)."""
+    t, b = units["t_kind"] == "failed", units["b_kind"] == "failed"
+    both, only_t, only_b = int((t & b).sum()), int((t & ~b).sum()), int((~t & b).sum())
+    return paired_rate_difference(both, only_t, only_b, len(units), alpha=alpha).item()
+
+
+class _Decision(NamedTuple):
+    estimate: Estimate | None
+    p: float  # the deciding test's p (`stats.decisive_p`; Fisher's for rates), NaN without an estimate
+    status: Status
+    reason: str
+
+
+def _origin(rule: Verdict) -> float:
+    """Where a rule's interval must lie beyond: 0 for a baseline; for a target, the margin below it (above
+    it for "less"), in the units of the differences from the target."""
+    if rule.target is None:
+        return 0.0
+    return -rule.min_effect if rule.direction == "greater" else rule.min_effect
+
+
+def _decide_look(units: pd.DataFrame, study: Study, rule: Verdict, alpha: float) -> _Decision:
+    """The estimate, deciding p and status of one look from its complete pairs."""
     n = len(units)
     est: Estimate | None = None
+    p = math.nan
     if rule.metric == DIVERGED:
-        x_t, x_b = int((units["t_kind"] == "failed").sum()), int((units["b_kind"] == "failed").sum())
+        x_b = int((units["b_kind"] == "failed").sum())
         if n:
-            est = rate_difference(x_t, n, x_b, n, alpha=alpha).item()
+            est = _paired_rates(units, alpha)
             mde, _ = rate_mde(x_b / n, n, alpha, up=rule.direction == "greater")  # towards the claim
             est = replace(est, mde=float(mde))
+            p = float(est.p_two_sided)
     elif n >= 2:
         better = better_direction(study, rule.metric)
         d = differences(units, better, origin=rule.target or 0.0)
         est = estimate(d, alpha=alpha, test=rule.test).item()
+        p = float(
+            decisive_p(
+                d,
+                direction=rule.direction,
+                min_effect=rule.min_effect,
+                origin=_origin(rule),
+                alpha=alpha,
+                test=rule.test,
+            )
+        )
     if n < rule.min_seeds:
-        return est, Status.INCONCLUSIVE, f"too few complete pairs to decide: {n} (the rule needs {rule.min_seeds})"
+        reason = f"too few complete pairs to decide: {n} (the rule needs {rule.min_seeds})"
+        return _Decision(est, p, Status.INCONCLUSIVE, reason)
     if est is None:
-        return est, Status.INCONCLUSIVE, "the test could not be computed on these values"
-    origin = 0.0
-    if rule.target is not None:
-        origin = -rule.min_effect if rule.direction == "greater" else rule.min_effect
+        return _Decision(est, p, Status.INCONCLUSIVE, "the test could not be computed on these values")
     status = decide(
-        est, direction=rule.direction, min_effect=rule.min_effect, origin=origin, equivalence=rule.target is None
+        est, direction=rule.direction, min_effect=rule.min_effect, origin=_origin(rule), equivalence=rule.target is None
     )
-    return est, Status(str(status)), ""
+    return _Decision(est, p, Status(str(status)), "")
 
 
 def verdict(frame: pd.DataFrame, study: Study) -> VerdictResult | None:
@@ -206,9 +276,9 @@ def verdict(frame: pd.DataFrame, study: Study) -> VerdictResult | None:
             looks.append(Look(number, seeds, alpha, None, None, 0, missing))
             break
         usable = part[_usable(part)]
-        est, status, reason = _decide_look(usable, study, rule, alpha)
-        looks.append(Look(number, seeds, alpha, status, est, len(usable), 0, reason))
-        if status in DECISIVE:
+        found = _decide_look(usable, study, rule, alpha)
+        looks.append(Look(number, seeds, alpha, found.status, found.estimate, len(usable), 0, found.reason, found.p))
+        if found.status in DECISIVE:
             break
     return _result(study, rule, units, looks)
 
@@ -233,10 +303,7 @@ def _result(study: Study, rule: Verdict, units: pd.DataFrame, looks: list[Look])
     divergence = None
     failed = [sum(a.failed.values()) for a in (treat, base) if a]
     if base is not None and sum(failed) and rule.metric != DIVERGED and deciding is not None and usable.any():
-        ok = part[usable]
-        n = len(ok)
-        x_t, x_b = int((ok["t_kind"] == "failed").sum()), int((ok["b_kind"] == "failed").sum())
-        divergence = rate_difference(x_t, n, x_b, n, alpha=deciding.alpha).item()
+        divergence = _paired_rates(part[usable], deciding.alpha)
     plan = study.seeds
     return VerdictResult(
         status=_status(rule, deciding),

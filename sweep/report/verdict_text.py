@@ -8,7 +8,8 @@ import math
 from typing import TYPE_CHECKING
 
 from sweep.spec import DIVERGED, format_value
-from sweep.vocab import DECISIVE, Status, counts, interval, is_missing, num, p_value, signed
+from sweep.stats import RATE_METHODS
+from sweep.vocab import DECISIVE, Size, Status, counts, interval, is_missing, num, p_value, signed
 
 if TYPE_CHECKING:
     from sweep.analysis import ArmCounts, Look, VerdictResult
@@ -21,6 +22,9 @@ _METHODS = {
     ("t", True): "one-sample t-test",
     ("rank", True): "Wilcoxon signed-rank test, one sample (Hodges-Lehmann estimate, exact interval)",
     ("rates", False): "difference of failure rates: Newcombe's interval and Fisher's exact test",
+    ("paired rates", False): (
+        "difference of failure rates over runs paired by seed: Newcombe's paired interval and McNemar's exact test"
+    ),
 }
 
 
@@ -88,7 +92,7 @@ def _undecided(rule: Verdict, deciding: Look) -> str:
     e = deciding.estimate
     if deciding.reason:
         return deciding.reason
-    if e is not None and e.method != "rates" and math.isinf(e.mde_std):
+    if e is not None and e.method not in RATE_METHODS and math.isinf(e.mde_std):
         return (
             f"the signed-rank test cannot reach alpha {num(deciding.alpha, 3)} with {deciding.pairs} pairs "
             f"(its smallest p is 2^-{deciding.pairs}): plan more seeds"
@@ -103,7 +107,7 @@ def _undecided(rule: Verdict, deciding: Look) -> str:
     if rule.min_effect > 0 and rule.target is None:
         reach = f" and reaches beyond +-min_effect {num(rule.min_effect)}"
     mde = ""
-    if e is not None and e.method != "rates" and not is_missing(e.mde):
+    if e is not None and e.method not in RATE_METHODS and not is_missing(e.mde):
         mde = f"; the smallest effect {deciding.pairs} pairs detect with 80% power is {num(e.mde, 3)}"
     zero = "0" if rule.target is None else "the margin"
     return f"the {ci} includes {zero}{reach}{mde}"
@@ -114,9 +118,10 @@ def summary(result: VerdictResult) -> str:
     e = result.estimate
     if e is None:
         return f"n {result.n}"
+    size = f"; {result.size}" if result.size else ""
     return (
         f"effect {signed(e.effect)}, {_ci_label(result.alpha)} {interval(e.low, e.high)}, MDE {num(e.mde, 3)}, "
-        f"n {result.n}"
+        f"n {result.n}{size}"
     )
 
 
@@ -147,17 +152,11 @@ def notes(result: VerdictResult) -> list[str]:
     if e is not None and e.method == "rank" and failed and rule.metric != DIVERGED:
         runs = "1 run" if failed == 1 else f"{failed} runs"
         found.append(
-            f"{runs} failed (diverged, non-finite or pruned): a failure is the worst outcome of its arm, so the "
+            f"{runs} failed (diverged, non-finite, censored at the budget or pruned): a failure is the worst outcome "
+            "of its arm, so the "
             "signed-rank test decides, not the t-test"
         )
-    if (
-        result.status in (Status.SUPPORTED, Status.CONTRADICTED)
-        and e is not None
-        and rule.target is None
-        and rule.min_effect > 0
-        and e.eq_low > -rule.min_effect
-        and e.eq_high < rule.min_effect
-    ):
+    if result.size == Size.SMALLER:
         found.append(f"the effect is real but smaller than min_effect {num(rule.min_effect)}: it may not matter")
     if rule.min_effect == 0 and rule.target is None:
         found.append("min_effect is 0 (a rule stored before it was required): NO EFFECT cannot be decided")
@@ -177,9 +176,9 @@ def lines(result: VerdictResult) -> list[str]:
             f"{_effect_label(e, r)}: {signed(e.effect)}, {_ci_label(result.alpha)} {interval(e.low, e.high)}"
             + (f"; {std}" if std else "")
         )
-        out.append(
-            f"{method(result)}: {_statistic(e)}two-sided p {p_value(e.p_two_sided)} (alpha {num(result.alpha, 3)})"
-        )
+        out.append(f"{method(result)}: {_p_text(result)} (alpha {num(result.alpha, 3)})")
+        if result.size:
+            out.append(_size_line(result))
         if r.target is None and r.min_effect > 0:
             out.append(
                 f"equivalence (two one-sided tests at alpha {num(result.alpha, 3)}): "
@@ -193,6 +192,29 @@ def lines(result: VerdictResult) -> list[str]:
     if any(result.excluded_pairs.values()):
         out.append(f"left out: {counts(result.excluded_pairs, ())} (pairs with a run that is not an outcome)")
     return out + notes(result)
+
+
+def _p_text(result: VerdictResult) -> str:
+    """The deciding test's p, named for what it tests (`VerdictResult.p`)."""
+    rule, e = result.rule, result.estimate
+    if rule.direction == "equivalent":
+        return f"TOST p {p_value(result.p)} (the larger one-sided p, against +-{num(rule.min_effect)})"
+    if rule.target is not None and rule.min_effect > 0:
+        bound = rule.target - rule.min_effect if rule.direction == "greater" else rule.target + rule.min_effect
+        return f"two-sided p {p_value(result.p)} against the margin {num(bound)} (target {num(rule.target)})"
+    return f"{_statistic(e)}two-sided p {p_value(result.p)}"
+
+
+def _size_line(result: VerdictResult) -> str:
+    """Whether the decided effect is as large as the claim says matters."""
+    e, m = result.estimate, num(result.rule.min_effect)
+    ci = f"the {_ci_label(result.alpha)} {interval(e.low, e.high)}"
+    how = {
+        Size.AT_LEAST: f"{ci} lies beyond +-{m}",
+        Size.MAY_BE_SMALLER: f"{ci} reaches inside +-{m}",
+        Size.SMALLER: f"{ci} lies inside +-{m}",
+    }[result.size]
+    return f"size: {result.size} {m}: {how}"
 
 
 def _claim_line(result: VerdictResult) -> str:
@@ -218,7 +240,7 @@ def _claim_line(result: VerdictResult) -> str:
 
 def _mde_line(result: VerdictResult, e: Estimate) -> str:
     n, alpha = result.n, result.alpha
-    if e.method == "rates":
+    if e.method in RATE_METHODS:
         return (
             f"minimum detectable effect at n = {n} (80% power, alpha {num(alpha, 3)}, arcsine "
             f"approximation): a rate {num(e.mde, 3)} away from the baseline's {num(result.baseline_rate, 3)} "
@@ -244,7 +266,12 @@ def _mde_line(result: VerdictResult, e: Estimate) -> str:
 def _divergence_line(result: VerdictResult, d: Estimate) -> str:
     arms = [result.treatment] + ([result.baseline] if result.baseline else [])
     rates = ", ".join(f"{a.label} {sum(a.failed.values())}/{a.outcomes}" for a in arms)
-    return f"failed runs (the worst outcome): {rates}; Fisher's exact test two-sided p {p_value(d.p_two_sided)}"
+    test = (
+        "McNemar's exact test on the pairs where one run failed"
+        if d.method == "paired rates"
+        else "Fisher's exact test"
+    )
+    return f"failed runs (the worst outcome): {rates}; {test}, two-sided p {p_value(d.p_two_sided)}"
 
 
 def _looks_line(result: VerdictResult) -> str:
@@ -264,7 +291,7 @@ def _ci_label(alpha: float) -> str:
 
 
 def _effect_label(e: Estimate, rule: Verdict) -> str:
-    if e.method == "rates":
+    if e.method in RATE_METHODS:
         return "difference of divergence rates (treatment - baseline)"
     if rule.target is not None:
         return "mean - target" if e.method == "t" else "Hodges-Lehmann estimate - target"
@@ -272,7 +299,7 @@ def _effect_label(e: Estimate, rule: Verdict) -> str:
 
 
 def _standardized(e: Estimate) -> str:
-    if is_missing(e.standardized) or e.method == "rates":
+    if is_missing(e.standardized) or e.method in RATE_METHODS:
         return ""
     return f"d_z {num(e.standardized, 3)}" if e.method == "t" else f"rank-biserial r {num(e.standardized, 3)}"
 

@@ -188,7 +188,7 @@ def test_clear_effect_is_supported_with_every_number():
     ):
         assert number in text, number
     assert vt.summary(result).startswith("effect -0.84, 95% CI [") and "MDE" in vt.summary(result)
-    assert vt.summary(result).endswith("n 3")
+    assert vt.summary(result).endswith("n 3; at least min_effect")  # the interval lies beyond -0.05
 
 
 def test_identical_arms_give_no_effect_with_enough_seeds():
@@ -224,7 +224,7 @@ def test_a_failed_run_is_the_worst_outcome_not_missing_data():
     assert result.status != SUPPORTED and result.estimate.method == "rank"
     assert result.treatment.failed["diverged"] == 4 and result.n == 8
     assert any("the worst outcome of its arm" in note for note in vt.notes(result))
-    assert result.divergence is not None and "Fisher's exact test" in "\n".join(vt.lines(result))
+    assert result.divergence is not None and "McNemar's exact test" in "\n".join(vt.lines(result))
     # the control: had those runs crashed (not an outcome, left out), the survivors would support the claim
     crashed = [v if v != "diverged" else "crashed" for v in treat]
     survivors = analysis.verdict(ablation_frame(BASE8, crashed), study8(**rule))
@@ -280,11 +280,13 @@ def test_a_claim_about_the_divergence_rate_compares_rates():
     rule = {"metric": "diverged", "treatment": 0.0, "direction": "less", "min_effect": 0.2}
     base = ["diverged"] * 6 + [0.9, 0.9]
     result = analysis.verdict(ablation_frame(base, BASE8), study8(**rule))
-    assert result.status == SUPPORTED and result.estimate.method == "rates"
+    assert result.status == SUPPORTED and result.estimate.method == "paired rates"  # the levels share seeds
     assert result.estimate.effect == pytest.approx(-0.75)
-    assert result.estimate.p_less == pytest.approx(stats.fisher_exact([[0, 8], [6, 2]], alternative="less").pvalue)
+    # McNemar: 6 pairs where only the baseline diverged, none where only the treatment did
+    assert result.estimate.p_less == pytest.approx(stats.binomtest(0, 6, 0.5, alternative="less").pvalue)
+    assert result.p == pytest.approx(stats.binomtest(0, 6, 0.5).pvalue)
     text = "\n".join(vt.lines(result))
-    assert "divergence rate" in vt.lines(result)[0] and "Newcombe" in text and "arcsine approximation" in text
+    assert "divergence rate" in vt.lines(result)[0] and "McNemar" in text and "arcsine approximation" in text
     assert vt.arm_text(result.baseline) == "8 runs, 6 diverged" and "MDE" in vt.summary(result)
 
 
@@ -420,3 +422,100 @@ def test_study_note_names_best_and_worst_configuration_and_the_verdict():
     assert "**Trials:** 11 completed, 1 diverged" in note
     assert "| mi/cat_ratio (maximize) | `lambda_cat=1.0,d_batchnorm=" in note
     assert "### Verdict: SUPPORTED" in note and "two-sided p" in note
+
+
+# --- the p that decides, and how large a decided effect is ----------------------------------------
+
+
+def test_the_p_of_a_verdict_is_the_p_of_the_test_that_decided_it():
+    rule = {"direction": "equivalent", "min_effect": 0.05}
+    same = [b + d for b, d in zip(BASE8, [0.004, -0.006, 0.002, 0.0, -0.003, 0.005, -0.002, 0.001], strict=True)]
+    equivalent = analysis.verdict(ablation_frame(BASE8, same), study8(**rule))
+    d = np.array(same) - np.array(BASE8)  # the claim's own direction: "less" is better for neither here
+    tost = max(
+        stats.ttest_1samp(d, -0.05, alternative="greater").pvalue, stats.ttest_1samp(d, 0.05, alternative="less").pvalue
+    )
+    assert equivalent.status == SUPPORTED and equivalent.p == pytest.approx(tost)
+    assert equivalent.p <= 0.05 < equivalent.estimate.p_two_sided  # the test against 0 says nothing about the claim
+    assert "TOST p" in "\n".join(vt.lines(equivalent))
+    # a target rule with a margin: significantly below the target, yet inside the margin
+    target = {
+        "metric": "mi/cat_ratio",
+        "factor": "lambda_cat",
+        "treatment": 0.0,
+        "target": 0.95,
+        "direction": "greater",
+    }
+    close = [0.94, 0.945, 0.942, 0.944, 0.94, 0.943]
+    result = analysis.verdict(ablation_frame([], close), make_study(seeds=6, verdict={**target, "min_effect": 0.02}))
+    against_margin = 2 * stats.ttest_1samp(close, 0.93, alternative="greater").pvalue
+    assert result.status == SUPPORTED and result.p == pytest.approx(against_margin)
+    assert result.estimate.p_two_sided < 0.001  # below the target itself, "significantly": not the claim's test
+    assert "against the margin 0.93" in "\n".join(vt.lines(result))
+
+
+def test_holm_over_claims_adjusts_the_deciding_p():
+    rule = {"direction": "equivalent", "min_effect": 0.05}
+    same = [b + d for b, d in zip(BASE8, [0.004, -0.006, 0.002, 0.0, -0.003, 0.005, -0.002, 0.001], strict=True)]
+    result = analysis.verdict(ablation_frame(BASE8, same), study8(**rule))
+    assert result.p_adjusted == pytest.approx(result.p) and result.p_adjusted <= 0.05  # one look: alpha is the rule's
+    assert holm([result.p_adjusted, 0.5])[0] == pytest.approx(min(1.0, 2 * result.p))
+
+
+@pytest.mark.parametrize(
+    ("shift", "spread", "size"),
+    [
+        (-0.2, 1, "at least min_effect"),
+        (-0.06, 8, "may be smaller than min_effect"),
+        (-0.02, 1, "smaller than min_effect"),
+    ],
+)
+def test_a_decided_effect_says_whether_it_is_as_large_as_min_effect(shift, spread, size):
+    jitter = [0.004, -0.003, 0.002, -0.001, 0.003, -0.004, 0.001, -0.002]
+    treated = [b + shift + spread * j for b, j in zip(BASE8, jitter, strict=True)]
+    result = analysis.verdict(ablation_frame(BASE8, treated), study8())
+    assert result.status == SUPPORTED and str(result.size) == size
+    e = result.estimate
+    inside = (e.high < 0.05) if size.startswith("smaller") else (e.low <= -0.05 <= e.high)
+    assert inside or (size.startswith("at least") and e.high < -0.05)
+    assert vt.summary(result).endswith(f"; {size}") and any(
+        line.startswith(f"size: {size}") for line in vt.lines(result)
+    )
+    assert ("it may not matter" in "\n".join(vt.notes(result))) == size.startswith("smaller")
+
+
+def test_no_size_where_min_effect_does_not_bound_the_effect():
+    same = [b + d for b, d in zip(BASE8, [0.004, -0.006, 0.002, 0.0, -0.003, 0.005, -0.002, 0.001], strict=True)]
+    assert analysis.verdict(ablation_frame(BASE8, same), study8(direction="equivalent")).size is None
+    noisy = [b + d for b, d in zip(BASE8, [0.08, -0.09, 0.1, -0.07, 0.06, -0.1, 0.09, -0.08], strict=True)]
+    assert analysis.verdict(ablation_frame(BASE8, noisy), study8()).size is None  # INCONCLUSIVE
+
+
+def test_a_divergence_side_test_pairs_the_runs_by_seed():
+    # the claim is on the metric; runs that diverged in both arms share a seed and are no evidence either way
+    base = ["diverged", "diverged", "diverged", 0.9, 0.85, 0.92, 0.88, 0.95]
+    treated = ["diverged", "diverged", "diverged", 0.6, 0.55, 0.62, 0.58, 0.65]
+    result = analysis.verdict(ablation_frame(base, treated), study8())
+    assert result.divergence.method == "paired rates" and result.divergence.effect == 0
+    assert result.divergence.p_two_sided == 1.0  # no discordant pair
+    assert "McNemar's exact test" in "\n".join(vt.lines(result))
+
+
+def test_a_time_censored_at_the_budget_is_the_worst_outcome_on_the_rank_path():
+    metric = "mi/cat_steps_to_90"
+    rule = {"metric": metric, "direction": "less", "min_effect": 50}
+    study = make_study(
+        seeds=8, objectives=[metric], budget={"steps": 1000, "report_every": 100}, verdict={**RULE, **rule}
+    )
+    reached = [300.0, 400.0, 350.0, 500.0, 450.0, 300.0, 600.0, 400.0]
+    never = 1100.0  # steps + report_every: the run never reached 0.9 H(c)
+    faster = [100.0, 200.0, 150.0, 200.0, 250.0, 100.0, never, 200.0]
+    result = analysis.verdict(ablation_frame(reached, faster, metric=metric), study)
+    assert result.estimate.method == "rank" and result.treatment.failed["censored"] == 1
+    assert "1 censored (counted as the worst outcome)" in vt.arm_text(result.treatment)
+    # as a measured value, 1100 would enter the t-test as a time 500 steps slower than its pair
+    as_value = analysis.verdict(
+        ablation_frame(reached, faster, metric=metric),
+        study.model_copy(update={"budget": study.budget.model_copy(update={"steps": 2000})}),
+    )
+    assert as_value.estimate.method == "t" and as_value.treatment.failed["censored"] == 0

@@ -8,6 +8,7 @@ broken method would trip (peeking at full alpha, a t-test that drops failed runs
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -16,6 +17,8 @@ from scipy import integrate, stats
 
 from sweep import stats as st
 from sweep.vocab import Status
+
+from helpers import REPO
 
 ALPHA = 0.05
 S = 4000  # simulated studies per check: 3 standard errors of a rate of 0.05 is 0.010
@@ -356,3 +359,118 @@ def test_an_equivalence_claim_is_supported_at_the_tost_rate_and_rarely_at_the_ma
     assert abs(rate(beyond, Status.CONTRADICTED) - power) <= margin(power)
     with pytest.raises(ValueError, match="min_effect"):
         st.decide(st.estimate(d[:2]), direction="equivalent", min_effect=0.0)
+
+
+# --- the p a claim reports is the p of the test that decides it ---------------------------------------
+
+
+@pytest.mark.parametrize("test", ["t", "rank"])
+def test_the_deciding_p_rejects_exactly_when_the_interval_decides(test: str):
+    rng = np.random.default_rng(31)
+    d = rng.normal(0.3, 1, (S, 10))
+    if test == "rank":
+        d[: S // 5, 0] = -np.inf  # failed runs: the rank path
+    e = st.estimate(d, test=test)
+    equivalent = st.decide(e, direction="equivalent", min_effect=0.5)
+    p_eq = st.decisive_p(d, direction="equivalent", min_effect=0.5, test=test)
+    assert np.array_equal(p_eq <= ALPHA, equivalent == Status.SUPPORTED.value)
+    assert 0.02 < float((p_eq <= ALPHA).mean()) < 0.98  # control: both outcomes occur
+    inferior = st.decide(st.estimate(d + 0.5, test=test), direction="greater", min_effect=0.0, equivalence=False)
+    p_ni = st.decisive_p(d, direction="greater", origin=-0.5, test=test)
+    assert np.array_equal(p_ni <= ALPHA, np.isin(inferior, [Status.SUPPORTED.value, Status.CONTRADICTED.value]))
+
+
+def test_claims_at_their_boundaries_reject_at_most_alpha_alone_and_holm_adjusted():
+    """The calibration's claim-p rows, faster: an equivalence claim whose effect is min_effect, a
+    non-inferiority claim at its margin, and a family of four boundary claims Holm-adjusted; the control:
+    the two-sided p against 0 (what the claims table used before) rejects the equivalence claim far more."""
+    rng = np.random.default_rng(32)
+    at_margin = rng.normal(0.5, 1, (S, 16))
+    p_eq = st.decisive_p(at_margin, direction="equivalent", min_effect=0.5)
+    assert float((p_eq <= ALPHA).mean()) <= ALPHA + margin(ALPHA)
+    assert float((st.estimate(at_margin).p_two_sided <= ALPHA).mean()) > 0.3  # control: the wrong p (~0.45)
+    p_ni = st.decisive_p(rng.normal(0.93, 0.03, (S, 12)) - 0.95, direction="greater", origin=-0.02)
+    assert float((p_ni <= ALPHA).mean()) <= ALPHA + margin(ALPHA)
+    family = np.stack(
+        [
+            st.decisive_p(rng.normal(0.5, 1, (S, 16)), direction="equivalent", min_effect=0.5),
+            st.decisive_p(rng.normal(-0.5, 1, (S, 16)), direction="equivalent", min_effect=0.5),
+            st.decisive_p(rng.normal(0.93, 0.03, (S, 12)) - 0.95, direction="greater", origin=-0.02),
+            st.decisive_p(rng.normal(0, 1, (S, 16)), direction="greater"),
+        ],
+        axis=1,
+    )
+    adjusted = np.apply_along_axis(st.holm, 1, family)
+    assert float((adjusted <= ALPHA).any(axis=1).mean()) <= ALPHA + margin(ALPHA)
+    assert float((family <= ALPHA).any(axis=1).mean()) > ALPHA + margin(ALPHA)  # control: unadjusted exceeds it
+
+
+def test_every_calibration_row_keeps_its_promise_at_a_small_size():
+    spec = importlib.util.spec_from_file_location("verdict_calibration", REPO / "benchmarks" / "verdict_calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.rows_for(3000, 5)
+    assert len(rows) >= 15 and {r["bound"] for r in rows} == {"max", "min", "equal"}
+    broken = [r["name"] for r in rows if not module.holds(r)]
+    assert broken == []
+    assert not module.holds({"measured": 0.2, "se": 0.01, "bound": "max", "value": 0.05})  # the check can fail
+
+
+# --- paired divergence rates, censored times ----------------------------------------------------------
+
+
+def test_mcnemar_is_scipys_exact_binomial_test_on_the_discordant_pairs():
+    for b, c in ((0, 6), (3, 9), (7, 2), (0, 0)):
+        greater, less = st.mcnemar_one_sided(b, c)
+        if b + c == 0:
+            assert greater == less == 1.0
+            continue
+        assert greater == pytest.approx(stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+        assert less == pytest.approx(stats.binomtest(b, b + c, 0.5, alternative="less").pvalue)
+
+
+def test_the_paired_rate_interval_covers_the_true_difference():
+    """Newcombe's paired interval (method 10) holds the true difference about 95% of the time on correlated
+    pairs; the control: the unpaired interval on the same data is wider, as it ignores the pairing."""
+    rng = np.random.default_rng(41)
+    n = 40
+    fragility = rng.beta(0.5, 1.5, (S, n))
+    t, b = rng.random((S, n)) < fragility * 0.5, rng.random((S, n)) < fragility
+    true = 0.25 * 0.5 - 0.25  # the Beta's mean is 0.25
+    e = st.paired_rate_difference((t & b).sum(1), (t & ~b).sum(1), (~t & b).sum(1), n)
+    coverage = float(((e.low <= true) & (true <= e.high)).mean())
+    assert 0.93 <= coverage <= 0.99
+    unpaired = st.rate_difference(t.sum(1), n, b.sum(1), n)
+    assert float(np.mean(unpaired.high - unpaired.low)) > float(np.mean(e.high - e.low))
+
+
+def test_paired_divergence_rates_keep_alpha_and_gain_power_over_fisher():
+    rng = np.random.default_rng(42)
+    n = 32
+
+    def failures(factor: float) -> tuple[np.ndarray, ...]:
+        fragility = rng.beta(0.5, 1.5, (S, n))
+        t, b = rng.random((S, n)) < fragility * factor, rng.random((S, n)) < fragility
+        return (t & b).sum(1), (t & ~b).sum(1), (~t & b).sum(1)
+
+    both, only_t, only_b = failures(1.0)
+    null = st.decide(st.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
+    assert rate(null, Status.SUPPORTED, Status.CONTRADICTED) <= ALPHA + margin(ALPHA)
+    both, only_t, only_b = failures(0.3)
+    paired = st.decide(st.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
+    unpaired = st.decide(st.rate_difference(both + only_t, n, both + only_b, n), direction="less", min_effect=0.1)
+    assert rate(paired, Status.SUPPORTED) > rate(unpaired, Status.SUPPORTED) + margin(0.5)
+
+
+def test_censored_times_on_the_rank_path_keep_alpha():
+    rng = np.random.default_rng(43)
+    a, b = rng.exponential(800, (2, S, 16))
+    censored = a > 1000
+    assert 0.2 < float(censored.mean()) < 0.4  # control: censoring is common here
+    a, b = np.where(a > 1000, np.inf, a), np.where(b > 1000, np.inf, b)
+    with np.errstate(invalid="ignore"):
+        d = np.where(np.isinf(a) & np.isinf(b), 0.0, a - b)
+    e = st.estimate(d)
+    assert (np.asarray(e.method) == "rank").mean() > 0.9  # a censored run in nearly every study
+    decisions = st.decide(e, direction="less", min_effect=100)
+    assert rate(decisions, Status.SUPPORTED, Status.CONTRADICTED) <= ALPHA + margin(ALPHA)
