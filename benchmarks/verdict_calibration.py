@@ -19,6 +19,7 @@ import math
 import numpy as np
 from scipy import integrate, stats
 
+from sweep import rates as rt
 from sweep import stats as st
 from sweep.vocab import Status
 
@@ -117,7 +118,7 @@ def rows_for(studies: int, seed: int) -> list[dict]:
     tost = float(np.mean((margin.eq_low > -0.5) & (margin.eq_high < 0.5)))
     row("effect = min_effect, 64 pairs: TOST passes (its size)", tost, "max", ALPHA, f"<= {ALPHA}")
     x_a, x_b = rng.binomial(16, 0.3, s), rng.binomial(16, 0.3, s)
-    rates = st.decide(st.rate_difference(x_a, 16, x_b, 16), direction="less", min_effect=0.2)
+    rates = st.decide(rt.rate_difference(x_a, 16, x_b, 16), direction="less", min_effect=0.2)
     row("equal divergence rates 0.3, 16 runs each: directional", directional(rates), "max", ALPHA, f"<= {ALPHA}")
     values = rng.normal(0.93, 0.03, (s, 12)) - 0.95
     inferior = st.decide(st.estimate(values), direction="greater", min_effect=0.02, origin=-0.02, equivalence=False)
@@ -154,7 +155,7 @@ def _paired_rate_rows(rng: np.random.Generator, s: int) -> list[dict]:
         return np.isin(st.decide(est, direction="less", min_effect=0.1), DIRECTIONAL)
 
     both, only_t, only_b = paired_failures(rng, s, n, 1.0)
-    null = float(directional(st.paired_rate_difference(both, only_t, only_b, n)).mean())
+    null = float(directional(rt.paired_rate_difference(both, only_t, only_b, n)).mean())
     se = math.sqrt(max(null * (1 - null), 1e-12) / s)
     found.append(
         {
@@ -167,8 +168,8 @@ def _paired_rate_rows(rng: np.random.Generator, s: int) -> list[dict]:
         }
     )
     both, only_t, only_b = paired_failures(rng, s, n, 0.3)
-    supported = st.decide(st.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
-    fisher = st.decide(st.rate_difference(both + only_t, n, both + only_b, n), direction="less", min_effect=0.1)
+    supported = st.decide(rt.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
+    fisher = st.decide(rt.rate_difference(both + only_t, n, both + only_b, n), direction="less", min_effect=0.1)
     mcnemar_power = float((supported == Status.SUPPORTED.value).mean())
     fisher_power = float((fisher == Status.SUPPORTED.value).mean())
     se = math.sqrt(max(mcnemar_power * (1 - mcnemar_power), 1e-12) / s)

@@ -13,8 +13,9 @@ import numpy as np
 from sweep.analysis.frames import MISSING_RUN, design_frame, level_masks
 from sweep.analysis.units import _usable, comparison_units, differences
 from sweep.lazy import LazyImport
+from sweep.rates import fisher_two_sided
 from sweep.spec import Study, format_value
-from sweep.stats import estimate, finite, fisher_two_sided, holm, mean_ci
+from sweep.stats import estimate, finite, holm, mean_ci
 from sweep.vocab import NOT_FINISHED, Outcome
 
 if TYPE_CHECKING:

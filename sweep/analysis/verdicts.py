@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from sweep.analysis.frames import FINISHED_OUTCOMES, MISSING_RUN, design_frame
 from sweep.analysis.units import _arm_kinds, _usable, better_direction, comparison_units, differences
 from sweep.lazy import LazyImport
+from sweep.rates import paired_rate_difference, rate_mde
 from sweep.spec import DIVERGED, SeedPlan, Study, Verdict, format_value
 from sweep.stats import (
     RATE_METHODS,
@@ -18,9 +19,7 @@ from sweep.stats import (
     decide,
     decisive_p,
     estimate,
-    paired_rate_difference,
     pairs_for,
-    rate_mde,
     spending,
 )
 from sweep.vocab import DECISIVE, Size, Status

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from sweep import rates as rt
 from sweep import stats as st
 from sweep.vocab import Status
 
@@ -134,16 +135,16 @@ def test_holm_matches_a_hand_computed_example():
 
 def test_rates_use_scipys_wilson_interval_and_fisher_test():
     ref = stats.binomtest(3, 11).proportion_ci(0.95, method="wilson")
-    assert st.wilson(3, 11, 0.95) == pytest.approx((ref.low, ref.high))
+    assert rt.wilson(3, 11, 0.95) == pytest.approx((ref.low, ref.high))
     x_a, x_b = np.meshgrid(np.arange(9), np.arange(9))
-    greater, less = st.fisher_one_sided(x_a, 8, x_b, 8)
+    greater, less = rt.fisher_one_sided(x_a, 8, x_b, 8)
     for i, j in ((0, 0), (5, 1), (8, 2), (3, 7)):
         table = [[i, 8 - i], [j, 8 - j]]
         assert greater[j, i] == pytest.approx(stats.fisher_exact(table, alternative="greater").pvalue)
         assert less[j, i] == pytest.approx(stats.fisher_exact(table, alternative="less").pvalue)
     # Newcombe's hybrid interval for 5/8 - 1/8 (hand-computed from the two Wilson intervals)
-    e = st.rate_difference(5, 8, 1, 8).item()
-    (l_a, u_a), (l_b, u_b) = st.wilson(5, 8, 0.95), st.wilson(1, 8, 0.95)
+    e = rt.rate_difference(5, 8, 1, 8).item()
+    (l_a, u_a), (l_b, u_b) = rt.wilson(5, 8, 0.95), rt.wilson(1, 8, 0.95)
     assert e.low == pytest.approx(0.5 - math.hypot(5 / 8 - l_a, u_b - 1 / 8))
     assert e.high == pytest.approx(0.5 + math.hypot(u_a - 5 / 8, 1 / 8 - l_b))
     # its interval excludes 0 but Fisher's p = 0.059 > 0.025: a direction needs both
@@ -151,12 +152,12 @@ def test_rates_use_scipys_wilson_interval_and_fisher_test():
 
 
 def test_rate_mde_is_cohens_arcsine_effect_size():
-    change, h = st.rate_mde(0.1, 16, 0.05)
+    change, h = rt.rate_mde(0.1, 16, 0.05)
     assert h == pytest.approx((1.959964 + 0.841621) * math.sqrt(2 / 16), rel=1e-5)  # 0.9905
     assert change == pytest.approx(math.sin(math.asin(math.sqrt(0.1)) + h / 2) ** 2 - 0.1)
-    down, _ = st.rate_mde(0.1, 16, 0.05, up=False)
+    down, _ = rt.rate_mde(0.1, 16, 0.05, up=False)
     assert down == pytest.approx(0.1)  # a decrease from 0.1 can go no further than 0
-    assert st.rate_difference(2, 16, 1, 16).item().mde == pytest.approx(st.rate_mde(1 / 16, 16, 0.05)[0])
+    assert rt.rate_difference(2, 16, 1, 16).item().mde == pytest.approx(rt.rate_mde(1 / 16, 16, 0.05)[0])
 
 
 def test_the_decision_reads_the_interval():
@@ -311,9 +312,9 @@ def test_equal_divergence_rates_are_rarely_called_different():
     rng = np.random.default_rng(16)
     n = 16
     x_a, x_b = rng.binomial(n, 0.3, S), rng.binomial(n, 0.3, S)
-    decisions = st.decide(st.rate_difference(x_a, n, x_b, n), direction="less", min_effect=0.2)
+    decisions = st.decide(rt.rate_difference(x_a, n, x_b, n), direction="less", min_effect=0.2)
     assert rate(decisions, Status.SUPPORTED, Status.CONTRADICTED) <= ALPHA + margin(ALPHA)
-    far = st.decide(st.rate_difference(rng.binomial(n, 0.05, S), n, x_b, n), direction="less", min_effect=0.2)
+    far = st.decide(rt.rate_difference(rng.binomial(n, 0.05, S), n, x_b, n), direction="less", min_effect=0.2)
     assert rate(far, Status.SUPPORTED) > 0.3  # control: a real drop from 0.3 to 0.05 is found
 
 
@@ -421,7 +422,7 @@ def test_every_calibration_row_keeps_its_promise_at_a_small_size():
 
 def test_mcnemar_is_scipys_exact_binomial_test_on_the_discordant_pairs():
     for b, c in ((0, 6), (3, 9), (7, 2), (0, 0)):
-        greater, less = st.mcnemar_one_sided(b, c)
+        greater, less = rt.mcnemar_one_sided(b, c)
         if b + c == 0:
             assert greater == less == 1.0
             continue
@@ -437,10 +438,10 @@ def test_the_paired_rate_interval_covers_the_true_difference():
     fragility = rng.beta(0.5, 1.5, (S, n))
     t, b = rng.random((S, n)) < fragility * 0.5, rng.random((S, n)) < fragility
     true = 0.25 * 0.5 - 0.25  # the Beta's mean is 0.25
-    e = st.paired_rate_difference((t & b).sum(1), (t & ~b).sum(1), (~t & b).sum(1), n)
+    e = rt.paired_rate_difference((t & b).sum(1), (t & ~b).sum(1), (~t & b).sum(1), n)
     coverage = float(((e.low <= true) & (true <= e.high)).mean())
     assert 0.93 <= coverage <= 0.99
-    unpaired = st.rate_difference(t.sum(1), n, b.sum(1), n)
+    unpaired = rt.rate_difference(t.sum(1), n, b.sum(1), n)
     assert float(np.mean(unpaired.high - unpaired.low)) > float(np.mean(e.high - e.low))
 
 
@@ -454,11 +455,11 @@ def test_paired_divergence_rates_keep_alpha_and_gain_power_over_fisher():
         return (t & b).sum(1), (t & ~b).sum(1), (~t & b).sum(1)
 
     both, only_t, only_b = failures(1.0)
-    null = st.decide(st.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
+    null = st.decide(rt.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
     assert rate(null, Status.SUPPORTED, Status.CONTRADICTED) <= ALPHA + margin(ALPHA)
     both, only_t, only_b = failures(0.3)
-    paired = st.decide(st.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
-    unpaired = st.decide(st.rate_difference(both + only_t, n, both + only_b, n), direction="less", min_effect=0.1)
+    paired = st.decide(rt.paired_rate_difference(both, only_t, only_b, n), direction="less", min_effect=0.1)
+    unpaired = st.decide(rt.rate_difference(both + only_t, n, both + only_b, n), direction="less", min_effect=0.1)
     assert rate(paired, Status.SUPPORTED) > rate(unpaired, Status.SUPPORTED) + margin(0.5)
 
 
