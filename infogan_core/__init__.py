@@ -21,7 +21,7 @@ from infogan_core.config import (
     population_key,
 )
 from infogan_core.data import DATASETS, Dataset, load_dataset
-from infogan_core.errors import ConfigError, DataError, DivergedError, InfoGANError
+from infogan_core.errors import CheckpointError, ConfigError, DataError, DivergedError, InfoGANError
 from infogan_core.metrics import METRIC_NAMES, METRICS, measured_metrics
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ __all__ = [
     "MEMBER_FIELDS",
     "METRICS",
     "METRIC_NAMES",
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "Dataset",

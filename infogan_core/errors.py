@@ -15,6 +15,11 @@ class DataError(InfoGANError):
     """A dataset is missing, corrupt or unknown."""
 
 
+class CheckpointError(InfoGANError):
+    """A saved training state cannot be read (truncated, corrupted, or from another version): the run
+    cannot resume from it, and starts over only if its caller says so."""
+
+
 class DivergedError(InfoGANError):
     """A loss became non-finite; carries the step, the loss name, the history so far and the largest
     gradient norm seen before it."""

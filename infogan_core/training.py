@@ -23,7 +23,7 @@ from torch import nn
 from infogan_core import losses
 from infogan_core.config import TrainConfig
 from infogan_core.data import Dataset, load_dataset
-from infogan_core.errors import ConfigError, DivergedError
+from infogan_core.errors import CheckpointError, ConfigError, DivergedError
 from infogan_core.evaluation import evaluate
 from infogan_core.images import render
 from infogan_core.latent import Latent, sample_members
@@ -516,15 +516,24 @@ def _resume(
     gens: list[torch.Generator],
     device: torch.device,
 ) -> _Progress:
-    state = torch.load(path, map_location=device, weights_only=True)
-    if state["configs"] != [c.to_dict() for c in cfgs]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        configs = state["configs"]
+    except Exception as exc:  # truncated (a full disk), corrupted, or no training state at all
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise CheckpointError(f"the checkpoint {path} cannot be read ({why})") from exc
+    if configs != [c.to_dict() for c in cfgs]:
         raise ConfigError(f"the checkpoint {path} was saved by another run (other configurations); remove it")
-    model.load_state_dict(state["model"])
-    for group, saved in zip(groups, state["optimizers"], strict=True):
-        group.load_state_dict(saved)
-    for gen, saved in zip(gens, state["generators"], strict=True):
-        gen.set_state(saved.cpu())  # generator states are byte tensors on the host, whatever the device
-    return _Progress(**state["progress"])
+    try:
+        model.load_state_dict(state["model"])
+        for group, saved in zip(groups, state["optimizers"], strict=True):
+            group.load_state_dict(saved)
+        for gen, saved in zip(gens, state["generators"], strict=True):
+            gen.set_state(saved.cpu())  # generator states are byte tensors on the host, whatever the device
+        return _Progress(**state["progress"])
+    except Exception as exc:  # the right run, but parts of its state are missing or damaged
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise CheckpointError(f"the checkpoint {path} is incomplete ({why})") from exc
 
 
 __all__ = [

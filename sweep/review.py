@@ -80,6 +80,8 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
     outcome = final.get(TrialAttr.OUTCOME, "?")
     reason = final.get(TrialAttr.REASON)  # free text: a crash's message can hold anything
     lines.append(f"- **Outcome:** {outcome}" + (f" - {markdown_text(reason)}" if reason else ""))
+    if final.get(TrialAttr.CHECKPOINT_DISCARDED):
+        lines.append(f"- **Checkpoint:** not resumed: {markdown_text(final[TrialAttr.CHECKPOINT_DISCARDED])}")
     flags = trial_flags(study, final, config)
     lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
     wall = final.get(TrialAttr.WALL_S)

@@ -69,6 +69,7 @@ class TrialAttr:
     CHECKPOINT = "checkpoint"  # while it runs: the folder of its population's latest checkpoint (Ray Tune's)
     CHECKPOINT_STEP = "checkpoint_step"  # the step that checkpoint holds
     RESUMED_FROM = "resumed_from_step"  # it resumed an interrupted trial's checkpoint of this step
+    CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why the checkpoint it was to resume could not be, so it began anew
     # what a worker reports at the end of a trial and the driver stores as it is
     FROM_WORKER = (
         STARTED_AT,
@@ -83,6 +84,7 @@ class TrialAttr:
         PROVENANCE,
         POPULATION,
         RESUMED_FROM,
+        CHECKPOINT_DISCARDED,
     )
 
 

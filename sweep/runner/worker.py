@@ -68,7 +68,10 @@ def trainable(config: dict[str, Any]) -> None:
     }
     if order.resume_from:
         shared[TrialAttr.RESUMED_FROM] = order.resume_step
-    finals = _train(order, cfgs, report)
+    finals, discarded = _train(order, cfgs, report)
+    if discarded:  # the checkpoint could not be read: the population trained from its first step instead
+        shared.pop(TrialAttr.RESUMED_FROM, None)
+        shared[TrialAttr.CHECKPOINT_DISCARDED] = discarded
     wall_s = time.perf_counter() - started
     shared[TrialAttr.WALL_S] = wall_s  # the population's: its members trained side by side all along
     shared[TrialAttr.STARTED_AT], shared[TrialAttr.ENDED_AT] = started_at, started_at + wall_s
@@ -76,9 +79,13 @@ def trainable(config: dict[str, Any]) -> None:
     tune.report(Final(cfgs[0].steps, tuple({**shared, **f} for f in finals)).to_result())
 
 
-def _train(order: WorkOrder, cfgs: list[core.TrainConfig], report: Reporter) -> list[dict[str, Any]]:
-    """Train the population (resumed from its checkpoint if the order names one): each member's final."""
+def _train(order: WorkOrder, cfgs: list[core.TrainConfig], report: Reporter) -> tuple[list[dict[str, Any]], str]:
+    """Train the population (resumed from its checkpoint if the order names one): each member's final, and
+    why the checkpoint was discarded ("" when it was not). A checkpoint that cannot be read (truncated by a
+    full disk, corrupted) is discarded once and the population trains from its first step: no crash, and no
+    loop of reruns that meet the same file."""
     every = order.checkpoint_every  # steps; None: by the clock; 0: never
+    discarded = ""
     with tempfile.TemporaryDirectory() as tmp:
         image_dirs = [Path(tmp) / f"member{k}" for k in range(len(cfgs))]
         state_dir = Path(tmp) / "state"
@@ -88,8 +95,8 @@ def _train(order: WorkOrder, cfgs: list[core.TrainConfig], report: Reporter) -> 
         def checkpoint(step: int) -> None:  # Ray Tune copies the folder to the run's storage
             tune.report(Checkpointed(step).to_result(), checkpoint=tune.Checkpoint.from_directory(state_dir))
 
-        try:
-            results = core.train_population(
+        def train() -> list[Any]:
+            return core.train_population(
                 cfgs,
                 report=report,
                 image_dirs=image_dirs,
@@ -97,14 +104,23 @@ def _train(order: WorkOrder, cfgs: list[core.TrainConfig], report: Reporter) -> 
                 checkpoint_every=every or None,
                 on_checkpoint=checkpoint,
             )
-            return [_member_final(r, cfg, d) for r, cfg, d in zip(results, cfgs, image_dirs, strict=True)]
+
+        try:
+            try:
+                results = train()
+            except core.CheckpointError as exc:
+                discarded = f"{exc}; trained from step 0 instead of step {order.resume_step}"
+                shutil.rmtree(state_dir, ignore_errors=True)
+                results = train()
+            finals = [_member_final(r, cfg, d) for r, cfg, d in zip(results, cfgs, image_dirs, strict=True)]
+            return finals, discarded
         except Exception as exc:  # any crash is recorded on every member's trial, not lost
             crash = {
                 TrialAttr.OUTCOME: Outcome.CRASHED.value,
                 TrialAttr.REASON: f"{type(exc).__name__}: {exc}".splitlines()[0],
                 TrialAttr.TRACEBACK: traceback.format_exc()[-4000:],
             }
-            return [dict(crash) for _ in cfgs]
+            return [dict(crash) for _ in cfgs], discarded
 
 
 def _reporter(order: WorkOrder, members: int) -> Reporter:

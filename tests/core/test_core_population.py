@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from infogan_core import ConfigError, DivergedError, TrainConfig, train
+from infogan_core import CheckpointError, ConfigError, DivergedError, TrainConfig, train
 from infogan_core.population import MEMBER_FIELDS, check_members
 from infogan_core.training import Checkpoints, train_population
 
@@ -192,6 +192,27 @@ def test_a_resumed_run_equals_an_uninterrupted_one(base: TrainConfig, tmp_path) 
     assert saves == [30, 60]
     for member, cfg in zip(resumed, cfgs, strict=True):
         assert_same_run(member, train(cfg))  # history from before and after the break included
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "not a training state"])
+def test_a_damaged_checkpoint_is_refused_as_such(tmp_path, damage: str) -> None:
+    cfg = RING.replace(steps=40, report_every=10, eval_every=40)
+    checkpoints = Checkpoints(tmp_path, every=10)  # saved at 10, then stopped at 20 as a kill would
+    train_population([cfg], report=lambda step, rows: list(rows) if step >= 20 else [], checkpoints=checkpoints)
+    data = checkpoints.path.read_bytes()
+    assert len(data) > 1000  # control: a whole state was saved
+    damaged = {
+        "empty": b"",
+        "truncated": data[: len(data) // 2],  # as a full disk leaves a copy
+        "garbage": bytes(range(256)) * 8,
+        "not a training state": b"",
+    }[damage]
+    if damage == "not a training state":
+        torch.save({"model": {}}, checkpoints.path)
+    else:
+        checkpoints.path.write_bytes(damaged)
+    with pytest.raises(CheckpointError, match=r"the checkpoint .*state\.pt cannot be read \(\w+"):
+        train_population([cfg], checkpoints=checkpoints)
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path) -> None:

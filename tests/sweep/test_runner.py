@@ -595,3 +595,46 @@ def test_a_population_interrupted_after_a_checkpoint_resumes_from_it_with_the_nu
         assert untimed(trial) == untimed(reference[config_id])
     # checkpoints are deleted once their trials are stored (the one resumed from, too)
     assert not list((root / "ray").rglob("checkpoint_*")) and not Path(killed[0].user_attrs["checkpoint"]).exists()
+
+
+def test_a_population_whose_checkpoint_is_damaged_starts_over_and_says_so_once(ray_session, make_study, tmp_path):
+    root = tmp_path / "runs"
+    path = make_study(
+        tmp_path / "damaged.yaml",
+        name="damaged",
+        factors={"lr_g": [0.003]},
+        seeds=1,
+        budget={"steps": 2000, "report_every": 100},
+        resources={"cpus": 1, "max_concurrent": 1, "checkpoint_every": 200},
+    )
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = ("run", str(path), "--root", str(root), "--address", address)
+
+    def checkpointed() -> list:
+        try:
+            trials = _load(root, "damaged").get_trials(deepcopy=False)
+        except Exception:  # not created yet
+            return []
+        return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint")]
+
+    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    folder = Path(_load(root, "damaged").get_trials()[0].user_attrs["checkpoint"])
+    state = folder / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])  # truncated, as a full disk leaves it
+
+    rerun = run_sweep(*cmd, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    said = rerun.stdout + rerun.stderr
+    assert said.count("cannot be read") == 1 and "trained from step 0" in said  # once, for the population
+    done = [t for t in _load(root, "damaged").get_trials() if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["config_id"] for t in done) == ["base", "lr_g=0.003"]  # each pair once
+    for trial in done:
+        assert "cannot be read" in trial.user_attrs["checkpoint_discarded"]
+        assert "resumed_from_step" not in trial.user_attrs
+        assert [h["step"] for h in trial.user_attrs["history"]] == list(range(100, 2001, 100))
+    assert run_sweep(*cmd, timeout=300).returncode == 0  # and a third run has nothing left to do
