@@ -14,6 +14,7 @@ driver lease: one row per running study in a small table of the storage's own da
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import importlib.util
 import os
@@ -246,6 +247,7 @@ def _folder(path: Path) -> Path:
 
 
 # what SQLite and PostgreSQL say, and what it means for the storage
+_FULL = "the disk is full: what finished is stored; free space and run the same command again to resume"
 _PROBLEMS = (
     ("readonly database", "the database is read-only"),
     ("read-only", "the database is read-only"),
@@ -253,6 +255,8 @@ _PROBLEMS = (
     ("malformed", "the database file is corrupted"),
     ("unable to open database file", "the database file cannot be opened: its folder is missing or not writable"),
     ("database is locked", "the database is locked by another process"),
+    ("disk is full", _FULL),
+    ("no space left", _FULL),
 )
 
 
@@ -265,6 +269,10 @@ def storage_problem(exc: BaseException) -> str | None:
         seen.add(id(current))
         chain.append(current)
         current = current.__cause__ or current.__context__
+    full = next((e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
+    if full is not None:  # the root's disk (artifacts, Ray's files) filled before the database did
+        where = f" writing {full.filename}" if full.filename else ""
+        return f"{_FULL}{where} ({masked(str(full))})"
     storage_errors = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
     if not any(isinstance(e, storage_errors) for e in chain):
         return None
