@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +104,7 @@ class Postgres:
 
     port: int
     created: list[str] = field(default_factory=list)
+    restart: Callable[[], None] = lambda: None  # stop the server (fast: connections cut) and start it again
 
     def url(self, name: str, *, password: str = "s3cret") -> str:
         """A new, empty database `name`: its URL in the form the README shows (postgresql://user:password@...).
@@ -157,8 +158,24 @@ def postgres() -> Iterator[Postgres]:
         port = s.getsockname()[1]
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off"
     pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
+
+    def restart() -> None:
+        pg(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "server.log"),
+            "-m",
+            "fast",
+            "-w",
+            "restart",
+        )
+
     try:
-        yield Postgres(port)
+        yield Postgres(port, restart=restart)
     finally:
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)

@@ -5,8 +5,12 @@ a rerun. (A damaged checkpoint: test_runner.py; a killed driver: test_runner.py,
 from __future__ import annotations
 
 import errno
+import re
+import signal
 import sqlite3
 import subprocess
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +21,16 @@ from optuna.trial import TrialState
 
 from sweep.store import storage_problem
 
-from helpers import run_sweep
+from helpers import run_sweep, start_sweep
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def _mount(folder: Path, size: str) -> subprocess.CompletedProcess:
@@ -85,3 +98,92 @@ def test_a_full_disk_outside_the_database_is_said_the_same_way():
     assert problem is not None and problem.startswith("the disk is full: what finished is stored")
     assert "writing runs/artifacts/ab/cd.png" in problem
     assert storage_problem(OSError(errno.EACCES, "Permission denied")) is None  # other OS errors: not this
+
+
+@pytest.mark.slow
+def test_a_postgresql_restart_mid_run_is_survived_or_said_and_the_rerun_completes(
+    ray_session, postgres, make_study, tmp_path: Path
+):
+    url = postgres.url("restart")
+    path = make_study(
+        tmp_path / "pg.yaml",
+        name="pgrestart",
+        factors={"lr_g": [0.003, 0.002]},
+        seeds=2,
+        budget={"steps": 400, "report_every": 20},
+        resources={"cpus": 1, "max_concurrent": 1, "population": 1},  # one pair after another: a long run
+    )
+    cmd = ("run", str(path), "--root", str(tmp_path / "runs"), "--storage", url)
+    cmd += ("--address", ray_session.get_runtime_context().gcs_address)
+
+    def complete() -> int:
+        try:
+            trials = optuna.load_study(study_name="pgrestart", storage=url).get_trials(deepcopy=False)
+        except Exception:  # not created yet, or the server is restarting
+            return 0
+        return sum(t.state == TrialState.COMPLETE for t in trials)
+
+    driver = start_sweep(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: complete() >= 1, 180), "the study did not get going"
+        postgres.restart()  # connections cut while trials run and report
+        _, stderr = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    # the driver reconnects (the pool pings each connection before use) or stops with one clear error
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert driver.returncode == 0 or (driver.returncode == 1 and len(errors) == 1), stderr[-2000:]
+    assert "Traceback" not in stderr
+    rerun = run_sweep(*cmd, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = optuna.load_study(study_name="pgrestart", storage=url).get_trials()
+    done = Counter((t.user_attrs["config_id"], t.user_attrs["seed"]) for t in trials if t.state == TrialState.COMPLETE)
+    assert len(done) == 6 and set(done.values()) == {1}  # every pair exactly once
+    assert all(t.state != TrialState.RUNNING for t in trials)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_dashboard_reading_a_running_study_locks_nothing(ray_session, request, make_study, tmp_path: Path, backend):
+    storage = () if backend == "sqlite" else ("--storage", request.getfixturevalue("postgres").url("watched"))
+    root = tmp_path / "runs"
+    where = ("--root", str(root), *storage)
+    path = make_study(
+        tmp_path / "watched.yaml",
+        name="watched",
+        factors={"lr_g": [0.003, 0.002, 0.001]},
+        seeds=4,
+        budget={"steps": 60, "report_every": 5},  # many small writes: every member reports every 5 steps
+        resources={"cpus": 1, "max_concurrent": 2, "population": 2},
+    )
+    run = ("run", str(path), *where, "--address", ray_session.get_runtime_context().gcs_address)
+    driver = start_sweep(*run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    dashboard = None
+    pages = 0
+    try:
+        assert _wait_for(lambda: "watched" in run_sweep("list", *where).stdout, 120), "the study was not created"
+        dashboard = start_sweep(
+            "dashboard", "watched", "--port", "0", *where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        address = dashboard.stdout.readline() + dashboard.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/dashboard/studies/(\d+)", address)
+        assert found, address
+        api = f"http://127.0.0.1:{found.group(1)}/api/studies/{found.group(2)}"
+        while driver.poll() is None:  # read the study as fast as the dashboard serves it, while the run writes
+            with urllib.request.urlopen(api, timeout=30) as response:
+                assert response.status == 200
+            pages += 1
+        _, run_errors = driver.communicate(timeout=60)
+    finally:
+        for process in (driver, dashboard):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(60)
+    dashboard_errors = dashboard.stderr.read()
+    assert driver.returncode == 0, run_errors[-2000:]
+    assert pages >= 5  # control: the dashboard really read while the run wrote
+    assert "locked" not in run_errors and "locked" not in dashboard_errors, (
+        run_errors[-1000:],
+        dashboard_errors[-1000:],
+    )
