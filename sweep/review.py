@@ -21,7 +21,7 @@ from sweep.errors import AddressInUseError
 from sweep.report import verdict_text
 from sweep.results import StudyResults, load_results
 from sweep.spec import Study, factor_levels, format_value
-from sweep.store import FINAL_IMAGES, StudyAttr, TrialAttr, study_id
+from sweep.store import FINAL_IMAGES, StudyAttr, TrialAttr, save_first_trial_note, study_id
 from sweep.vocab import Outcome, counts, markdown_text, num
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def attach_trial_review(study: Study, trial: optuna.Trial, final: dict[str, Any]
         upload_artifact(
             artifact_store=artifact_store, file_path=str(config_path), study_or_trial=trial, mimetype="application/json"
         )
-    save_note(trial, trial_note(study, trial, final))
+    save_first_trial_note(trial, trial_note(study, trial, final))  # not save_note: O(trials) reads per call
 
 
 # --- the study's note -------------------------------------------------------------------------

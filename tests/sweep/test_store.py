@@ -248,3 +248,25 @@ def test_a_study_runs_and_resumes_after_kill_9_on_postgresql(ray_session, postgr
     # the password is in the URL the user gave; no output repeats it, not even the commands it suggests
     assert "s3cret" not in rerun.stdout + rerun.stderr
     assert "--storage postgresql://sweep:***@127.0.0.1" in rerun.stdout
+
+
+def test_a_trials_first_note_is_the_dashboards_note_written_without_reading_every_other(monkeypatch):
+    from optuna_dashboard import get_note, save_note
+
+    from sweep.store import save_first_trial_note
+
+    study = optuna.create_study()
+    body = "### base (seed 0)\n\n" + "a long line of the note, " * 200  # several chunks
+    for _ in range(3):
+        save_note(study.ask(), "an earlier trial's note")  # the study's system attributes grow with its trials
+    reads = []
+    original = study._storage.get_study_system_attrs
+    monkeypatch.setattr(study._storage, "get_study_system_attrs", lambda sid: reads.append(sid) or original(sid))
+    fast, slow = study.ask(), study.ask()
+    save_first_trial_note(fast, body)
+    assert reads == []  # nothing read: the cost does not grow with the study
+    save_note(slow, body)
+    assert len(reads) == 2  # the control: the public call reads every attribute, twice
+    assert get_note(fast) == get_note(slow) == body
+    attrs = original(study._study_id)
+    assert attrs[f"dashboard:{fast._trial_id}:note_ver"] == attrs[f"dashboard:{slow._trial_id}:note_ver"] == 1
