@@ -113,6 +113,9 @@ def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) ->
     optuna_study = open_study(
         study, store, source=options.source, replication_of=options.replication_of, replicate=options.replicate
     )
+    ray_env.quiet_ray()
+    ray_env.ensure_ray(options.address)
+    study = ray_env.with_gpus(study)  # `gpus: auto` on this cluster, before populations are sized for a device
     looks: list[int | None] = list(study.looks) if study.sequential else [None]
     tracker = Tracker(total=0)
     retry = crashed_pairs(optuna_study) if options.retry_crashed else set()  # crashed in earlier runs, not this one

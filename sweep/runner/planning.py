@@ -103,7 +103,8 @@ def crashed_pairs(optuna_study: optuna.Study) -> set[tuple[str, int]]:
 def population(study: Study) -> int:
     """Members per population the study asks for: `resources.population`, auto sized by device."""
     size = study.resources.population
-    return core.auto_population(on_gpu=study.resources.gpus > 0) if size == "auto" else size
+    gpus = study.resources.gpus  # resolved by the driver on its cluster; "auto" not yet resolved sizes for a CPU
+    return core.auto_population(on_gpu=gpus != "auto" and gpus > 0) if size == "auto" else size
 
 
 def plan(

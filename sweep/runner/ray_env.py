@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import ray
 import ray._private.ray_constants as ray_constants
 
 from sweep.errors import SweepError
-from sweep.spec import Study
+from sweep.spec import GPUS_PER_DEVICE, Study
 
 
 def quiet_ray() -> None:
@@ -50,21 +51,44 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         ray_constants.ENABLE_RAY_CLUSTER = clustered
 
 
+def gpus_per_trial(study: Study, resources: Mapping[str, float]) -> float:
+    """The GPUs each trial asks Ray for: `resources.gpus` as written, or for `auto` none on a cluster without
+    GPUs, else a share of one GPU so that up to GPUS_PER_DEVICE populations train on each GPU at once (their
+    kernel launches overlap), as many as the CPU slots (and max_concurrent) allow."""
+    wanted = study.resources.gpus
+    if wanted != "auto":
+        return float(wanted)
+    gpus = resources.get("GPU", 0)
+    if gpus <= 0:
+        return 0.0
+    cpu_slots = max(1, int(resources.get("CPU", 1) // study.resources.cpus))
+    if study.resources.max_concurrent:
+        cpu_slots = min(cpu_slots, study.resources.max_concurrent)
+    return 1.0 / max(1, min(GPUS_PER_DEVICE, cpu_slots // max(1, int(gpus))))
+
+
+def with_gpus(study: Study) -> Study:
+    """The study with `gpus: auto` resolved on the cluster Ray is connected to (what its trials ask for)."""
+    gpus = gpus_per_trial(study, ray.cluster_resources())
+    return study.model_copy(update={"resources": study.resources.model_copy(update={"gpus": gpus})})
+
+
 def slots(study: Study) -> int:
     """How many trials of this study can run at once on the cluster Ray is connected to."""
     resources = ray.cluster_resources()
     fit = int(resources.get("CPU", 1) // study.resources.cpus)
-    if study.resources.gpus:
-        if resources.get("GPU", 0) < study.resources.gpus:  # Ray would wait for it forever
+    gpus = gpus_per_trial(study, resources)
+    if gpus:
+        if resources.get("GPU", 0) < gpus:  # Ray would wait for it forever
             raise SweepError(
-                f"study {study.name!r} asks for {study.resources.gpus:g} GPU per trial (resources.gpus) and the Ray "
-                f"cluster has {resources.get('GPU', 0):g}: run it on a machine with a GPU, or set resources.gpus: 0 "
-                "in a copy of the study file"
+                f"study {study.name!r} asks for {gpus:g} GPU per trial (resources.gpus) and the Ray cluster has "
+                f"{resources.get('GPU', 0):g}: run it on a machine with a GPU, or with --gpus auto (or "
+                "resources.gpus: 0 in a copy of the study file)"
             )
-        fit = min(fit, int(resources.get("GPU", 0) // study.resources.gpus))
+        fit = min(fit, int(resources.get("GPU", 0) // gpus))
     if study.resources.max_concurrent:
         fit = min(fit, study.resources.max_concurrent)
     return max(1, fit)
 
 
-__all__ = ["LOOPBACK", "ensure_ray", "quiet_ray", "slots"]
+__all__ = ["LOOPBACK", "ensure_ray", "gpus_per_trial", "quiet_ray", "slots", "with_gpus"]

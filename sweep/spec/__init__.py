@@ -16,6 +16,7 @@ from sweep.spec.load import ALIAS_NODES, load, parse, parse_stored, study_json_s
 from sweep.spec.schema import (
     BUDGET_FIELDS,
     DIVERGED,
+    GPUS_PER_DEVICE,
     MAX_POPULATION,
     MAX_TRIALS,
     NAME_MAX,
@@ -38,6 +39,7 @@ __all__ = [
     "ALIAS_NODES",
     "BUDGET_FIELDS",
     "DIVERGED",
+    "GPUS_PER_DEVICE",
     "MAX_POPULATION",
     "MAX_TRIALS",
     "NAME_MAX",

@@ -65,11 +65,17 @@ class EarlyStopping(_Model):
 
 
 MAX_POPULATION = 1024  # members of one population, at most
+GPUS_PER_DEVICE = 4  # populations that `gpus: auto` trains on one GPU at once: launches overlap, memory is shared
 
 
 class Resources(_Model):
     cpus: float = Field(1.0, gt=0, description="CPUs per trial (Ray resources).")
-    gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
+    gpus: float | Literal["auto"] = Field(
+        "auto",
+        description="GPUs per trial; fractions such as 0.25 share a GPU. auto: none on a machine (a Ray cluster) "
+        "without GPUs; with GPUs, each trial gets a share so that up to 4 populations train on each GPU at "
+        "once, as the CPU slots allow.",
+    )
     max_concurrent: int | None = Field(None, ge=1, description="Trials at once; default: as many as fit.")
     population: Annotated[int, Field(ge=1, le=MAX_POPULATION)] | Literal["auto"] = Field(
         "auto",
@@ -85,6 +91,18 @@ class Resources(_Model):
         "killed driver resumes from its last one, with the numbers of an uninterrupted run). Default: every five "
         "minutes of training. 0: never.",
     )
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "auto":  # a number as the command line gives it
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"must be a number of GPUs (0, 0.25, 1, ...) or auto, but got {value!r}") from None
+        if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError(f"must be a number of GPUs (0, 0.25, 1, ...) or auto, but got {value!r}")
 
     @field_validator("population", mode="before")
     @classmethod

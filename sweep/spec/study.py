@@ -363,10 +363,11 @@ class Study(_Model):
         trials: int | None = None,
         set_values: dict | None = None,
         population: int | str | None = None,
+        gpus: float | str | None = None,
         max_trials: int | None = MAX_TRIALS,
     ) -> Study:
-        """A new validated study with budget steps, seeds, search trials, base values or the population size
-        replaced (CLI), at most `max_trials` trials."""
+        """A new validated study with budget steps, seeds, search trials, base values, the population size or
+        the GPUs per trial replaced (CLI), at most `max_trials` trials."""
         data, values = self.model_dump(mode="json"), dict(set_values or {})
         budget = data["budget"] | {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         budget["steps"] = budget["steps"] if steps is None else steps
@@ -379,7 +380,9 @@ class Study(_Model):
             "base": data["base"] | values,
             "seeds": data["seeds"] if seeds is None else seeds,
             "trials": data["trials"] if trials is None else trials,
-            "resources": data["resources"] | ({} if population is None else {"population": population}),
+            "resources": data["resources"]
+            | ({} if population is None else {"population": population})
+            | ({} if gpus is None else {"gpus": gpus}),
         }
         return _validate(data, f"study {self.name} with overrides", max_trials=max_trials)
 

@@ -13,7 +13,7 @@ import pytest
 from ray.tune.utils import flatten_dict
 
 from sweep import core, runner, spec
-from sweep.runner import planning, protocol
+from sweep.runner import planning, protocol, ray_env
 from sweep.runner.front import OptunaFront
 from sweep.runner.packing import Packing
 from sweep.runner.protocol import Checkpointed, Final, MemberOrder, MemberReport, Progress, WorkOrder
@@ -158,3 +158,23 @@ def test_a_worker_process_loads_none_of_the_drivers_parts():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["[]", "True"]
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cluster", "max_concurrent", "expected"),
+    [
+        ("auto", {"CPU": 2}, None, 0.0),  # no GPU: the CPUs train
+        ("auto", {"CPU": 16, "GPU": 1}, None, 0.25),  # four populations share the GPU
+        ("auto", {"CPU": 2, "GPU": 1}, None, 0.5),  # as many as the CPU slots allow
+        ("auto", {"CPU": 16, "GPU": 1}, 1, 1.0),  # one trial at a time: the whole GPU
+        ("auto", {"CPU": 2, "GPU": 4}, None, 1.0),  # more GPUs than slots: a GPU each
+        (0.5, {"CPU": 16, "GPU": 1}, None, 0.5),  # a number is taken as written
+        (0, {"CPU": 16, "GPU": 1}, None, 0.0),
+    ],
+)
+def test_auto_gpus_share_a_machines_gpus_among_its_trials(
+    make_study, tmp_path, gpus, cluster, max_concurrent, expected
+):
+    resources = {"gpus": gpus, **({"max_concurrent": max_concurrent} if max_concurrent else {})}
+    study = spec.load(make_study(tmp_path / "g.yaml", resources=resources))
+    assert ray_env.gpus_per_trial(study, cluster) == expected

@@ -632,3 +632,14 @@ def test_control_characters_in_study_text_are_refused_at_their_line(tmp_path: Pa
         return
     message = error(tmp_path, body)
     assert message.startswith(f"{tmp_path / 'study.yaml'}:{where}"), message
+
+
+def test_gpus_per_trial_default_to_auto_and_take_a_number_from_the_command_line(make_study, tmp_path):
+    study = spec.load(make_study(tmp_path / "g.yaml"))
+    assert study.resources.gpus == "auto"
+    assert study.with_overrides(gpus="0.25").resources.gpus == 0.25
+    assert study.with_overrides(gpus="auto").resources.gpus == "auto"
+    for bad in ("many", "-1"):
+        with pytest.raises(StudyError, match=r"resources\.gpus: must be a number of GPUs .* or auto"):
+            study.with_overrides(gpus=bad)
+    assert study.fingerprint() == study.with_overrides(gpus="1").fingerprint()  # where it runs is not what it is
