@@ -15,7 +15,7 @@ from helpers import REPO, run_sweep
 
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 LARGE = sorted((REPO / "studies" / "large").glob("*.yaml"))  # larger budget profiles (a GPU, a cluster)
-GPU_STUDIES = [p for p in LARGE if spec.load(p).resources.gpus > 0]
+GPU_STUDIES = [p for p in LARGE if spec.load(p).resources.gpus not in ("auto", 0)]  # those that ask for a GPU
 
 
 def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -168,13 +168,15 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
     )
     address = ray_session.get_runtime_context().gcs_address
     cmd = ("run", str(path), "--root", str(root), "--address", address)
-    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.log"  # a file, not a pipe: a full pipe would stall the driver
+    with log.open("w") as out:
+        driver = start_sweep(*cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
         # wait for an event that stays true (the first stored result), not for a state that can be skipped (one
         # trial complete while another runs: a population's members complete together); three configurations
         # of two seeds each, two at a time, so the third population is still to run when the first is stored
         started = _wait_for(lambda: _states(root, "resume")[TrialState.COMPLETE] >= 1, 180)
-        assert started, f"the study did not get going: {_states(root, 'resume')}"
+        assert started, f"the study did not get going: {_states(root, 'resume')}; driver: {log.read_text()[-2000:]}"
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
