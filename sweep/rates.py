@@ -71,29 +71,9 @@ def rate_difference(x_a: Any, n_a: Any, x_b: Any, n_b: Any, *, alpha: float = 0.
         (l_a, u_a), (l_b, u_b) = wilson(x_a, n_a, confidence), wilson(x_b, n_b, confidence)
         return diff - np.sqrt((p_a - l_a) ** 2 + (u_b - p_b) ** 2), diff + np.sqrt((u_a - p_a) ** 2 + (p_b - l_b) ** 2)
 
-    low, high = newcombe(1 - alpha)
-    eq_low, eq_high = newcombe(1 - 2 * alpha)
     greater, less = fisher_one_sided(x_a.astype(int), n_a.astype(int), x_b.astype(int), n_b.astype(int))
-    shape = diff.shape
-    nan = np.full(shape, NAN)
-    mde, h = rate_mde(p_b, np.minimum(n_a, n_b), alpha)
-    return Estimate(
-        method=np.full(shape, "rates"),
-        n=np.minimum(n_a, n_b),
-        effect=diff,
-        low=low,
-        high=high,
-        eq_low=eq_low,
-        eq_high=eq_high,
-        p_greater=greater,
-        p_less=less,
-        statistic=nan,
-        df=nan,
-        standardized=nan,
-        mde=mde,
-        mde_std=h,
-        alpha=alpha,
-    )
+    n = np.minimum(n_a, n_b)
+    return _rates_estimate("rates", n, diff, newcombe, (greater, less), np.full(diff.shape, NAN), p_b, alpha)
 
 
 def mcnemar_one_sided(b: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -131,23 +111,37 @@ def paired_rate_difference(both: Any, b: Any, c: Any, n: Any, *, alpha: float = 
         up = (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2
         return diff - np.sqrt(np.maximum(down, 0)), diff + np.sqrt(np.maximum(up, 0))
 
-    low, high = newcombe(1 - alpha)
-    eq_low, eq_high = newcombe(1 - 2 * alpha)
     greater, less = mcnemar_one_sided(b.astype(int), c.astype(int))
-    shape = diff.shape
-    nan = np.full(shape, NAN)
-    mde, h = rate_mde(p_b, n, alpha)
+    return _rates_estimate("paired rates", n, diff, newcombe, (greater, less), b - c, p_b, alpha)
+
+
+def _rates_estimate(
+    method: str,
+    n: np.ndarray,
+    diff: np.ndarray,
+    interval: Any,
+    p_values: tuple[np.ndarray, np.ndarray],
+    statistic: np.ndarray,
+    p_base: np.ndarray,
+    alpha: float,
+) -> Estimate:
+    """A difference of rates as an Estimate: its (1 - alpha) and (1 - 2 alpha) intervals from `interval`
+    (confidence -> (low, high)), its one-sided p-values (greater, less), and the MDE as an increase from
+    `p_base`."""
+    (low, high), (eq_low, eq_high) = interval(1 - alpha), interval(1 - 2 * alpha)
+    nan = np.full(diff.shape, NAN)
+    mde, h = rate_mde(p_base, n, alpha)
     return Estimate(
-        method=np.full(shape, "paired rates"),
+        method=np.full(diff.shape, method),
         n=n,
         effect=diff,
         low=low,
         high=high,
         eq_low=eq_low,
         eq_high=eq_high,
-        p_greater=greater,
-        p_less=less,
-        statistic=b - c,
+        p_greater=p_values[0],
+        p_less=p_values[1],
+        statistic=statistic,
         df=nan,
         standardized=nan,
         mde=mde,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,4 +81,24 @@ def lease_holder(url: str, study: str) -> tuple[str, int] | None:
     return None if row is None else (row.host, row.pid)
 
 
-__all__ = ["REPO", "SWEEP", "TINY_DIGITS", "TINY_RING", "lease_holder", "run_sweep", "start_sweep", "sweep_env"]
+def wait_for(predicate: Callable[[], bool], timeout: float, *, interval: float = 0.3) -> bool:
+    """Poll `predicate` every `interval` seconds until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+__all__ = [
+    "REPO",
+    "SWEEP",
+    "TINY_DIGITS",
+    "TINY_RING",
+    "lease_holder",
+    "run_sweep",
+    "start_sweep",
+    "sweep_env",
+    "wait_for",
+]

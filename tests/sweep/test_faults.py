@@ -9,7 +9,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -21,16 +20,7 @@ from optuna.trial import TrialState
 
 from sweep.store import storage_problem
 
-from helpers import run_sweep, start_sweep
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
+from helpers import run_sweep, start_sweep, wait_for
 
 
 def _mount(folder: Path, size: str) -> subprocess.CompletedProcess:
@@ -125,7 +115,7 @@ def test_a_postgresql_restart_mid_run_is_survived_or_said_and_the_rerun_complete
 
     driver = start_sweep(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: complete() >= 1, 180), "the study did not get going"
+        assert wait_for(lambda: complete() >= 1, 180), "the study did not get going"
         postgres.restart()  # connections cut while trials run and report
         _, stderr = driver.communicate(timeout=300)
     finally:
@@ -162,7 +152,7 @@ def test_a_dashboard_reading_a_running_study_locks_nothing(ray_session, request,
     dashboard = None
     pages = 0
     try:
-        assert _wait_for(lambda: "watched" in run_sweep("list", *where).stdout, 120), "the study was not created"
+        assert wait_for(lambda: "watched" in run_sweep("list", *where).stdout, 120), "the study was not created"
         dashboard = start_sweep(
             "dashboard", "watched", "--port", "0", *where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

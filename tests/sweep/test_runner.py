@@ -12,7 +12,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +30,7 @@ from sweep.runner.record import Recorder
 from sweep.store import open_store
 from sweep.vocab import Status
 
-from helpers import REPO, lease_holder, run_sweep, start_sweep
+from helpers import REPO, lease_holder, run_sweep, start_sweep, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -140,15 +139,6 @@ def test_crashed_trial_fails_with_its_reason(ray_session, make_study, tmp_path):
     assert all("train-images-idx3-ubyte" in t.user_attrs["reason"] for t in trials)
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
-
-
 def _states(root: Path, name: str) -> Counter:
     try:
         return Counter(t.state for t in _load(root, name).get_trials(deepcopy=False))
@@ -175,7 +165,7 @@ def test_resume_after_driver_is_killed(ray_session, make_study, tmp_path):
         # wait for an event that stays true (the first stored result), not for a state that can be skipped (one
         # trial complete while another runs: a population's members complete together); three configurations
         # of two seeds each, two at a time, so the third population is still to run when the first is stored
-        started = _wait_for(lambda: _states(root, "resume")[TrialState.COMPLETE] >= 1, 180)
+        started = wait_for(lambda: _states(root, "resume")[TrialState.COMPLETE] >= 1, 180)
         assert started, f"the study did not get going: {_states(root, 'resume')}; driver: {log.read_text()[-2000:]}"
     finally:
         driver.send_signal(signal.SIGKILL)
@@ -203,7 +193,7 @@ def test_ctrl_c_marks_open_trials_interrupted_and_a_rerun_finishes(ray_session, 
     address = ray_session.get_runtime_context().gcs_address
     cmd = ("run", str(path), "--root", str(root), "--address", address)
     driver = start_sweep(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: _states(root, "ctrlc")[TrialState.RUNNING] >= 1, 120)
+    assert wait_for(lambda: _states(root, "ctrlc")[TrialState.RUNNING] >= 1, 120)
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130, stderr[-2000:]
@@ -415,7 +405,7 @@ def test_a_second_driver_of_a_running_study_is_refused_and_every_pair_runs_once(
     cmd = ("run", str(path), "--root", str(root), "--address", address)
     first = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: _states(root, "twice")[TrialState.RUNNING] >= 1, 120), _states(root, "twice")
+        assert wait_for(lambda: _states(root, "twice")[TrialState.RUNNING] >= 1, 120), _states(root, "twice")
         second = run_sweep(*cmd, timeout=120)
         lines = second.stderr.strip().splitlines()
         assert second.returncode == 1 and len(lines) == 1, second.stderr
@@ -567,7 +557,7 @@ def test_a_population_interrupted_after_a_checkpoint_resumes_from_it_with_the_nu
 
     driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
+        assert wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
@@ -621,7 +611,7 @@ def test_a_population_whose_checkpoint_is_damaged_starts_over_and_says_so_once(r
 
     driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
+        assert wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)

@@ -22,7 +22,7 @@ from sweep.errors import StudyBusyError, StudyError
 from sweep.store import open_store
 from sweep.vocab import masked
 
-from helpers import lease_holder, run_sweep, start_sweep
+from helpers import lease_holder, run_sweep, start_sweep, wait_for
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -93,10 +93,10 @@ def test_the_heartbeat_keeps_the_lease_fresh_and_notices_a_takeover(tmp_path, st
     store = open_store(tmp_path / "runs", storage_url)
     with store.lease("s") as lease:
         first_beat = lease.holder().beat
-        assert _wait_for(lambda: lease.holder().beat > first_beat, 10)
+        assert wait_for(lambda: lease.holder().beat > first_beat, 10, interval=0.05)
         assert not lease.lost
         _write_lease(store, "s", host="elsewhere", pid=4242, beat=time.time())  # another driver took it over
-        assert _wait_for(lambda: lease.lost, 10)
+        assert wait_for(lambda: lease.lost, 10, interval=0.05)
     assert _holder(store, "s") == ("elsewhere", 4242)  # releasing a lost lease leaves the new holder's row alone
 
 
@@ -123,15 +123,6 @@ def test_two_drivers_that_start_at_the_same_moment_get_one_lease(tmp_path, stora
     for t in threads:
         t.join(30)
     assert sorted(results) == ["held", "refused"]
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --- what a broken storage says ------------------------------------------------------------------
@@ -229,7 +220,7 @@ def test_a_study_runs_and_resumes_after_kill_9_on_postgresql(ray_session, postgr
     driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # an event that stays true (a stored result), not a moment that populations can skip
-        assert _wait_for(lambda: states()[TrialState.COMPLETE] >= 1, 180)
+        assert wait_for(lambda: states()[TrialState.COMPLETE] >= 1, 180, interval=0.05)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
