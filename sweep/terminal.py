@@ -32,8 +32,8 @@ class PlainConsole(Console):
     def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
         # the last line of defence, for Text built elsewhere: shown, though its column may be one too wide
         for segment in super().render(renderable, options):
-            text = segment.text
-            yield segment if segment.control or visible(text) is text else Segment(visible(text), segment.style)
+            shown = segment.text if segment.control else visible(segment.text)
+            yield segment if shown is segment.text else Segment(shown, segment.style)
 
 
 # rich markup is off unless a call asks for it: what the tool prints holds data (a claim, a level, a path, an

@@ -114,7 +114,7 @@ def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) ->
         study, store, source=options.source, replication_of=options.replication_of, replicate=options.replicate
     )
     ray_env.quiet_ray()
-    ray_env.ensure_ray(options.address)
+    ray_env.ensure_ray(options.address)  # once per run, before any look: `gpus: auto` needs the cluster
     study = ray_env.with_gpus(study)  # `gpus: auto` on this cluster, before populations are sized for a device
     looks: list[int | None] = list(study.looks) if study.sequential else [None]
     tracker = Tracker(total=0)
@@ -175,9 +175,7 @@ def _run_trials(
     lease: DriverLease | None = None,
 ) -> None:
     """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
-    when Tune stops (Ctrl-C) are marked interrupted."""
-    ray_env.quiet_ray()
-    ray_env.ensure_ray(options.address)
+    when Tune stops (Ctrl-C) are marked interrupted. Ray is up: `_run` started or joined it."""
     slots = ray_env.slots(study)
     pairs = len(the_plan.pending) + the_plan.search_remaining * len(study.seed_list)
     packing = Packing.of(the_plan.pending, most=population_cap(the_plan.population, pairs, slots), slots=slots)

@@ -65,7 +65,7 @@ def _numbers(history: list[dict]) -> list[dict]:
 def test_a_checkpoint_resumes_under_another_cpu_capability_correctly_but_not_identically(tmp_path: Path) -> None:
     first = _job("die", tmp_path, "avx2")  # saved at step 30, stopped at 40, as a kill would
     if first["capability"] != "AVX2":
-        pytest.skip(f"this CPU has no AVX2 (torch runs {first['capability']})")
+        pytest.skip(reason=f"this CPU has no AVX2 (torch runs {first['capability']})")
     assert first["steps_run"] == 40 and (tmp_path / "state.pt").is_file()
     resumed = _job("resume", tmp_path, "default")  # another machine: no SIMD at all
     assert resumed["capability"] == "DEFAULT"

@@ -36,7 +36,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     folder.mkdir()
     mounted = _mount(folder, "2m")
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount failed'})")
+        pytest.skip(reason=f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount failed'})")
     try:
         yield folder
     finally:

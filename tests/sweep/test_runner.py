@@ -533,6 +533,24 @@ def test_a_local_ray_listens_on_loopback_only_and_prints_no_token_banner(tmp_pat
     assert (tmp_path / ".ray" / "auth_token").exists()  # token authentication stays on, as Ray sets it up
 
 
+def _kill_after_checkpoint(root: Path, name: str, cmd: tuple[str, ...], members: int = 2) -> None:
+    """Run the study's driver until its population's `members` trials hold a checkpoint, then SIGKILL it."""
+
+    def checkpointed() -> list:
+        try:
+            trials = _load(root, name).get_trials(deepcopy=False)
+        except Exception:  # not created yet
+            return []
+        return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint")]
+
+    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(checkpointed()) == members, 120), "no checkpoint was stored"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+
+
 def test_a_population_interrupted_after_a_checkpoint_resumes_from_it_with_the_numbers_of_a_whole_run(
     ray_session, make_study, tmp_path
 ):
@@ -548,19 +566,7 @@ def test_a_population_interrupted_after_a_checkpoint_resumes_from_it_with_the_nu
     address = ray_session.get_runtime_context().gcs_address
     cmd = ("run", str(path), "--root", str(root), "--address", address)
 
-    def checkpointed() -> list:
-        try:
-            trials = _load(root, "long").get_trials(deepcopy=False)
-        except Exception:  # not created yet
-            return []
-        return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint")]
-
-    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(30)
+    _kill_after_checkpoint(root, "long", cmd)
     killed = [t for t in _load(root, "long").get_trials() if t.state == TrialState.RUNNING]
     assert len(killed) == 2
     assert len({t.user_attrs["checkpoint"] for t in killed}) == 1  # one population, one checkpoint
@@ -602,19 +608,7 @@ def test_a_population_whose_checkpoint_is_damaged_starts_over_and_says_so_once(r
     address = ray_session.get_runtime_context().gcs_address
     cmd = ("run", str(path), "--root", str(root), "--address", address)
 
-    def checkpointed() -> list:
-        try:
-            trials = _load(root, "damaged").get_trials(deepcopy=False)
-        except Exception:  # not created yet
-            return []
-        return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint")]
-
-    driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert wait_for(lambda: len(checkpointed()) == 2, 120), "no checkpoint was stored"
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(30)
+    _kill_after_checkpoint(root, "damaged", cmd)
     folder = Path(_load(root, "damaged").get_trials()[0].user_attrs["checkpoint"])
     state = folder / "state.pt"
     state.write_bytes(state.read_bytes()[:1000])  # truncated, as a full disk leaves it
