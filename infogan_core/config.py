@@ -20,13 +20,12 @@ from typing import Any
 from infogan_core.data import DATASETS
 from infogan_core.errors import ConfigError
 
-# torch's fused Adam on a CPU runs a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a
-# scalar loop over the rest, which rounds differently (no fused multiply-add); threads split a tensor at
-# multiples of 16 floats (a cache line). When each member holds a multiple of 16 values, every value of a
-# stacked tensor takes the vector loop, as in a single run; otherwise each member's slice is updated as its
-# own tensor, with the scalar tail its single run has. Convolution channels that are multiples of it start
-# every member's slice on a whole vector (inexact_population). Here, not in population.py: no torch import
-ADAM_LANES = 16
+# A CPU's kernels run a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a scalar loop over the
+# rest, and the two round some operations differently (a fused multiply-add, a library's tanh). When each
+# member's slice of a stacked tensor starts on a whole vector, as a single run's tensor does, every value takes
+# the path it takes alone: batches that are multiples of 32 and convolution channel counts that are multiples
+# of SIMD_LANES do that (inexact_population). Here, not in population.py: this module imports no torch
+SIMD_LANES = 16
 
 
 @dataclass(frozen=True)
@@ -204,6 +203,19 @@ class TrainConfig:
     )
     seed: int = _knob(0, "seeds torch, numpy and the data order (CPU runs repeat exactly)", "", "[0, 4294967295]")
     device: str = _knob("auto", "where to train: auto (cuda when available), cpu or cuda", "", "auto | cpu | cuda")
+    precision: str = _knob(
+        "fp32",
+        "arithmetic of the training step: fp32; tf32 (TF32 matrix products and convolutions on a CUDA device, "
+        "float32 elsewhere: a CPU computes fp32); bf16 (bfloat16 autocast, with float32 weights, optimizer state "
+        "and losses)",
+        "",
+        "fp32 | tf32 | bf16",
+    )
+    cuda_graph: bool = _knob(
+        True,
+        "on a CUDA device, capture the training step in a CUDA graph and replay it (one launch a step instead of "
+        "hundreds); false runs it op by op. No effect on a CPU",
+    )
 
     def __post_init__(self) -> None:
         _coerce(self)
@@ -477,19 +489,20 @@ def scaled_units(units: int, width: float) -> int:
 def inexact_population(cfg: TrainConfig) -> str | None:
     """Why members of a population of `cfg`'s shape would not give their single runs' numbers bit for bit
     on a CPU, or None when they do: batches that are multiples of 32 and convolution channel counts that
-    are multiples of ADAM_LANES (16) let every member's slice of a stacked tensor start on a whole SIMD vector. Off
+    are multiples of SIMD_LANES (16) let every member's slice of a stacked tensor start on a whole SIMD vector. Off
     that, rounding differs from the first step and GAN training amplifies it (losses ~1e-3 apart after
-    100 steps, evaluation metrics as far apart as two seeds)."""
+    100 steps, evaluation metrics as far apart as two seeds). The random draws and the optimizer are exact at any
+    shape (correctly rounded elementwise arithmetic); the networks' kernels are what these conditions are for."""
     if cfg.batch_size % 32:
         return f"batch_size {cfg.batch_size} is not a multiple of 32"
     if cfg.family in ("conv", "paper"):
         nets = [(cfg.d_width, cfg.d_depth), (cfg.g_width, cfg.g_depth)]
         nets += [(cfg.q_scale, cfg.d_depth)] if cfg.encoder == "isolated" else []
         channels = {scaled_units(64 * 2**i, width) for width, depth in nets for i in range(depth)}
-        odd = sorted(c for c in channels if c % ADAM_LANES)
+        odd = sorted(c for c in channels if c % SIMD_LANES)
         if odd:
             return (
-                f"convolution channels {odd} are not multiples of {ADAM_LANES} (conv widths 0.25, 0.5 and 1 give such)"
+                f"convolution channels {odd} are not multiples of {SIMD_LANES} (conv widths 0.25, 0.5 and 1 give such)"
             )
     return None
 
@@ -509,7 +522,7 @@ def check_members(cfgs: Sequence[TrainConfig]) -> None:
 
 
 __all__ = [
-    "ADAM_LANES",
+    "SIMD_LANES",
     "MEMBER_FIELDS",
     "Knob",
     "TrainConfig",

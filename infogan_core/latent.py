@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
+from infogan_core import rng
 from infogan_core.config import TrainConfig
 
 GRID_STEPS = 8  # columns of a continuous-code sweep, from -1 to 1
@@ -75,9 +76,10 @@ def sample_members(
     gens: Sequence[torch.Generator],
     device: torch.device,
 ) -> Latent:
-    """Each member's own noise and codes, from its own generator in the order a single run draws them
-    (noise, continuous codes, then each categorical code), transformed for all members at once:
-    z (K, n, latent_dim), each code (K, n), cont (K, n, cont_codes). prior_logits: one (K, k) per code."""
+    """Each member's own noise and codes from its own torch generator, in the order a single run draws them
+    (noise, continuous codes, then each categorical code): z (K, n, latent_dim), each code (K, n), cont
+    (K, n, cont_codes). prior_logits: one (K, k) per code. Evaluation and images draw this way; the training
+    step draws from counters instead (`from_words`)."""
     cfg = cfgs[0]  # the members share every shape
     noise, cont, picks = [], [], []
     for c, g in zip(cfgs, gens, strict=True):
@@ -85,26 +87,82 @@ def sample_members(
         cont.append(_unit_draw(c.cont_prior)(n, cfg.cont_codes, generator=g, device=device))
         picks.append(
             [
-                torch.rand(n, k, generator=g, device=device)
+                -(-torch.rand(n, k, generator=g, device=device).clamp_(1e-10, 1 - 1e-10).log()).log()
                 if cfg.learn_cat_prior
                 else torch.randint(k, (n,), generator=g, device=device)
                 for k in cfg.cat_codes
             ]
         )
-    noise_t = _from_unit(torch.stack(noise), [c.noise_prior for c in cfgs])  # (K, n, d)
-    cont_t = _from_unit(torch.stack(cont), [c.cont_prior for c in cfgs])
+    drawn = [torch.stack([p[j] for p in picks]) for j in range(len(cfg.cat_codes))]
+    return _assemble(cfgs, prior_logits, torch.stack(noise), torch.stack(cont), drawn)
+
+
+def words_per_latent(cfg: TrainConfig, n: int) -> int:
+    """Counter words one latent batch of n takes (`from_words`): one per noise value, continuous code and
+    categorical pick (k per code when the prior is learned: a Gumbel draw per category)."""
+    picks = cfg.cat_dim if cfg.learn_cat_prior else len(cfg.cat_codes)
+    return n * (cfg.noise_dim + cfg.cont_codes + picks)
+
+
+def from_words(cfgs: Sequence[TrainConfig], prior_logits: Sequence[torch.Tensor], n: int, draws: rng.Draws) -> Latent:
+    """Each member's noise and codes from its own counter words (`draws`, K x words_per_latent): the same
+    numbers alone or in any population, on any device, in a number of kernels that does not depend on K."""
+    cfg = cfgs[0]
+    members = len(cfgs)
+    d, c = cfg.noise_dim, cfg.cont_codes
+    noise = _unit_words(draws.part(0, n * d), [m.noise_prior for m in cfgs]).view(members, n, d)
+    cont = _unit_words(draws.part(n * d, n * (d + c)), [m.cont_prior for m in cfgs]).view(members, n, c)
+    picks = draws.words[:, n * (d + c) :]
+    drawn = []
+    if cfg.learn_cat_prior:  # a Gumbel draw per category: (K, n, k) per code
+        for part in picks.reshape(members, n, cfg.cat_dim).split(list(cfg.cat_codes), dim=-1):
+            drawn.append(rng.gumbel(part))
+    else:  # a category per sample: (K, n) per code
+        for j, k in enumerate(cfg.cat_codes):
+            drawn.append(rng.below(picks.reshape(members, n, len(cfg.cat_codes))[..., j], k))
+    return _assemble(cfgs, prior_logits, noise, cont, drawn)
+
+
+def _unit_words(draws: rng.Draws, priors: Sequence[str]) -> torch.Tensor:
+    """Unit draws (K, L): U(0,1) for members with a uniform prior, N(0,1) for the others (made only when some
+    member needs them), each member's own whatever the others'."""
+    gaussian = [p != "uniform" for p in priors]
+    if not any(gaussian):
+        return draws.uniform()
+    if all(gaussian):
+        return draws.normal()
+    mask = torch.tensor(gaussian, device=draws.words.device).view(-1, 1)
+    return torch.where(mask, draws.normal(), draws.uniform())
+
+
+def _one_hot(index: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """(..., k) one-hot rows by comparison: no host sync on a GPU (F.one_hot checks the range there)."""
+    return (index.unsqueeze(-1) == torch.arange(k, device=index.device)).to(dtype)
+
+
+def _assemble(
+    cfgs: Sequence[TrainConfig],
+    prior_logits: Sequence[torch.Tensor],
+    noise_units: torch.Tensor,
+    cont_units: torch.Tensor,
+    drawn: Sequence[torch.Tensor],
+) -> Latent:
+    """G's input from unit draws (K, n, d) of noise and codes, moved to each member's prior, and each
+    categorical code's draws: indices (K, n), or Gumbel noise (K, n, k) for a learned prior."""
+    cfg = cfgs[0]
+    noise_t = _from_unit(noise_units, [c.noise_prior for c in cfgs])  # (K, n, d)
+    cont_t = _from_unit(cont_units, [c.cont_prior for c in cfgs])
     cats, onehots = [], []
-    for j, logits in enumerate(prior_logits):
-        drawn = torch.stack([p[j] for p in picks])
+    for logits, draw in zip(prior_logits, drawn, strict=True):
+        k = logits.shape[-1]
         if cfg.learn_cat_prior:  # straight-through Gumbel-softmax: one-hot forward, gradient to the prior
-            u = drawn.clamp_(1e-10, 1 - 1e-10)  # (K, n, k)
-            soft = F.softmax(logits.unsqueeze(1) - (-u.log()).log(), dim=-1)
+            soft = F.softmax(logits.unsqueeze(1) + draw, dim=-1)  # (K, n, k)
             idx = soft.argmax(-1)
-            hard = F.one_hot(idx, logits.shape[-1]).to(soft.dtype)
+            hard = _one_hot(idx, k, soft.dtype)
             onehots.append(hard - soft.detach() + soft)
         else:
-            idx = drawn  # (K, n)
-            onehots.append(F.one_hot(idx, logits.shape[-1]).float())
+            idx = draw  # (K, n)
+            onehots.append(_one_hot(idx, k, noise_t.dtype))
         cats.append(idx)
     return Latent(torch.cat([noise_t, *onehots, cont_t], -1), cats, cont_t)
 
@@ -147,4 +205,6 @@ __all__ = [
     "sample_members",
     "sample_noise",
     "traversal_latent",
+    "from_words",
+    "words_per_latent",
 ]

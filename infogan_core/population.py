@@ -17,13 +17,13 @@ members. `Flatten` and `Unflatten` move between the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.optim.adam import adam
 
-from infogan_core.config import ADAM_LANES, MEMBER_FIELDS, TrainConfig, check_members, population_key
+from infogan_core.config import MEMBER_FIELDS, TrainConfig, check_members, population_key
 from infogan_core.models import InfoGAN, Posterior, QHead
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # nn.BatchNorm's defaults, which every single model uses
@@ -315,165 +315,179 @@ def _single_shapes(single: InfoGAN, state: dict[str, torch.Tensor]) -> dict[str,
 
 # --- a per-member optimizer -------------------------------------------------------------------------
 
+ROW_CHUNK = 64  # row_sums adds a row 64 values at a time, then the partial sums again
+
+
+def row_sums(x: torch.Tensor) -> torch.Tensor:
+    """(K, L) -> (K,): each row's sum, in an order that depends on L alone: chunks of ROW_CHUNK summed, then
+    their sums, and so on. No reduction is ever over one output of more than torch's parallel grain, so a
+    row adds up the same on any thread count and in a population of any size (a single run's one row of
+    millions would otherwise be split over threads, a population's rows not)."""
+    members = x.shape[0]
+    while x.shape[1] > ROW_CHUNK:
+        pad = -x.shape[1] % ROW_CHUNK
+        if pad:
+            x = F.pad(x, (0, pad))  # zeros: they add nothing
+        x = x.reshape(members, -1, ROW_CHUNK).sum(-1)
+    return x.sum(1)
+
+
+@dataclass
+class _Segment:
+    """Columns [start, end) of a group's buffer that are updated together, with their update count and
+    Adam's running powers of beta1 and beta2 (float64, one per member: the bias corrections)."""
+
+    start: int
+    end: int
+    count: int
+    beta1_power: torch.Tensor  # (K, 1)
+    beta2_power: torch.Tensor  # (K, 1)
+
 
 class MemberGroup:
-    """One optimizer for the stacked parameters (each (K, ...)) of K independent runs: each member with
-    its own learning rate, betas or momentum, and clip value.
+    """One optimizer for the stacked parameters (each (K, ...)) of K independent runs, each member with its
+    own learning rate, betas or momentum and clip value.
 
-    Adam is elementwise, so one update of the stacked tensors is K independent Adams: torch's fused
-    kernel updates every member in one call when all train and share a learning rate and betas, else
-    it runs once per (rate, betas) on those members' slices; either way each value is computed as a
-    single run computes it. Members all start together and a stopped one never resumes, so one step
-    count per parameter serves every member that still trains. Gradient norms and clipping go
-    parameter by parameter over each member's own slice.
+    The group's parameters are views of one (K, P) buffer, member by row, and their gradients views of
+    another, which backward accumulates into. An update, a norm or a clip is then a few operations on
+    (K, P) tensors with one (K, 1) column per hyperparameter: the number of kernels depends neither on K
+    nor on how many parameters there are, and every operation is an elementwise one of correctly rounded
+    arithmetic (no fused multiply-add), so each member's values are those its single run computes.
+    Norms add up by row_sums. A member that no longer trains (`active`, shared with the training loop) is
+    updated with a learning rate of 0.
     """
 
-    def __init__(self, params: Sequence[nn.Parameter], cfgs: Sequence[TrainConfig]) -> None:
+    def __init__(
+        self, params: Sequence[nn.Parameter], cfgs: Sequence[TrainConfig], lrs: Sequence[float], active: torch.Tensor
+    ) -> None:
         self.params = list(params)
         self.cfgs = list(cfgs)
-        self.members = len(cfgs)
-        device = self.params[0].device if self.params else torch.device("cpu")
-        self.state: dict[str, list[torch.Tensor] | torch.Tensor] = {
-            "exp_avg": [torch.zeros_like(p) for p in self.params],  # Adam's moments, or SGD's momentum buffer
-            "exp_avg_sq": [torch.zeros_like(p) for p in self.params],
-            "steps": torch.zeros(len(self.params), device=device),  # updates so far, per parameter
-        }
-        self.momentum = torch.tensor([c.momentum for c in cfgs], device=device)
-        self._scales: dict[tuple, torch.Tensor] = {}
-        self.zero_grad()
+        self.lrs = list(lrs)
+        self.members = members = len(cfgs)
+        self.active = active  # (K,) bool
+        device = active.device
+        sizes = [p[0].numel() for p in self.params]
+        self.bounds = [(sum(sizes[:i]), sum(sizes[: i + 1])) for i in range(len(sizes))]
+        width = sum(sizes)
+        self.values = torch.empty(members, width, device=device)
+        self.grad = torch.zeros(members, width, device=device)
+        with torch.no_grad():
+            for p, (a, b) in zip(self.params, self.bounds, strict=True):
+                self.values[:, a:b].copy_(p.reshape(members, -1))
+                p.data = self.values[:, a:b].view(p.shape)  # the module's parameter is a view of the buffer
+                p.grad = self.grad[:, a:b].view(p.shape)  # backward adds into it in place
+        self.sgd = cfgs[0].optimizer == "sgd"
+        self.exp_avg = torch.zeros_like(self.values)  # Adam's first moment, or SGD's momentum buffer
+        self.exp_avg_sq = None if self.sgd else torch.zeros_like(self.values)
+
+        def column(values: Sequence[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.tensor(list(values), dtype=dtype, device=device).view(-1, 1)  # (K, 1)
+
+        self.lr64 = column(self.lrs, torch.float64)
+        self.momentum = column([c.momentum for c in cfgs])
+        self.beta1, self.beta2 = column([c.betas[0] for c in cfgs]), column([c.betas[1] for c in cfgs])
+        self.beta1_64 = column([c.betas[0] for c in cfgs], torch.float64)
+        self.beta2_64 = column([c.betas[1] for c in cfgs], torch.float64)
+        self.one_minus_beta1, self.one_minus_beta2 = 1 - self.beta1, 1 - self.beta2
+        self.segments = [self._segment(0, width)]
+        self._ranges: dict[tuple[int, ...], tuple[int, int]] = {}
+        self._norms: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _segment(self, start: int, end: int, like: _Segment | None = None) -> _Segment:
+        if like is not None:
+            return _Segment(start, end, like.count, like.beta1_power.clone(), like.beta2_power.clone())
+        ones = torch.ones(self.members, 1, dtype=torch.float64, device=self.values.device)
+        return _Segment(start, end, 0, ones, ones.clone())
+
+    def _range(self, params: Sequence[nn.Parameter] | None) -> tuple[int, int]:
+        """The buffer's columns that hold `params` (default: all): a contiguous run of the group's order."""
+        if params is None:
+            return 0, self.values.shape[1]
+        ids = tuple(id(p) for p in params)
+        if ids not in self._ranges:
+            index = [i for i, p in enumerate(self.params) if id(p) in set(ids)]
+            if not index or index != list(range(index[0], index[-1] + 1)):
+                raise ValueError("a part of a group must be a run of its parameters, in order")
+            self._ranges[ids] = (self.bounds[index[0]][0], self.bounds[index[-1]][1])
+        return self._ranges[ids]
 
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-        self._norms: dict[int, torch.Tensor] = {}  # per parameter: each member's squared gradient norm (K,)
-
-    def _chosen(self, params: Sequence[nn.Parameter] | None) -> list[int]:
-        if params is None:
-            return list(range(len(self.params)))
-        ids = {id(p) for p in params}
-        return [i for i, p in enumerate(self.params) if id(p) in ids]
+        self.grad.zero_()
+        self._norms = {}  # per range: each member's squared gradient norm (K,)
 
     def squared_norms(self, params: Sequence[nn.Parameter] | None = None) -> torch.Tensor:
-        """(K,) squared L2 norm of each member's gradient over `params` (default: all of the group's);
-        each parameter's is computed once per backward, and clipping reuses it."""
-        total = torch.zeros(self.members, device=self.state["steps"].device)
-        for i in self._chosen(params):
-            grad = self.params[i].grad
-            if grad is None:
-                continue
-            if i not in self._norms:
-                self._norms[i] = grad.reshape(self.members, -1).square().sum(1)
-            total = total + self._norms[i]
-        return total
+        """(K,) squared L2 norm of each member's gradient over `params` (default: all of the group's),
+        computed once per backward; clipping reuses it."""
+        a, b = self._range(params)
+        if (a, b) not in self._norms:
+            self._norms[(a, b)] = row_sums(self.grad[:, a:b].square())
+        return self._norms[(a, b)]
 
     def clip(self, kind: str, values: torch.Tensor, params: Sequence[nn.Parameter] | None = None) -> None:
         """Each member's gradient clipped by its own value (K,): by the L2 norm over `params`, or elementwise."""
-        chosen = [i for i in self._chosen(params) if self.params[i].grad is not None]
-        if kind == "norm":
-            scale = (values / (self.squared_norms([self.params[i] for i in chosen]).sqrt() + 1e-6)).clamp(max=1.0)
-            for i in chosen:  # as torch.nn.utils.clip_grad_norm_, member by member
-                grad = self.params[i].grad
-                grad.mul_(scale.view(-1, *([1] * (grad.dim() - 1))))
-            self._norms = {}  # the gradients have changed
+        a, b = self._range(params)
+        grad = self.grad[:, a:b]
+        if kind == "norm":  # as torch.nn.utils.clip_grad_norm_, each member over its own gradient
+            scale = (values / (self.squared_norms(params).sqrt() + 1e-6)).clamp(max=1.0)
+            grad.mul_(scale.view(-1, 1))
         elif kind == "value":
-            for i in chosen:
-                grad = self.params[i].grad
-                bound = values.view(-1, *([1] * (grad.dim() - 1)))
-                torch.minimum(torch.maximum(grad, -bound), bound, out=grad)
-            self._norms = {}
+            bound = values.view(-1, 1)
+            grad.clamp_(min=-bound, max=bound)
+        if kind != "none":
+            self._norms = {}  # the gradients have changed
 
-    def _scale(self, lrs: Sequence[float], active: Sequence[bool]) -> torch.Tensor:
-        """(K,) each member's learning rate, 0 for a member that no longer trains."""
-        key = (tuple(lrs), tuple(active))
-        if key not in self._scales:
-            device = self.state["steps"].device
-            self._scales[key] = torch.tensor(
-                [lr if on else 0.0 for lr, on in zip(lrs, active, strict=True)], device=device
-            )
-        return self._scales[key]
+    def _segments_of(self, a: int, b: int) -> list[_Segment]:
+        """The segments that make up columns [a, b), split where a part updated alone begins or ends."""
+        for cut in (a, b):
+            for i, seg in enumerate(self.segments):
+                if seg.start < cut < seg.end:
+                    self.segments[i : i + 1] = [self._segment(seg.start, cut, seg), self._segment(cut, seg.end, seg)]
+                    break
+        return [seg for seg in self.segments if a <= seg.start and seg.end <= b]
 
-    def step(self, lrs: Sequence[float], active: Sequence[bool], params: Sequence[nn.Parameter] | None = None) -> None:
-        """One update of every active member, at its own learning rate; `params` limits it to some of them."""
-        chosen = [i for i in self._chosen(params) if self.params[i].grad is not None]
-        if not chosen:
-            return
-        # the fused kernel walks a gradient's memory in its parameter's order: one in another layout (a
-        # convolution's gradient can come back channels-last) would pair each value with the wrong weight
-        grads = [self.params[i].grad.contiguous() for i in chosen]
-        if self.cfgs[0].optimizer == "sgd":
-            self._sgd(chosen, grads, lrs, active)
-            return
-        together: dict[tuple, list[int]] = {}  # active members that one call updates: same rate, same betas
-        for k in range(self.members):
-            if active[k]:
-                together.setdefault((lrs[k], *self.cfgs[k].betas), []).append(k)
-        params = [self.params[i].detach() for i in chosen]
-        moments = [self.state["exp_avg"][i] for i in chosen]
-        squares = [self.state["exp_avg_sq"][i] for i in chosen]
-        steps = self.state["steps"]
-        counted_here: set[int] = set()  # parameters updated through slices: their count goes up once, below
-        # a member's values fall on the kernel's vector lanes as in its single run: it is the tensor's only
-        # member, or each member's slice starts on a whole vector
-        lanes_as_single = [self.members == 1 or p[0].numel() % ADAM_LANES == 0 for p in params]
-        for (lr, beta1, beta2), members in together.items():
-            tensors: tuple[list[torch.Tensor], ...] = ([], [], [], [])
-            counts = []
-            for j, i in enumerate(chosen):
-                stacked = (params[j], grads[j], moments[j], squares[j])
-                if len(members) == self.members and lanes_as_single[j]:  # every member in one tensor
-                    for into, t in zip(tensors, stacked, strict=True):
-                        into.append(t)
-                    counts.append(steps[i])  # the kernel increments it
-                else:  # each member's slice as its own tensor: it starts at lane 0, as a single run's does
-                    for k in members:
-                        for into, t in zip(tensors, stacked, strict=True):
-                            into.append(t[k])
-                        counts.append(steps[i].clone())
-                    counted_here.add(i)
-            adam(
-                *tensors,
-                [],
-                counts,
-                fused=True,
-                amsgrad=False,
-                beta1=beta1,
-                beta2=beta2,
-                lr=lr,
-                weight_decay=0.0,
-                eps=1e-8,
-                maximize=False,
-            )
-        if counted_here:
-            steps[sorted(counted_here)] += 1
-
-    def _sgd(self, chosen: list[int], grads: list[torch.Tensor], lrs: Sequence[float], active: Sequence[bool]) -> None:
-        """torch's SGD with momentum (no dampening), each member with its own rate and momentum; the first
-        momentum buffer is the gradient."""
-        steps = self.state["steps"]
-        scale = self._scale(lrs, active)
-        for i, grad in zip(chosen, grads, strict=True):
-            buf, shape = self.state["exp_avg"][i], (-1, *([1] * (grad.dim() - 1)))
-            if steps[i] == 0:
-                buf.copy_(grad)
-            else:
-                buf.mul_(self.momentum.view(shape)).add_(grad)
-            with torch.no_grad():
-                self.params[i].sub_(buf * scale.view(shape))
-        steps[chosen] += 1
+    def step(self, params: Sequence[nn.Parameter] | None = None) -> None:
+        """One update of every active member at its own learning rate; `params` limits it to some of them."""
+        a, b = self._range(params)
+        active = self.active.view(-1, 1)
+        for seg in self._segments_of(a, b):
+            cols = slice(seg.start, seg.end)
+            p, g, m = self.values[:, cols], self.grad[:, cols], self.exp_avg[:, cols]
+            if self.sgd:  # torch's SGD with momentum, no dampening: the first buffer is the gradient
+                if seg.count == 0:
+                    m.copy_(g)
+                else:
+                    m.mul_(self.momentum).add_(g)
+                p.sub_(m * (self.lr64 * active).to(torch.float32))
+            else:  # Adam with bias corrections, as torch.optim.Adam (eps 1e-8, no weight decay)
+                seg.beta1_power.mul_(self.beta1_64)
+                seg.beta2_power.mul_(self.beta2_64)
+                step_size = (self.lr64 / (1 - seg.beta1_power) * active).to(torch.float32)  # (K, 1)
+                correction2 = (1 - seg.beta2_power).sqrt().to(torch.float32)
+                v = self.exp_avg_sq[:, cols]
+                m.mul_(self.beta1).add_(g * self.one_minus_beta1)
+                v.mul_(self.beta2).add_(g * g * self.one_minus_beta2)
+                denom = v.sqrt().div_(correction2).add_(1e-8)
+                p.sub_(m.div(denom).mul_(step_size))
+            seg.count += 1
 
     def state_dict(self) -> dict[str, object]:
-        """The optimizer's state (moments, step counts); the parameters are the model's."""
+        """The optimizer's state (moments, update counts, bias corrections); the parameters are the model's."""
         return {
-            "exp_avg": [t.clone() for t in self.state["exp_avg"]],
-            "exp_avg_sq": [t.clone() for t in self.state["exp_avg_sq"]],
-            "steps": self.state["steps"].clone(),
+            "exp_avg": self.exp_avg.clone(),
+            "exp_avg_sq": None if self.exp_avg_sq is None else self.exp_avg_sq.clone(),
+            "segments": [
+                (s.start, s.end, s.count, s.beta1_power.clone(), s.beta2_power.clone()) for s in self.segments
+            ],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("exp_avg", "exp_avg_sq"):
-            for mine, saved in zip(self.state[name], state[name], strict=True):
-                mine.copy_(saved)
-        self.state["steps"].copy_(state["steps"])
+        self.exp_avg.copy_(state["exp_avg"])
+        if self.exp_avg_sq is not None:
+            self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        device = self.values.device
+        self.segments = [
+            _Segment(a, b, int(count), p1.to(device), p2.to(device)) for a, b, count, p1, p2 in state["segments"]
+        ]
 
 
 __all__ = [

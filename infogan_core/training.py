@@ -1,17 +1,24 @@
 """Training: train(cfg) -> TrainResult for one run, train_population(cfgs) for K runs trained as one.
 
-One loop serves both: a single run is a population of one. The loop reads top to bottom: sample, D
-step(s), G step, guard, log, evaluate, report. Every tensor carries the member dimension K first
-(convolutions' (B, K*C, H, W) aside, see population.py); every loss, norm and metric is one value per
+One loop serves both: a single run is a population of one. A step reads top to bottom (`_train_step`):
+its counter words, the D step(s), the G step, the guard, the log. Every tensor carries the member dimension K
+first (convolutions' (B, K*C, H, W) aside, see population.py); every loss, norm and metric is one value per
 member, and a member that diverges, or that its report callback stops, stops alone.
+
+A step never waits for the device: its random numbers are counters (rng.py), its per-member bookkeeping
+(which members train, which diverged, the metrics since the last report) lives in tensors that the loop
+reads once per report, and its operations do not depend on K. On a CUDA device it is captured in a CUDA
+graph and replayed (`cuda_graph`); evaluation, reports and checkpoints run between replays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -20,13 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from infogan_core import losses
+from infogan_core import losses, rng
 from infogan_core.config import TrainConfig
 from infogan_core.data import Dataset, load_dataset
 from infogan_core.errors import CheckpointError, ConfigError, DivergedError
 from infogan_core.evaluation import evaluate
 from infogan_core.images import render
-from infogan_core.latent import Latent, sample_members
+from infogan_core.latent import Latent, from_words, words_per_latent
 from infogan_core.models import InfoGAN
 from infogan_core.population import MemberGroup, StackedInfoGAN, cat_batch, check_members, to_channels
 
@@ -101,11 +108,12 @@ def info_terms(
     cat_detached, cont_detached = cfg.lambda_cat == 0, cfg.lambda_cont == 0
     q_cat = posterior(cat_detached)
     q_cont = q_cat if cont_detached == cat_detached else posterior(cont_detached)
-    ce = losses.cat_cross_entropy(q_cat.logits, lat.cat)
-    nll = losses.gaussian_nll(q_cont.mean, q_cont.std, lat.cont)
+    ce = losses.cat_cross_entropy([logits.float() for logits in q_cat.logits], lat.cat)  # float32 under bf16 too
+    std = None if q_cont.std is None else q_cont.std.float()
+    nll = losses.gaussian_nll(q_cont.mean.float(), std, lat.cont)
     members = len(lat.z)
-    if q_cont.std is not None and lat.cont.shape[-1]:
-        std_min = q_cont.std.detach().reshape(members, -1).amin(1)
+    if std is not None and lat.cont.shape[-1]:
+        std_min = std.detach().reshape(members, -1).amin(1)
     else:
         std_min = torch.ones(members, device=lat.z.device)
     return ce, nll, std_min
@@ -187,22 +195,6 @@ def _derived_metrics(cfg: TrainConfig, history: list[dict[str, float]]) -> dict[
     return derived
 
 
-def _real_batch(x_all: torch.Tensor, gens: list[torch.Generator], n: int, channels: bool) -> torch.Tensor:
-    """Each member's own real batch from its own generator: (K, B, ...), or (B, K*C, H, W) for convolutions."""
-    idx = torch.stack([torch.randint(len(x_all), (n,), generator=g, device=x_all.device) for g in gens])
-    real = x_all[idx]  # (K, B, ...)
-    return to_channels(real) if channels else real
-
-
-def _latents(cfgs: Sequence[TrainConfig], prior: nn.ParameterList, n: int, gens: list[torch.Generator]) -> Latent:
-    """Each member's own noise and codes from its own generator and priors: z (K, B, latent_dim)."""
-    return sample_members(cfgs, list(prior), n, gens, gens[0].device)
-
-
-def _per_member(values: Sequence[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=torch.float32, device=device)
-
-
 @dataclass
 class Checkpoints:
     """Where and how often a run saves its whole training state, so that it can resume exactly."""
@@ -254,7 +246,349 @@ def train(
     return result
 
 
-def train_population(  # noqa: C901 - the training loop reads top to bottom by its named stages
+METRIC_ORDER = (  # the per-step metrics a step accumulates, in the rows of _Buffers.sums
+    "loss/d",
+    "loss/g",
+    "loss/info",
+    "d/real",
+    "d/fake",
+    "grad/d",
+    "grad/g",
+    "grad/q",
+    "q/std_min",
+    "mi/cat",
+    "mi/cont",
+)
+
+
+@dataclass
+class _Buffers:
+    """What steps leave for the loop to read at its next report, per member, on the device. The step writes
+    them in place (a CUDA graph replays writes to the same memory), and a checkpoint saves them."""
+
+    sums: torch.Tensor  # (len(METRIC_ORDER), K): each metric summed over the steps since the last report
+    grad_peak: torch.Tensor  # (K,) each member's largest gradient norm so far
+    active: torch.Tensor  # (K,) bool: trains this step; cleared by the step when it diverges, by the loop on a stop
+    diverged_at: torch.Tensor  # (K,) int64: the step whose loss turned non-finite, 0 while none did
+    diverged_loss: torch.Tensor  # (K,) int64: which loss of LOSS_NAMES it was
+    diverged_value: torch.Tensor  # (K,) its value
+    diverged_peak: torch.Tensor  # (K,) the largest gradient norm up to that step
+
+    @classmethod
+    def start(cls, members: int, device: torch.device) -> _Buffers:
+        def zeros(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(members, dtype=dtype, device=device)
+
+        return cls(
+            torch.zeros(len(METRIC_ORDER), members, device=device),
+            zeros(),
+            torch.ones(members, dtype=torch.bool, device=device),
+            zeros(torch.int64),
+            zeros(torch.int64),
+            zeros(),
+            zeros(),
+        )
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        for name, saved in state.items():
+            getattr(self, name).copy_(saved)
+
+
+@dataclass
+class _Run:
+    """Everything a training step reads and writes, built once per population: the networks, optimizers,
+    data and counter streams, the per-member constants, and the step number as a device tensor (the input a
+    CUDA graph's replay reads)."""
+
+    cfg: TrainConfig  # the knobs every member shares
+    cfgs: Sequence[TrainConfig]
+    device: torch.device
+    data: Dataset
+    x_all: torch.Tensor  # (N, ...) every training sample, on the device
+    model: StackedInfoGAN
+    params: Parameters
+    group_d: MemberGroup
+    group_g: MemberGroup
+    freeze: _Freezer
+    streams: rng.Streams
+    buffers: _Buffers
+    step_t: torch.Tensor  # () int64: the step being trained
+    clip_values: torch.Tensor  # (K,) each member's clip value
+    w_cat: torch.Tensor  # (K,) Q's weights on the information terms (lambda, or 1 where lambda is 0)
+    w_cont: torch.Tensor
+    lam_cat: torch.Tensor  # (K,) the lambdas themselves (the reported information loss)
+    lam_cont: torch.Tensor
+    h_cat: torch.Tensor  # (K,) H(c) of the uniform categorical prior
+    h_cont: torch.Tensor  # (K,) differential entropy of each member's continuous prior
+
+    @property
+    def members(self) -> int:
+        return len(self.cfgs)
+
+    @property
+    def batch_words(self) -> int:
+        """Counter words of one D step: a real batch's indices and a latent batch."""
+        return self.cfg.batch_size + words_per_latent(self.cfg, self.cfg.batch_size)
+
+
+def _build(cfgs: Sequence[TrainConfig]) -> _Run:
+    """The networks (each member initialised exactly as a single run of its seed), optimizers and buffers."""
+    cfg, members = cfgs[0], len(cfgs)
+    device = resolve_device(cfg.device)
+    # parameters are views of their optimizer's (K, P) buffer, their gradients views of another, alike: torch
+    # warns once that such strides break its layout contract, which matters only to its own optimizers
+    warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    singles = []
+    for c in cfgs:
+        torch.manual_seed(c.seed)
+        singles.append(InfoGAN(c, data.sample_shape))
+    model = StackedInfoGAN(singles, cfgs).to(device)
+    params = _parameters(model, cfg)
+    buffers = _Buffers.start(members, device)
+    lr_d, lr_g = [c.lr_d_effective for c in cfgs], [c.lr_g for c in cfgs]
+    n = cfg.batch_size
+    words = cfg.d_steps * (n + words_per_latent(cfg, n)) + words_per_latent(cfg, n)
+
+    def column(values: Iterable[float]) -> torch.Tensor:
+        return torch.tensor(list(values), dtype=torch.float32, device=device)
+
+    return _Run(
+        cfg=cfg,
+        cfgs=cfgs,
+        device=device,
+        data=data,
+        x_all=torch.from_numpy(data.x).to(device),
+        model=model,
+        params=params,
+        group_d=MemberGroup(params.of_d(cfg), cfgs, lr_d, buffers.active),
+        group_g=MemberGroup(params.of_g(cfg), cfgs, lr_g, buffers.active),
+        freeze=_Freezer(_frozen_in_g_step(model, cfg)),
+        streams=rng.Streams([c.seed for c in cfgs], words, device),
+        buffers=buffers,
+        step_t=torch.zeros((), dtype=torch.int64, device=device),
+        clip_values=column(c.clip_value for c in cfgs),
+        w_cat=column(c.lambda_cat if c.lambda_cat > 0 else 1.0 for c in cfgs),
+        w_cont=column(c.lambda_cont if c.lambda_cont > 0 else 1.0 for c in cfgs),
+        lam_cat=column(c.lambda_cat for c in cfgs),
+        lam_cont=column(c.lambda_cont for c in cfgs),
+        h_cat=torch.full((members,), cfg.cat_entropy, device=device),
+        h_cont=column(losses.cont_prior_entropy(c.cont_codes, c.cont_prior) for c in cfgs),
+    )
+
+
+class _DStep(NamedTuple):
+    real: torch.Tensor  # the real batch: (K, B, ...), or (B, K*C, H, W) for convolutions
+    real_logits: torch.Tensor  # (K, B)
+    loss_d: torch.Tensor  # (K,)
+    info_d: torch.Tensor  # (K,) the information loss D's optimizer saw (0 when Q learns in the G step)
+    grad_d: torch.Tensor  # (K,) D's gradient norm before clipping
+    grad_q: torch.Tensor | None  # (K,) Q's, when Q learns in the D step
+
+
+def _d_step(run: _Run, draws: rng.Draws) -> _DStep:
+    """Tell real from fake (and, in the paper's arrangement, recover the fakes' codes); G is not updated,
+    so its forward needs no graph. `draws`: this D step's counter words (K, batch_words)."""
+    cfg, model, n = run.cfg, run.model, run.cfg.batch_size
+    index = rng.below(draws.words[:, :n], len(run.x_all))  # (K, B): each member's own real batch
+    real = run.x_all[index]
+    real = to_channels(real) if cfg.family in ("conv", "paper") else real
+    lat_d = from_words(run.cfgs, list(model.cat_prior), n, draws.part(n, run.batch_words))
+    with torch.no_grad():
+        fake = model.generator(lat_d.z)
+    _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm, n)
+    loss_d = losses.d_loss(real_logits.float(), fake_logits.float(), cfg.loss_space)  # (K,)
+    info_d = torch.zeros(run.members, device=run.device)
+    q_in_d_step = cfg.q_update == "d_step"
+    if q_in_d_step:
+        ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
+        info_d = run.w_cat * ce_d + run.w_cont * nll_d
+    run.group_d.zero_grad()
+    (loss_d + info_d).sum().backward()  # members share no parameter: each gets its own gradient
+    grad_d = run.group_d.squared_norms(run.params.d).sqrt()
+    grad_q = run.group_d.squared_norms(run.params.q).sqrt() if q_in_d_step else None
+    run.group_d.clip(cfg.clip, run.clip_values)
+    run.group_d.step()
+    return _DStep(real, real_logits.float(), loss_d, info_d, grad_d, grad_q)
+
+
+class _GStep(NamedTuple):
+    fake_logits: torch.Tensor  # (K, B)
+    loss_adv: torch.Tensor  # (K,)
+    loss_info: torch.Tensor  # (K,) weighted, as G's optimizer saw it
+    ce: torch.Tensor  # (K,) categorical cross-entropy
+    nll: torch.Tensor  # (K,) continuous negative log-likelihood
+    std_min: torch.Tensor  # (K,) the smallest posterior std
+    grad_g: torch.Tensor  # (K,)
+    grad_q: torch.Tensor | None  # (K,) Q's, when Q learns in the G step
+
+
+def _g_step(run: _Run, draws: rng.Draws, real: torch.Tensor) -> _GStep:
+    """Fool D and make the codes recoverable, D (and a Q that learns in the D step) frozen."""
+    cfg, model, n, params = run.cfg, run.model, run.cfg.batch_size, run.params
+    run.freeze(True)
+    lat = from_words(run.cfgs, list(model.cat_prior), n, draws)
+    fake = model.generator(lat.z)
+    if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
+        h_fake = model.d_trunk(cat_batch(real, fake))[:, n:]
+    else:
+        h_fake = model.d_trunk(fake)
+    fake_logits = model.d_head(h_fake).squeeze(-1).float()
+    adv_per_sample = losses.g_loss_per_sample(fake_logits, cfg.g_loss, cfg.loss_space)  # (K, B)
+    loss_adv = adv_per_sample.mean(-1)
+    ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
+    loss_info = run.w_cat * ce + run.w_cont * nll
+    # a learned prior moves with the adversarial loss alone: the information loss would favour
+    # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
+    prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
+    run.group_g.zero_grad()
+    if not cfg.freeze_d_in_g_step:
+        run.group_d.zero_grad()
+    (loss_adv + loss_info).sum().backward()
+    for param, grad in zip(params.prior, prior_grads, strict=True):
+        param.grad.copy_(grad)
+    grad_g = run.group_g.squared_norms(params.g).sqrt()
+    grad_q = run.group_g.squared_norms(params.q).sqrt() if cfg.q_update == "g_step" else None
+    run.group_g.clip(cfg.clip, run.clip_values)
+    run.group_g.step()
+    if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
+        trunk = list(model.d_trunk.parameters())
+        run.group_d.clip(cfg.clip, run.clip_values, trunk)
+        run.group_d.step(trunk)
+    run.freeze(False)
+    return _GStep(fake_logits, loss_adv, loss_info, ce, nll, std_min, grad_g, grad_q)
+
+
+def _train_step(run: _Run) -> None:
+    """One step of every member: its counter words, the D step(s), the G step, the guard, the log. It reads
+    and writes only `run`'s tensors and never waits for the device, so a CUDA graph can replay it."""
+    cfg, buf = run.cfg, run.buffers
+    draws = rng.Draws(run.streams.words(run.step_t))  # (K, W): every draw of this step, for every member
+    per_d = run.batch_words
+    with _autocast(cfg, run.device):
+        for j in range(cfg.d_steps):
+            d = _d_step(run, draws.part(j * per_d, (j + 1) * per_d))
+        g = _g_step(run, draws.part(cfg.d_steps * per_d, draws.words.shape[1]), d.real)
+    grad_q = d.grad_q if d.grad_q is not None else g.grad_q
+    norms = torch.stack([d.grad_d, g.grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
+    torch.fmax(buf.grad_peak, norms.amax(0), out=buf.grad_peak)
+
+    # guard: a member whose loss turns non-finite stops there; its step, loss and peak are kept for the loop
+    losses_now = torch.stack([d.loss_d, d.info_d, g.loss_adv, g.loss_info], 1).detach()  # (K, 4)
+    finite = torch.isfinite(losses_now)
+    broke = buf.active & ~finite.all(1)
+    first_bad = (~finite).to(torch.int64).argmax(1)  # the first non-finite loss, in LOSS_NAMES' order
+    buf.diverged_at.copy_(torch.where(broke, run.step_t, buf.diverged_at))
+    buf.diverged_loss.copy_(torch.where(broke, first_bad, buf.diverged_loss))
+    buf.diverged_value.copy_(
+        torch.where(broke, losses_now.gather(1, first_bad.view(-1, 1)).view(-1), buf.diverged_value)
+    )
+    buf.diverged_peak.copy_(torch.where(broke, buf.grad_peak, buf.diverged_peak))
+    buf.active.logical_and_(~broke)
+
+    # log: accumulate detached values; the loop reads them once per report
+    if cfg.learn_cat_prior:
+        h_prior = losses.categorical_entropy(list(run.model.cat_prior)).detach()
+    else:
+        h_prior = run.h_cat
+    now = [
+        d.loss_d.detach(),
+        g.loss_adv.detach(),
+        (run.lam_cat * g.ce + run.lam_cont * g.nll).detach(),
+        torch.sigmoid(d.real_logits.detach()).mean(-1),
+        torch.sigmoid(g.fake_logits.detach()).mean(-1),
+        d.grad_d,
+        g.grad_g,
+        grad_q,
+        g.std_min,
+        h_prior - g.ce.detach(),
+        run.h_cont - g.nll.detach(),
+    ]  # in METRIC_ORDER
+    buf.sums.add_(torch.stack(now))
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):  # noqa: ANN202 - a context manager
+    """bf16 autocast for precision bf16 (float32 master weights, optimizer and losses); nothing otherwise. Its
+    weight cache is off: a CUDA graph cannot capture it."""
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _matmul_precision(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """TF32 matmuls and convolutions on a CUDA device for precision tf32, and exact float32 (TF32 off, which is
+    not cuDNN's default) for fp32 and bf16; a CPU computes float32 whatever it says. Restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class _GraphedStep:
+    """The step on a CUDA device, captured in a CUDA graph and replayed: one launch instead of hundreds.
+
+    The first WARMUP steps run eagerly on a side stream (they train for real, and let autograd and cuDNN
+    settle their buffers, as torch.cuda.graphs asks), the next is captured and then replayed, and every later
+    step is a replay with `run.step_t` set. Stopped members are a mask the graph reads, so nothing is captured
+    twice. A capture that fails leaves the run eager, with a warning saying why."""
+
+    WARMUP = 3
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.eager_left = self.WARMUP
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.failed:
+            _train_step(self.run)
+        elif self.eager_left > 0:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                _train_step(self.run)
+            torch.cuda.current_stream().wait_stream(side)
+            self.eager_left -= 1
+        else:
+            self._capture()
+
+    def _capture(self) -> None:
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                _train_step(self.run)
+        except Exception as exc:  # an operation that cannot be captured: train on without the graph
+            self.failed = True
+            warnings.warn(
+                f"the training step could not be captured in a CUDA graph ({exc}); it runs eagerly", stacklevel=2
+            )
+            _train_step(self.run)
+            return
+        self.graph = graph
+        graph.replay()  # capturing ran nothing: this is the step itself
+
+
+def _stepper(run: _Run) -> Callable[[], None]:
+    """The step as the loop calls it: a CUDA graph's replay on a CUDA device (unless cuda_graph is off),
+    else the eager step."""
+    if run.device.type == "cuda" and run.cfg.cuda_graph:
+        return _GraphedStep(run)
+    return lambda: _train_step(run)
+
+
+def train_population(
     cfgs: Sequence[TrainConfig],
     *,
     report: MemberReportFn | None = None,
@@ -265,197 +599,108 @@ def train_population(  # noqa: C901 - the training loop reads top to bottom by i
     may differ). Member k gives the numbers a single run of cfgs[k] gives; its result is a TrainResult,
     or the DivergedError that stopped it. `checkpoints`: save every so many steps, and resume (as `train`)."""
     check_members(cfgs)
-    cfg, members = cfgs[0], len(cfgs)  # cfg: the knobs every member shares
+    cfg = cfgs[0]
     started = time.perf_counter()
-    device = resolve_device(cfg.device)
-    gens = [torch.Generator(device=device).manual_seed(c.seed) for c in cfgs]
-    data: Dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    x_all = torch.from_numpy(data.x).to(device)
-    singles = []
-    for c in cfgs:  # each member initialised exactly as a single run of its seed would be
-        torch.manual_seed(c.seed)
-        singles.append(InfoGAN(c, data.sample_shape))
-    model = StackedInfoGAN(singles, cfgs).to(device)
-    channels = cfg.family in ("conv", "paper")  # convolutions read (B, K*C, H, W)
-    params = _parameters(model, cfg)
-    group_d, group_g = MemberGroup(params.of_d(cfg), cfgs), MemberGroup(params.of_g(cfg), cfgs)
-    trunk = list(model.d_trunk.parameters())  # what D's optimizer moves in the G step when D is not frozen
-    freeze = _Freezer(_frozen_in_g_step(model, cfg))
-    lr_d, lr_g = [c.lr_d_effective for c in cfgs], [c.lr_g for c in cfgs]
-    clip_values = _per_member([c.clip_value for c in cfgs], device)
-    w_cat = _per_member([c.lambda_cat if c.lambda_cat > 0 else 1.0 for c in cfgs], device)  # Q's weight
-    w_cont = _per_member([c.lambda_cont if c.lambda_cont > 0 else 1.0 for c in cfgs], device)
-    lam_cat = _per_member([c.lambda_cat for c in cfgs], device)
-    lam_cont = _per_member([c.lambda_cont for c in cfgs], device)
-    h_cat = torch.full((members,), cfg.cat_entropy, device=device)
-    h_cont = _per_member([losses.cont_prior_entropy(c.cont_codes, c.cont_prior) for c in cfgs], device)
-    q_in_d_step = cfg.q_update == "d_step"
-    zero = torch.zeros(members, device=device)
-    n = cfg.batch_size
-
-    progress = _Progress.start(members, device)  # what the loop has done so far: resumable
+    run = _build(cfgs)
+    progress = _Progress.start(len(cfgs))  # what the loop has done so far: resumable
     if checkpoints is not None and checkpoints.path.is_file():
-        progress = _resume(checkpoints.path, cfgs, model, (group_d, group_g), gens, device)
-    running, steps_run, histories = (
-        progress.running,
-        progress.steps_run,
-        progress.histories,
-    )  # the loop's names for them
-    window_start = time.perf_counter()
-    model.train()
-    for step in range(progress.step + 1, cfg.steps + 1):
-        active = [k in running for k in range(members)]  # who trains this step
-        # D step(s): tell real from fake (and, in the paper's arrangement, recover the codes of the
-        # fakes); G is not updated, so its forward needs no graph
-        for _ in range(cfg.d_steps):
-            real = _real_batch(x_all, gens, n, channels)
-            lat_d = _latents(cfgs, model.cat_prior, n, gens)
-            with torch.no_grad():
-                fake = model.generator(lat_d.z)
-            _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm, n)
-            loss_d = losses.d_loss(real_logits, fake_logits, cfg.loss_space)  # (K,)
-            info_d = zero
-            if q_in_d_step:
-                ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
-                info_d = w_cat * ce_d + w_cont * nll_d
-            group_d.zero_grad()
-            (loss_d + info_d).sum().backward()  # members share no parameter: each gets its own gradient
-            grad_d = group_d.squared_norms(params.d).sqrt()
-            grad_q = group_d.squared_norms(params.q).sqrt() if q_in_d_step else None
-            group_d.clip(cfg.clip, clip_values)
-            group_d.step(lr_d, active)
-
-        # G step: fool D and make the codes recoverable; D (and a Q that learns in the D step) frozen
-        freeze(True)
-        lat = _latents(cfgs, model.cat_prior, n, gens)
-        fake = model.generator(lat.z)
-        if cfg.d_batchnorm == "joint":  # D always sees real and fake in one batch
-            h_fake = model.d_trunk(cat_batch(real, fake))[:, n:]
-        else:
-            h_fake = model.d_trunk(fake)
-        fake_logits_g = model.d_head(h_fake).squeeze(-1)
-        adv_per_sample = losses.g_loss_per_sample(fake_logits_g, cfg.g_loss, cfg.loss_space)  # (K, B)
-        loss_adv = adv_per_sample.mean(-1)
-        ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
-        loss_info = w_cat * ce + w_cont * nll
-        # a learned prior moves with the adversarial loss alone: the information loss would favour
-        # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
-        prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
-        group_g.zero_grad()
-        if not cfg.freeze_d_in_g_step:
-            group_d.zero_grad()
-        (loss_adv + loss_info).sum().backward()
-        for param, grad in zip(params.prior, prior_grads, strict=True):
-            param.grad = grad
-        grad_g = group_g.squared_norms(params.g).sqrt()
-        if not q_in_d_step:
-            grad_q = group_g.squared_norms(params.q).sqrt()
-        group_g.clip(cfg.clip, clip_values)
-        group_g.step(lr_g, active)
-        if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
-            group_d.clip(cfg.clip, clip_values, trunk)
-            group_d.step(lr_d, active, trunk)
-        freeze(False)
-        norms = torch.stack([grad_d, grad_g, grad_q]).nan_to_num(0.0, math.inf)  # (3, K)
-        progress.grad_peak = torch.fmax(progress.grad_peak, norms.amax(0))
-
-        # guard: a member whose loss turns non-finite stops there, with the step and the loss that broke
-        losses_now = torch.stack([loss_d, info_d, loss_adv, loss_info], 1).detach()  # (K, 4)
-        finite = torch.isfinite(losses_now)
-        if not bool(finite[running].all()):
-            for k in [k for k in running if not bool(finite[k].all())]:
-                bad = int((~finite[k]).nonzero()[0])
-                progress.diverged[k] = (
-                    step,
-                    LOSS_NAMES[bad],
-                    float(losses_now[k, bad]),
-                    float(progress.grad_peak[k]),
-                )
-                steps_run[k] = step
-                running.remove(k)
-            if not running:
-                break
-
-        # log: accumulate detached values; one host sync per report, not per step
-        h_prior = losses.categorical_entropy(list(model.cat_prior)).detach() if cfg.learn_cat_prior else h_cat
-        now = {
-            "loss/d": loss_d.detach(),
-            "loss/g": loss_adv.detach(),
-            "loss/info": (lam_cat * ce + lam_cont * nll).detach(),
-            "d/real": torch.sigmoid(real_logits.detach()).mean(-1),
-            "d/fake": torch.sigmoid(fake_logits_g.detach()).mean(-1),
-            "grad/d": grad_d,
-            "grad/g": grad_g,
-            "grad/q": grad_q,
-            "q/std_min": std_min,
-            "mi/cat": h_prior - ce.detach(),
-            "mi/cont": h_cont - nll.detach(),
-        }
-        for key, value in now.items():
-            progress.sums[key] = progress.sums[key] + value if key in progress.sums else value.clone()
-        progress.window_steps += 1
-
-        # evaluate and report: every report_every steps, evaluation every eval_every and at the end
-        last = step == cfg.steps
-        if step % cfg.report_every == 0 or last:
-            keys = list(progress.sums)
-            rows = (torch.stack([progress.sums[key] for key in keys]) / progress.window_steps).tolist()  # one host sync
-            table = dict(zip(keys, rows, strict=True))
-            peaks = progress.grad_peak.tolist()
-            elapsed = time.perf_counter() - window_start
-            rows: dict[int, dict[str, float]] = {}
-            for k in running:
-                metrics = {key: values[k] for key, values in table.items()}
-                if cfg.cat_codes:
-                    metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
-                else:
-                    del metrics["mi/cat"]
-                if not cfg.cont_codes:
-                    del metrics["mi/cont"], metrics["q/std_min"]
-                metrics["grad/peak"] = peaks[k]
-                metrics["time/steps_per_s"] = progress.window_steps / elapsed if elapsed > 0 else 0.0
-                if step % cfg.eval_every == 0 or last:
-                    member = model.member(k, cfgs[k], data.sample_shape)
-                    metrics.update(evaluate(member, cfgs[k], data, seed=cfgs[k].seed + step))
-                rows[k] = dict(metrics)
-                metrics["step"] = step
-                histories[k].append(metrics)
-                steps_run[k] = step
-            for k in sorted(set(report(step, rows) or ()) & set(running)) if report is not None else ():
-                progress.stopped_early[k] = True
-                progress.final_states[k] = model.member_state(k)  # the others' forwards still move its BN
-                running.remove(k)
-            progress.sums, progress.window_steps = {}, 0
-            window_start = time.perf_counter()
-            if not running:
-                break
-
-        # checkpoint: everything the next step needs, written whole or not at all
-        if checkpoints is not None and step < cfg.steps and checkpoints.due(step):
-            progress.step = step
-            _save(checkpoints, step, cfgs, model, (group_d, group_g), gens, progress)
-            checkpoints.saved()
-
+        progress = _resume(checkpoints.path, run)
+    with _matmul_precision(cfg, run.device):
+        _loop(run, progress, report, checkpoints)
     wall_s = time.perf_counter() - started
     results: list[TrainResult | DivergedError] = []
     for k, c in enumerate(cfgs):
         if progress.diverged[k] is not None:
             step_k, loss, value, peak = progress.diverged[k]
-            results.append(DivergedError(step_k, loss, value, histories[k], peak))
+            results.append(DivergedError(step_k, loss, value, progress.histories[k], peak))
             continue
-        member = model.member(k, c, data.sample_shape, progress.final_states.get(k))
+        member = run.model.member(k, c, run.data.sample_shape, progress.final_states.get(k))
+        history = progress.histories[k]
         result = TrainResult(
-            c, steps_run[k], progress.stopped_early[k], _final_metrics(c, histories[k]), histories[k], wall_s, member
+            c, progress.steps_run[k], progress.stopped_early[k], _final_metrics(c, history), history, wall_s, member
         )
         if image_dirs is not None:
-            result.images = render(member, c, histories[k], image_dirs[k])
+            result.images = render(member, c, history, image_dirs[k])
         results.append(result)
     return results
 
 
+def _loop(run: _Run, progress: _Progress, report: MemberReportFn | None, checkpoints: Checkpoints | None) -> None:
+    """The steps from the first not yet trained to the last, with their reports and checkpoints."""
+    cfg, buf = run.cfg, run.buffers
+    step_once = _stepper(run)
+    on_cpu = run.device.type == "cpu"
+    window_start = time.perf_counter()
+    run.model.train()
+    for step in range(progress.step + 1, cfg.steps + 1):
+        run.step_t.fill_(step)
+        step_once()
+        progress.window_steps += 1
+        due = step % cfg.report_every == 0 or step == cfg.steps
+        if on_cpu and not due and not bool(buf.active.any()):  # every member diverged: stop now (free on a CPU)
+            _collect_divergences(run, progress)
+            return
+        if due:
+            elapsed = time.perf_counter() - window_start
+            _report(run, progress, step, elapsed, report)
+            window_start = time.perf_counter()
+            if not progress.running:
+                return
+        if checkpoints is not None and step < cfg.steps and checkpoints.due(step):
+            progress.step = step
+            _save(checkpoints, step, run, progress)
+            checkpoints.saved()
+
+
+def _collect_divergences(run: _Run, progress: _Progress) -> None:
+    """Members whose step found a non-finite loss since the last look: they stop, with what broke."""
+    buf = run.buffers
+    at = buf.diverged_at.tolist()
+    for k in [k for k in progress.running if at[k]]:
+        loss = LOSS_NAMES[int(buf.diverged_loss[k])]
+        progress.diverged[k] = (at[k], loss, float(buf.diverged_value[k]), float(buf.diverged_peak[k]))
+        progress.steps_run[k] = at[k]
+        progress.running.remove(k)
+
+
+def _report(run: _Run, progress: _Progress, step: int, elapsed: float, report: MemberReportFn | None) -> None:
+    """Every report_every steps and at the end: each running member's metrics (evaluated every eval_every
+    steps and at the end), handed to `report`, which may stop some."""
+    cfg, buf = run.cfg, run.buffers
+    _collect_divergences(run, progress)
+    table = dict(zip(METRIC_ORDER, (buf.sums / progress.window_steps).tolist(), strict=True))  # one host sync
+    peaks = buf.grad_peak.tolist()
+    rows: dict[int, dict[str, float]] = {}
+    for k in progress.running:
+        metrics = {key: values[k] for key, values in table.items()}
+        if cfg.cat_codes:
+            metrics["mi/cat_ratio"] = metrics["mi/cat"] / cfg.cat_entropy
+        else:
+            del metrics["mi/cat"]
+        if not cfg.cont_codes:
+            del metrics["mi/cont"], metrics["q/std_min"]
+        metrics["grad/peak"] = peaks[k]
+        metrics["time/steps_per_s"] = progress.window_steps / elapsed if elapsed > 0 else 0.0
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            member = run.model.member(k, run.cfgs[k], run.data.sample_shape)
+            metrics.update(evaluate(member, run.cfgs[k], run.data, seed=run.cfgs[k].seed + step))
+        rows[k] = dict(metrics)
+        metrics["step"] = step
+        progress.histories[k].append(metrics)
+        progress.steps_run[k] = step
+    for k in sorted(set(report(step, rows) or ()) & set(progress.running)) if report is not None else ():
+        progress.stopped_early[k] = True
+        progress.final_states[k] = run.model.member_state(k)  # the others' forwards still move its BN
+        progress.running.remove(k)
+        buf.active[k] = False
+    buf.sums.zero_()
+    progress.window_steps = 0
+
+
 @dataclass
 class _Progress:
-    """What the loop has done so far, per member: all a checkpoint needs besides networks and optimizers."""
+    """What the loop has done so far, on the host: with the run's buffers, all a checkpoint needs besides
+    networks and optimizers (the counter streams need nothing: step s draws the same numbers whenever it runs)."""
 
     step: int  # the last step completed
     running: list[int]  # the members still training
@@ -463,13 +708,11 @@ class _Progress:
     stopped_early: list[bool]
     steps_run: list[int]
     histories: list[list[dict[str, float]]]
-    sums: dict[str, torch.Tensor]  # metrics accumulated since the last report
-    window_steps: int
-    grad_peak: torch.Tensor  # (K,) each member's largest gradient norm so far
+    window_steps: int  # steps since the last report
     final_states: dict[int, dict[str, torch.Tensor]]  # members stopped early: their state when they stopped
 
     @classmethod
-    def start(cls, members: int, device: torch.device) -> _Progress:
+    def start(cls, members: int) -> _Progress:
         return cls(
             0,
             list(range(members)),
@@ -477,27 +720,17 @@ class _Progress:
             [False] * members,
             [0] * members,
             [[] for _ in range(members)],
-            {},
             0,
-            torch.zeros(members, device=device),
             {},
         )
 
 
-def _save(
-    checkpoints: Checkpoints,
-    step: int,
-    cfgs: Sequence[TrainConfig],
-    model: StackedInfoGAN,
-    groups: tuple[MemberGroup, ...],
-    gens: list[torch.Generator],
-    progress: _Progress,
-) -> None:
+def _save(checkpoints: Checkpoints, step: int, run: _Run, progress: _Progress) -> None:
     state = {
-        "configs": [c.to_dict() for c in cfgs],  # a state resumes only the run it was saved from
-        "model": model.state_dict(),
-        "optimizers": [g.state_dict() for g in groups],
-        "generators": [g.get_state() for g in gens],
+        "configs": [c.to_dict() for c in run.cfgs],  # a state resumes only the run it was saved from
+        "model": run.model.state_dict(),
+        "optimizers": [g.state_dict() for g in (run.group_d, run.group_g)],
+        "buffers": run.buffers.state(),
         "progress": {f: getattr(progress, f) for f in progress.__dataclass_fields__},
     }
     checkpoints.path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,30 +741,22 @@ def _save(
         checkpoints.on_save(step)
 
 
-def _resume(
-    path: Path,
-    cfgs: Sequence[TrainConfig],
-    model: StackedInfoGAN,
-    groups: tuple[MemberGroup, ...],
-    gens: list[torch.Generator],
-    device: torch.device,
-) -> _Progress:
+def _resume(path: Path, run: _Run) -> _Progress:
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=run.device, weights_only=True)
         configs = state["configs"]
     except Exception as exc:  # truncated (a full disk), corrupted, or no training state at all
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise CheckpointError(f"the checkpoint {path} cannot be read ({why})") from exc
-    if configs != [c.to_dict() for c in cfgs]:
+    if configs != [c.to_dict() for c in run.cfgs]:
         raise ConfigError(f"the checkpoint {path} was saved by another run (other configurations); remove it")
     try:
-        model.load_state_dict(state["model"])
-        for group, saved in zip(groups, state["optimizers"], strict=True):
+        run.model.load_state_dict(state["model"])
+        for group, saved in zip((run.group_d, run.group_g), state["optimizers"], strict=True):
             group.load_state_dict(saved)
-        for gen, saved in zip(gens, state["generators"], strict=True):
-            gen.set_state(saved.cpu())  # generator states are byte tensors on the host, whatever the device
+        run.buffers.load(state["buffers"])
         return _Progress(**state["progress"])
-    except Exception as exc:  # the right run, but parts of its state are missing or damaged
+    except Exception as exc:  # the right run, but parts of its state are missing or damaged (or an older format)
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise CheckpointError(f"the checkpoint {path} is incomplete ({why})") from exc
 

@@ -93,12 +93,12 @@ def optimizer_hooks(monkeypatch: pytest.MonkeyPatch, pre=None, post=None) -> Ite
     """pre runs after clipping, right before each update; post right after it (population.MemberGroup.step)."""
     real = MemberGroup.step
 
-    def step(self, lrs, active, params=None) -> None:
+    def step(self, params=None) -> None:
         cfg = self.cfgs[0]
-        view = StepView(self, params, float(lrs[0]), "SGD" if cfg.optimizer == "sgd" else "Adam", cfg.momentum)
+        view = StepView(self, params, float(self.lrs[0]), "SGD" if cfg.optimizer == "sgd" else "Adam", cfg.momentum)
         if pre is not None:
             pre(view, (), {})
-        real(self, lrs, active, params)
+        real(self, params)
         if post is not None:
             post(view, (), {})
 
