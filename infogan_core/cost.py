@@ -87,6 +87,86 @@ def net_macs(cfg: TrainConfig) -> NetMacs:
     return NetMacs(generator, d_trunk, d_features, q)
 
 
+class NetSize(NamedTuple):
+    """Parameters, and activations per sample that a training pass keeps for its backward pass, of one network."""
+
+    params: int
+    activations: int
+
+
+def _dense(inputs: int, units: int, bn: bool, kept: int = 3) -> NetSize:
+    """A fully connected layer (with BN): its weights, and its output kept `kept` times (linear, BN, activation)."""
+    return NetSize(inputs * units + units + (2 * units if bn else 0), kept * units)
+
+
+def _conv_layer(c_in: int, c_out: int, pixels: int, bn: bool) -> NetSize:
+    """A 4x4 convolution (or transposed one) to `pixels` output positions."""
+    return NetSize(c_in * c_out * KERNEL + c_out + (2 * c_out if bn else 0), 3 * c_out * pixels)
+
+
+def _total(parts: list[NetSize]) -> NetSize:
+    return NetSize(sum(p.params for p in parts), sum(p.activations for p in parts))
+
+
+def net_sizes(cfg: TrainConfig) -> tuple[NetSize, NetSize, NetSize]:
+    """(G, D with its head, Q with an isolated trunk) of one member, the layers as models.py builds them."""
+    shape = DATASETS[cfg.dataset].sample_shape
+    bn_d = cfg.d_batchnorm != "none"
+    q_hidden = scaled_units(128, cfg.q_scale)
+    q_outputs = cfg.cat_dim + cfg.cont_codes * (2 if cfg.q_std == "learned" else 1)
+    if cfg.family == "mlp":
+        out = math.prod(shape)
+        g_units = scaled_units(128, cfg.g_width)
+        g = [_dense(cfg.latent_dim if i == 0 else g_units, g_units, cfg.g_batchnorm) for i in range(cfg.g_depth)]
+        g.append(_dense(g_units, out, False, kept=2))
+
+        def trunk(scale: float) -> tuple[list[NetSize], int]:
+            units = scaled_units(128, scale)
+            return [_dense(out if i == 0 else units, units, bn_d and i > 0) for i in range(cfg.d_depth)], units
+
+    else:
+        channels, height, width = shape
+        g_ch = [scaled_units(64 * 2**i, cfg.g_width) for i in reversed(range(cfg.g_depth))]
+        g_fc = scaled_units(1024, cfg.g_width)
+        h, w = height // 2**cfg.g_depth, width // 2**cfg.g_depth
+        g = [_dense(cfg.latent_dim, g_fc, cfg.g_batchnorm), _dense(g_fc, g_ch[0] * h * w, cfg.g_batchnorm)]
+        for c_in, c_out in zip(g_ch, [*g_ch[1:], channels], strict=True):
+            h, w = h * 2, w * 2
+            g.append(_conv_layer(c_in, c_out, h * w, cfg.g_batchnorm and c_out != channels))
+
+        def trunk(scale: float) -> tuple[list[NetSize], int]:
+            layers, c_in, hh, ww = [], channels, height, width
+            for i in range(cfg.d_depth):
+                c, hh, ww = scaled_units(64 * 2**i, scale), hh // 2, ww // 2
+                layers.append(_conv_layer(c_in, c, hh * ww, bn_d and i > 0))
+                c_in = c
+            features = scaled_units(1024, scale)
+            return [*layers, _dense(c_in * hh * ww, features, bn_d)], features
+
+    d_layers, d_features = trunk(cfg.d_width)
+    q_layers, q_features = trunk(cfg.q_scale) if cfg.encoder == "isolated" else ([], d_features)
+    q = [*q_layers, _dense(q_features, q_hidden, bn_d), _dense(q_hidden, q_outputs, False, kept=1)]
+    return _total(g), _total([*d_layers, _dense(d_features, 1, False, kept=1)]), _total(q)
+
+
+MEMORY_MARGIN = 1.5  # allocator rounding, workspaces and temporaries the layer sums do not see
+
+
+def member_bytes(cfg: TrainConfig) -> int:
+    """Device memory one member of a population takes while it trains, estimated from the configuration:
+    float32 parameters with their gradients and two optimizer moments, the activations a step keeps for
+    its backward pass (G, and D and Q over real and fake batches), and the step's counter words with the
+    float64 temporaries of its normals, times MEMORY_MARGIN. Sizes `population: auto` on a GPU; an estimate
+    that falls short is caught by the runner, which splits a population that runs out of memory."""
+    g, d, q = net_sizes(cfg)
+    params = g.params + d.params + q.params
+    n = cfg.batch_size
+    activations = n * (g.activations + 2 * d.activations + q.activations)
+    latent = n * (cfg.noise_dim + cfg.cont_codes + (cfg.cat_dim if cfg.learn_cat_prior else len(cfg.cat_codes)))
+    words = cfg.d_steps * (n + latent) + latent
+    return int(MEMORY_MARGIN * (4 * (4 * params + activations) + 8 * 8 * words))
+
+
 def step_macs(cfg: TrainConfig) -> int:
     """MACs of one training step of one member: the D step(s) and the G step, forward and backward (a
     backward pass costs about twice its forward, once for a frozen network's input gradients alone)."""
@@ -110,4 +190,15 @@ def population_overhead(cfg: TrainConfig) -> float:
     return float(cfg.steps) * STEP_OVERHEAD_MACS
 
 
-__all__ = ["STEP_OVERHEAD_MACS", "NetMacs", "net_macs", "pair_cost", "population_overhead", "step_macs"]
+__all__ = [
+    "MEMORY_MARGIN",
+    "STEP_OVERHEAD_MACS",
+    "NetMacs",
+    "NetSize",
+    "member_bytes",
+    "net_macs",
+    "net_sizes",
+    "pair_cost",
+    "population_overhead",
+    "step_macs",
+]

@@ -79,10 +79,40 @@ def train_population(
 CHECKPOINT_EVERY_S = 300.0  # a trial's default checkpoint interval: five minutes of training
 
 
+AUTO_POPULATION_CPU = 16  # what bench_population.py measured to pay off on a CPU
+AUTO_POPULATION_GPU_MOST = 1024  # the largest population bench_population.py --device cuda times
+
+
 def auto_population(on_gpu: bool) -> int:
-    """Members per population when a study says `population: auto`: what bench_population.py measured to
-    pay off on a CPU (16), and a GPU's worth of these small networks (256)."""
-    return 256 if on_gpu else 16
+    """Members per population when a study says `population: auto`: 16 on a CPU; on a GPU, at most 1024,
+    and for each network shape as many as fit in the device's memory (`members_that_fit`)."""
+    return AUTO_POPULATION_GPU_MOST if on_gpu else AUTO_POPULATION_CPU
+
+
+def members_that_fit(cfg: TrainConfig, budget_bytes: int) -> int:
+    """How many members of cfg's shape train in `budget_bytes` of device memory (infogan_core.cost's
+    estimate of a member's), at least 1."""
+    from infogan_core.cost import member_bytes
+
+    return max(1, int(budget_bytes // member_bytes(cfg)))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is a device running out of memory (torch.OutOfMemoryError, CUDA's included)."""
+    import torch  # lazy: only a process that trains loads torch
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def release_device_memory() -> None:
+    """Hand the memory of tensors no longer referenced back to the device (after an out-of-memory error)."""
+    import gc
+
+    import torch  # lazy: only a process that trains loads torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def curves_png(history: Sequence[dict[str, float]], path: Path) -> Path:
@@ -132,12 +162,17 @@ __all__ = [
     "fetch_idx",
     "field_schema",
     "CHECKPOINT_EVERY_S",
+    "AUTO_POPULATION_CPU",
+    "AUTO_POPULATION_GPU_MOST",
     "auto_population",
+    "members_that_fit",
     "inexact_population",
+    "is_out_of_memory",
     "measured_metrics",
     "pair_cost",
     "population_overhead",
     "population_key",
+    "release_device_memory",
     "set_threads",
     "train",
     "train_population",

@@ -82,6 +82,8 @@ def trial_note(study: Study, trial: optuna.Trial | optuna.trial.FrozenTrial, fin
     lines.append(f"- **Outcome:** {outcome}" + (f" - {markdown_text(reason)}" if reason else ""))
     if final.get(TrialAttr.CHECKPOINT_DISCARDED):
         lines.append(f"- **Checkpoint:** not resumed: {markdown_text(final[TrialAttr.CHECKPOINT_DISCARDED])}")
+    if final.get(TrialAttr.POPULATION_SPLIT):
+        lines.append(f"- **Population:** {markdown_text(final[TrialAttr.POPULATION_SPLIT])}")
     flags = trial_flags(study, final, config)
     lines.append("- **Flags:** " + ("; ".join(flags) if flags else "none"))
     wall = final.get(TrialAttr.WALL_S)

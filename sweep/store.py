@@ -72,6 +72,7 @@ class TrialAttr:
     CHECKPOINT_STEP = "checkpoint_step"  # the step that checkpoint holds
     RESUMED_FROM = "resumed_from_step"  # it resumed an interrupted trial's checkpoint of this step
     CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why the checkpoint it was to resume could not be, so it began anew
+    POPULATION_SPLIT = "population_split"  # its population ran out of device memory and trained in parts: how
     # what a worker reports at the end of a trial and the driver stores as it is
     FROM_WORKER = (
         STARTED_AT,
@@ -87,6 +88,7 @@ class TrialAttr:
         POPULATION,
         RESUMED_FROM,
         CHECKPOINT_DISCARDED,
+        POPULATION_SPLIT,
     )
 
 

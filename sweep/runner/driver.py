@@ -20,7 +20,7 @@ import optuna
 import ray
 from ray import tune
 
-from sweep import analysis, review
+from sweep import analysis, core, review
 from sweep import spec as spec_module
 from sweep.errors import StudyBusyError, StudyError
 from sweep.results import load_results
@@ -118,13 +118,14 @@ def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) ->
     study = ray_env.with_gpus(study)  # `gpus: auto` on this cluster, before populations are sized for a device
     looks: list[int | None] = list(study.looks) if study.sequential else [None]
     tracker = Tracker(total=0)
+    study, memory = _device_memory(study, tracker)
     retry = crashed_pairs(optuna_study) if options.retry_crashed else set()  # crashed in earlier runs, not this one
     first = plan(study, optuna_study, seeds=looks[0], retry=retry)
     result = None
     for seeds in looks:
         the_plan = first if seeds == looks[0] else plan(study, optuna_study, seeds=seeds, retry=retry)
         if the_plan.pending or the_plan.search_remaining:
-            _run_trials(study, optuna_study, store, the_plan, tracker, options=options, lease=lease)
+            _run_trials(study, optuna_study, store, the_plan, tracker, options=options, lease=lease, memory=memory)
         if tracker.done + tracker.failed + tracker.pruned < tracker.total:
             break  # stopped before the end of this look: no look is taken on a part of its pairs
         if study.sequential:
@@ -137,6 +138,20 @@ def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) ->
     if tracker.total:  # the study's note in optuna-dashboard: outcomes, best, verdict
         review.attach_study_review(study, optuna_study, results=results)
     return _summary(study, tracker, first, result, started)
+
+
+def _device_memory(study: Study, tracker: Tracker) -> tuple[Study, int | None]:
+    """For `population: auto` on GPUs: the device memory each trial's population may fill (populations are
+    then sized per network shape to fit it), said in the run's summary. A GPU whose memory cannot be read
+    gets the CPU's population size instead, said too."""
+    if study.resources.population != "auto" or not study.resources.gpus:
+        return study, None
+    budget, note = ray_env.gpu_budget(study)
+    tracker.notes.add(note)
+    if budget is None:
+        fallback = study.resources.model_copy(update={"population": core.AUTO_POPULATION_CPU})
+        return study.model_copy(update={"resources": fallback}), None
+    return study, budget
 
 
 def _summary(
@@ -173,12 +188,16 @@ def _run_trials(
     *,
     options: RunOptions,
     lease: DriverLease | None = None,
+    memory: int | None = None,
 ) -> None:
     """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
-    when Tune stops (Ctrl-C) are marked interrupted. Ray is up: `_run` started or joined it."""
+    when Tune stops (Ctrl-C) are marked interrupted. Ray is up: `_run` started or joined it. `memory`: the
+    device memory a trial's population may fill, when populations are sized to it."""
     slots = ray_env.slots(study)
     pairs = len(the_plan.pending) + the_plan.search_remaining * len(study.seed_list)
-    packing = Packing.of(the_plan.pending, most=population_cap(the_plan.population, pairs, slots), slots=slots)
+    fits = None if memory is None else {p.key: core.members_that_fit(p.config, memory) for p in the_plan.pending}
+    most = population_cap(the_plan.population, pairs, slots)
+    packing = Packing.of(the_plan.pending, most=most, slots=slots, fits=fits)
     # members stopped early are posted on a board their workers read at each report
     board, board_name = None, None
     if study.early_stopping is not None:  # a fresh name each time: a killed board's name may not be free yet

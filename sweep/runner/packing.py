@@ -43,9 +43,15 @@ def pending_work(pairs: Iterable[Costed]) -> dict[Hashable, tuple[int, float, fl
     return work
 
 
-def population_sizes(work: Mapping[Hashable, tuple[int, float, float]], most: int, slots: int) -> dict[Hashable, int]:
+def population_sizes(
+    work: Mapping[Hashable, tuple[int, float, float]],
+    most: int,
+    slots: int,
+    fits: Mapping[Hashable, int] | None = None,
+) -> dict[Hashable, int]:
     """Members per population for each network shape, from its (pending pairs, what a pair costs, what a
-    population costs besides its members), at most `most`: the sizes whose populations, handed out
+    population costs besides its members), at most `most`, and at most `fits[key]` for a shape whose
+    members fill a device's memory at that many: the sizes whose populations, handed out
     costliest first to `slots` slots (as the front does), end soonest in a simulation of that hand-out.
     It starts from the largest populations (each shape in as few as `most` allows) and splits, one
     population more at a time, the shape whose split ends the study soonest, while that helps; the rule
@@ -53,6 +59,7 @@ def population_sizes(work: Mapping[Hashable, tuple[int, float, float]], most: in
     too. A costly shape (a D 16x wider) is then split over the slots rather than trained on one core while
     the other waits, and a split must save more than the extra population's own cost."""
     counts = {key: count for key, (count, _, _) in work.items()}
+    cap = {key: max(1, min(most, (fits or {}).get(key, most))) for key in counts}
 
     def sizes_of(parts: Mapping[Hashable, int]) -> dict[Hashable, int]:
         return {key: max(1, math.ceil(counts[key] / parts[key])) for key in counts}
@@ -71,7 +78,7 @@ def population_sizes(work: Mapping[Hashable, tuple[int, float, float]], most: in
             free[free.index(min(free))] += job
         return max(free)
 
-    parts = {key: max(1, math.ceil(count / max(1, most))) for key, count in counts.items()}
+    parts = {key: max(1, math.ceil(count / cap[key])) for key, count in counts.items()}
     best = ends(sizes_of(parts))
     while True:
         options = [{**parts, key: parts[key] + 1} for key in counts if parts[key] < counts[key]]
@@ -82,7 +89,7 @@ def population_sizes(work: Mapping[Hashable, tuple[int, float, float]], most: in
         parts = options[chosen]
     plan = sizes_of(parts)
     uniform = max(1, min(most, math.ceil(sum(counts.values()) / max(1, slots))))
-    flat = {key: min(uniform, count) for key, count in counts.items()}
+    flat = {key: min(uniform, count, cap[key]) for key, count in counts.items()}
     return flat if ends(flat) < best * (1 - 1e-9) else plan
 
 
@@ -94,9 +101,12 @@ class Packing:
     sizes: Mapping[Hashable, int]  # population key -> members per population
 
     @classmethod
-    def of(cls, pairs: Iterable[Costed], *, most: int, slots: int) -> Packing:
-        """Sizes for `pairs`, at most `most` members each, handed out to `slots` slots."""
-        return cls(most, population_sizes(pending_work(pairs), most, slots))
+    def of(
+        cls, pairs: Iterable[Costed], *, most: int, slots: int, fits: Mapping[Hashable, int] | None = None
+    ) -> Packing:
+        """Sizes for `pairs`, at most `most` members each (and `fits[key]` for a shape that fills a device's
+        memory at that many), handed out to `slots` slots."""
+        return cls(most, population_sizes(pending_work(pairs), most, slots, fits))
 
     def size(self, key: Hashable) -> int:
         """Members of the next population of this shape."""

@@ -91,4 +91,48 @@ def slots(study: Study) -> int:
     return max(1, fit)
 
 
-__all__ = ["LOOPBACK", "ensure_ray", "gpus_per_trial", "quiet_ray", "slots", "with_gpus"]
+TRIAL_RESERVE_BYTES = 2**30  # what a trial's process holds on its GPU besides the population: CUDA context, data
+
+
+@ray.remote(num_cpus=0)
+def _free_gpu_memory() -> tuple[int, int] | str:
+    """(free, total) bytes of the GPU this task was given, or why they cannot be read."""
+    try:
+        import torch  # a worker's import: the driver never loads torch
+    except ImportError as exc:
+        return f"torch does not import there ({exc})"
+    if not torch.cuda.is_available():
+        return "torch there sees no CUDA device"
+    free, total = torch.cuda.mem_get_info()
+    return int(free), int(total)
+
+
+def gpu_budget(study: Study, timeout_s: float = 120.0) -> tuple[int | None, str]:
+    """Device memory one trial's population may fill: a GPU's free memory (read by a task on one of the
+    cluster's GPUs) times the share of it the trial asks for, less TRIAL_RESERVE_BYTES; with a line for
+    the run's summary. None, and why, when it cannot be read (the population then gets the CPU's size)."""
+    share = float(study.resources.gpus)
+    try:
+        got = ray.get(_free_gpu_memory.options(num_gpus=share).remote(), timeout=timeout_s)
+    except Exception as exc:  # a GPU Ray lists but no worker can reach within the timeout
+        got = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if isinstance(got, str):
+        return None, f"population: auto could not read a GPU's free memory ({got}): populations of at most 16"
+    free, total = got
+    budget = max(0, int(free * min(share, 1.0)) - TRIAL_RESERVE_BYTES)
+    return budget, (
+        f"population: auto sized from a GPU's free memory ({free / 2**30:.1f} of {total / 2**30:.1f} GiB, "
+        f"{budget / 2**30:.1f} GiB a trial)"
+    )
+
+
+__all__ = [
+    "LOOPBACK",
+    "TRIAL_RESERVE_BYTES",
+    "ensure_ray",
+    "gpu_budget",
+    "gpus_per_trial",
+    "quiet_ray",
+    "slots",
+    "with_gpus",
+]

@@ -140,9 +140,10 @@ class Recorder:
                 if path:
                     shutil.rmtree(path, ignore_errors=True)
         outcomes = [self._finish_member(trial, member) for trial, member in zip(trials, final.members, strict=True)]
-        discarded = final.members[0].get(TrialAttr.CHECKPOINT_DISCARDED) if final.members else None
-        if discarded:  # said once, for the population
-            self.tracker.notes.add(f"{self.tracker.trials[tune_id].label}: {discarded}")
+        for attr in (TrialAttr.CHECKPOINT_DISCARDED, TrialAttr.POPULATION_SPLIT):
+            said = final.members[0].get(attr) if final.members else None
+            if said:  # said once, for the population
+                self.tracker.notes.add(f"{self.tracker.trials[tune_id].label}: {said}")
         if final.members:
             self.tracker.trial_seconds += final.members[0].get(TrialAttr.WALL_S, 0.0)  # the population's, once
         outcome = outcomes[0] if len(outcomes) == 1 else counts(dict(Counter(o.value for o in outcomes)))

@@ -138,3 +138,80 @@ def test_early_stopping_with_planned_looks_runs_every_look(ray_session, make_stu
     summary = runner.run(spec.load(path), store=open_store(tmp_path / "runs"))
     assert [look.seeds for look in summary.verdict.looks] == [2, 4], verdict_text.lines(summary.verdict)
     assert summary.completed + summary.pruned == 8 and summary.failed == 0
+
+
+OOM_HOOK = """
+import os
+if os.environ.get("SWEEP_TEST_OOM_ABOVE"):  # every process of the run: a population above this size runs out
+    import torch
+    from infogan_core import training
+
+    limit, real = int(os.environ["SWEEP_TEST_OOM_ABOVE"]), training.train_population
+
+    def train_population(cfgs, **kwargs):
+        if len(cfgs) > limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected: {len(cfgs)} members, {limit} fit)")
+        return real(cfgs, **kwargs)
+
+    training.train_population = train_population
+"""
+
+
+def test_a_population_out_of_device_memory_trains_in_parts_and_says_so_once(make_study, tmp_path):
+    # a CUDA out-of-memory error (injected in every process the run starts, its own local Ray's workers too)
+    # splits the population, each half trains after the other: every pair once, with its single run's numbers
+    import subprocess
+
+    from helpers import SWEEP, sweep_env
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OOM_HOOK)
+    kwargs = dict(factors={"lr_g": [0.003]}, seeds=2, budget={"steps": 40, "report_every": 10, "eval_every": 40})
+    split = make_study(
+        tmp_path / "split.yaml", name="split", resources={"population": 4, "max_concurrent": 1}, **kwargs
+    )
+    alone = make_study(tmp_path / "alone.yaml", name="alone", resources={"population": 1}, **kwargs)
+    root = tmp_path / "runs"
+    env = sweep_env(SWEEP_TEST_OOM_ABOVE="2", PYTHONPATH=str(hook))
+    done = subprocess.run(
+        [SWEEP, "run", str(split), "--root", str(root)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr
+    assert said.count("out of device memory at 4 members") == 1 and "parts of 2, 2 members" in said
+    runner.run(spec.load(alone), store=open_store(root))
+    members, singles = _by_pair(_load(root, "split")), _by_pair(_load(root, "alone"))
+    assert len(members) == 4 and members.keys() == singles.keys()  # every pair once
+    for pair, member in members.items():
+        assert member.state == TrialState.COMPLETE and "out of device memory" in member.user_attrs["population_split"]
+        assert member.values == singles[pair].values
+        assert _untimed(member.user_attrs["history"]) == _untimed(singles[pair].user_attrs["history"])
+
+
+def test_population_auto_on_a_gpu_whose_memory_cannot_be_read_falls_back_and_says_so(make_study, tmp_path):
+    # a node that Ray says has a GPU, where torch finds none: the memory probe says why, populations are
+    # sized as on a CPU, and the trials train (on the CPU, device auto)
+    from ray.cluster_utils import Cluster
+
+    from helpers import run_sweep
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "num_gpus": 1})
+    try:
+        path = make_study(
+            tmp_path / "gpu.yaml",
+            name="gpu",
+            factors={"lr_g": [0.003]},
+            seeds=2,
+            budget={"steps": 20, "report_every": 10},
+            resources={"population": "auto"},
+        )
+        root = tmp_path / "runs"
+        done = run_sweep("run", str(path), "--root", str(root), "--address", cluster.address, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "could not read a GPU's free memory (torch there sees no CUDA device)" in done.stdout + done.stderr
+        trials = _load(root, "gpu").get_trials()
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+        assert {t.user_attrs["population"] for t in trials} == {2}  # 4 pairs over the 2 slots
+    finally:
+        cluster.shutdown()
