@@ -23,6 +23,8 @@ from bench_population import CONFIGS  # the configurations bench_population.py t
 from torch.nn import functional as F
 
 from infogan_core import population as P
+from infogan_core import rng
+from infogan_core import step as S
 from infogan_core import training as T
 
 SPENT: dict[str, float] = collections.defaultdict(float)
@@ -58,10 +60,10 @@ def main() -> None:
         (torch.Tensor, "backward", "backward passes (all)"),
         (P.MemberGroup, "step", "optimizer steps"),
         (P.MemberGroup, "squared_norms", "gradient norms"),
-        (T, "_latents", "latent sampling"),
-        (T, "_real_batch", "real batches"),
-        (T, "_discriminate", "D forward, D step"),
-        (T, "info_terms", "Q forward and information terms"),
+        (rng.Streams, "words", "counter words"),
+        (S, "from_words", "latents from the words"),
+        (S, "_discriminate", "D forward, D step"),
+        (S, "info_terms", "Q forward and information terms"),
     ]:
         _timed(owner, name, part)
     cfg = CONFIGS[args.arch].replace(steps=args.steps, report_every=50, eval_every=10 * args.steps, eval_samples=100)

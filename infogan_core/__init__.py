@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from infogan_core.config import (
     MEMBER_FIELDS,
+    NUMERICS,
     TrainConfig,
     field_docs,
     field_names,
@@ -43,6 +44,7 @@ __all__ = [
     "DATASETS",
     "MEMBER_FIELDS",
     "METRICS",
+    "NUMERICS",
     "METRIC_NAMES",
     "CheckpointError",
     "ConfigError",

@@ -27,6 +27,11 @@ from infogan_core.errors import ConfigError
 # of SIMD_LANES do that (inexact_population). Here, not in population.py: this module imports no torch
 SIMD_LANES = 16
 
+# What a configuration computes, as a version: it goes up whenever the same configuration and seed would give
+# other numbers (a stored study's runs are comparable only within one). 1: the first engines (torch.Generator
+# streams, torch's fused Adam); 2: counter-based random streams and the (K, P) buffer optimizer (2026-12)
+NUMERICS = 2
+
 
 @dataclass(frozen=True)
 class Knob:
@@ -522,6 +527,7 @@ def check_members(cfgs: Sequence[TrainConfig]) -> None:
 
 
 __all__ = [
+    "NUMERICS",
     "SIMD_LANES",
     "MEMBER_FIELDS",
     "Knob",

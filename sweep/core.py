@@ -18,6 +18,7 @@ from infogan_core import (
     MEMBER_FIELDS,
     METRIC_NAMES,
     METRICS,
+    NUMERICS,
     CheckpointError,
     ConfigError,
     DivergedError,
@@ -92,7 +93,7 @@ def auto_population(on_gpu: bool) -> int:
 def members_that_fit(cfg: TrainConfig, budget_bytes: int) -> int:
     """How many members of cfg's shape train in `budget_bytes` of device memory (infogan_core.cost's
     estimate of a member's), at least 1."""
-    from infogan_core.cost import member_bytes
+    from infogan_core.cost import member_bytes  # lazy: the driver reads it only for populations sized by a GPU
 
     return max(1, int(budget_bytes // member_bytes(cfg)))
 
@@ -106,7 +107,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def release_device_memory() -> None:
     """Hand the memory of tensors no longer referenced back to the device (after an out-of-memory error)."""
-    import gc
+    import gc  # lazy: only after a device ran out of memory
 
     import torch  # lazy: only a process that trains loads torch
 
@@ -149,6 +150,7 @@ __all__ = [
     "MEMBER_FIELDS",
     "METRICS",
     "METRIC_NAMES",
+    "NUMERICS",
     "CheckpointError",
     "ConfigError",
     "DivergedError",

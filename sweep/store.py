@@ -103,6 +103,7 @@ class StudyAttr:
     REPLICATION_OF = "replication_of"  # a replication: the name of the study it replicates on fresh seeds
     REPLICATE = "replicate"  # a replication: its number (1, 2, ...), which offsets its seeds
     PROVENANCE = "provenance"  # the driver of its latest run: code version and git commit, libraries, machine
+    NUMERICS = "numerics"  # infogan_core.NUMERICS of the engine that trained it (absent: 1, before it was kept)
 
 
 FINAL_IMAGES = "images"  # in a worker's final result, beside the trial attributes: figure name -> base64 PNG

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweep import analysis, provenance
+from sweep import analysis, core, provenance
 from sweep import spec as spec_module
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError
 from sweep.results import load_results
@@ -92,6 +92,7 @@ def open_study(
         )
     if [d.name.lower() for d in optuna_study.directions] != directions:
         raise DefinitionConflictError(f"study '{study.name}' is stored with other objective directions")
+    _check_numerics(study, optuna_study, store)
     _check_seed_plan(study, optuna_study)
     if replication_of is not None:
         optuna_study.set_user_attr(StudyAttr.REPLICATION_OF, replication_of)
@@ -101,6 +102,20 @@ def open_study(
     optuna_study.set_user_attr(StudyAttr.SOURCE, source)
     optuna_study.set_user_attr(StudyAttr.PROVENANCE, provenance.collect(provenance.cpu_device()))
     return optuna_study
+
+
+def _check_numerics(study: Study, optuna_study: optuna.Study, store: Store) -> None:
+    """Refuse to add runs to a study whose stored runs another engine computed (infogan_core.NUMERICS): the
+    same configuration and seed give other numbers there, so one study would mix two experiments."""
+    stored = optuna_study.user_attrs.get(StudyAttr.NUMERICS, 1)
+    finished = any(t.state.is_finished() for t in optuna_study.get_trials(deepcopy=False))
+    if stored != core.NUMERICS and finished:
+        raise DefinitionConflictError(
+            f"study '{study.name}' in {store.url} holds runs computed by the engine's numerics {stored}, and this "
+            f"code computes numerics {core.NUMERICS} (new random streams: the same seeds give other numbers); "
+            "adding runs would mix the two"
+        )
+    optuna_study.set_user_attr(StudyAttr.NUMERICS, core.NUMERICS)
 
 
 def _check_seed_plan(study: Study, optuna_study: optuna.Study) -> None:

@@ -98,7 +98,7 @@ TRIAL_RESERVE_BYTES = 2**30  # what a trial's process holds on its GPU besides t
 def _free_gpu_memory() -> tuple[int, int] | str:
     """(free, total) bytes of the GPU this task was given, or why they cannot be read."""
     try:
-        import torch  # a worker's import: the driver never loads torch
+        import torch  # lazy: a GPU worker's import; the driver never loads torch
     except ImportError as exc:
         return f"torch does not import there ({exc})"
     if not torch.cuda.is_available():

@@ -17,13 +17,12 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/device_check.sh)"),
 ]
 
-RING = TrainConfig(**{**TINY_RING, "batch_size": 64}, steps=100, report_every=25, eval_every=100, device="cuda")
-DIGITS = TrainConfig(
-    **{**TINY_DIGITS, "batch_size": 64, "g_width": 0.25, "d_width": 0.25},
-    steps=100,
-    report_every=25,
-    eval_every=100,
-    device="cuda",
+CUDA = {"device": "cuda", "steps": 100, "report_every": 25, "eval_every": 100}
+RING = TrainConfig(**{**TINY_RING, "batch_size": 64, **CUDA}) if torch.cuda.is_available() else None
+DIGITS = (
+    TrainConfig(**{**TINY_DIGITS, "batch_size": 64, "g_width": 0.25, "d_width": 0.25, **CUDA})
+    if torch.cuda.is_available()
+    else None
 )
 
 
@@ -60,11 +59,11 @@ def test_a_member_stays_close_to_its_single_run_after_100_steps(base: TrainConfi
 
 
 def test_a_stopped_member_does_not_recapture_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infogan_core import training
+    from infogan_core import device
 
     captures = []
-    real = training._GraphedStep._capture
-    monkeypatch.setattr(training._GraphedStep, "_capture", lambda self: (captures.append(1), real(self)))
+    real = device.GraphedStep._capture
+    monkeypatch.setattr(device.GraphedStep, "_capture", lambda self: (captures.append(1), real(self)))
     seen = []
 
     def stop_member_1(step: int, rows: dict[int, dict[str, float]]) -> list[int]:

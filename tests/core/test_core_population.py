@@ -144,15 +144,15 @@ def _step_ops(cfgs: list[TrainConfig]) -> int:
     """Top-level aten operations of training steps 2-4 of a population, counted by torch's profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    from infogan_core import training
+    from infogan_core import step
 
-    run = training._build(cfgs)
+    run = step.build_run(cfgs)
     run.step_t.fill_(1)
-    training._train_step(run)  # the first step builds the optimizer's segments
+    step.train_step(run)  # the first step builds the optimizer's segments
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for step in (2, 3, 4):
-            run.step_t.fill_(step)
-            training._train_step(run)
+        for number in (2, 3, 4):
+            run.step_t.fill_(number)
+            step.train_step(run)
     ops = [e for e in prof.events() if e.name.startswith("aten::")]
     return sum(1 for e in ops if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
 

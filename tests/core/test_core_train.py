@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from infogan_core import METRIC_NAMES, DivergedError, TrainConfig, losses, train
-from infogan_core import training as train_module
+from infogan_core import step as step_module
 from infogan_core.data import DATASETS, Dataset, DatasetEntry
 from infogan_core.latent import sample_latent
 from infogan_core.models import InfoGAN, QHead
@@ -69,7 +69,7 @@ def capture_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[StackedInfoG
             super().__init__(*args, **kwargs)
             built.append(self)
 
-    monkeypatch.setattr(train_module, "StackedInfoGAN", Capturing)
+    monkeypatch.setattr(step_module, "StackedInfoGAN", Capturing)
     yield built
 
 
@@ -299,7 +299,7 @@ def test_isolated_encoder_has_its_own_trunk(monkeypatch: pytest.MonkeyPatch) -> 
         starts.append(_state(model.q_trunk))
         return model
 
-    monkeypatch.setattr(train_module, "InfoGAN", build)
+    monkeypatch.setattr(step_module, "InfoGAN", build)
     isolated = train(DIGITS.replace(encoder="isolated", steps=3)).model
     assert isolated.q_trunk is not None
     d_ids = {id(p) for p in isolated.d_trunk.parameters()}
@@ -369,7 +369,7 @@ def _info_grads(cfg: TrainConfig, term: str) -> dict[str, float]:
     lat = sample_latent(cfg, model.cat_prior, 32, gen, torch.device("cpu"))
     fake = model.generator(lat.z)
     h_fake = model.d_trunk(fake)
-    ce, nll, _ = train_module.info_terms(cfg, model, fake, h_fake, lat)
+    ce, nll, _ = step_module.info_terms(cfg, model, fake, h_fake, lat)
     (ce if term == "cat" else nll).backward()
 
     def norm(module: nn.Module | None) -> float:

@@ -21,7 +21,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from sweep import analysis, provenance, runner, spec
+from sweep import analysis, core, provenance, runner, spec
 from sweep.errors import DefinitionConflictError, SeedPlanConflictError
 from sweep.report import build, render, verdict_text
 from sweep.runner.front import OptunaFront
@@ -93,6 +93,24 @@ def test_changed_definition_is_refused(make_study, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     # more seeds is not a conflict: the same experiment, extended
     runner.open_study(spec.load(make_study(tmp_path / "s3.yaml", name="conflict", seeds=3)), store)
+
+
+def test_a_study_trained_by_an_engine_of_other_numerics_is_not_resumed(make_study, tmp_path):
+    # a study whose runs the previous engine computed (no numerics recorded: 1) would mix two experiments
+    store = open_store(tmp_path / "runs")
+    path = make_study(tmp_path / "s.yaml", name="older", seeds=1)
+    stored = runner.open_study(spec.load(path), store)
+    assert stored.user_attrs["numerics"] == core.NUMERICS
+    runner.open_study(spec.load(path), store)  # this engine's own study opens again
+    stored.set_user_attr("numerics", 1)
+    runner.open_study(spec.load(path), store)  # nothing finished yet: nothing to mix, it takes this engine's
+    assert _load(tmp_path / "runs", "older").user_attrs["numerics"] == core.NUMERICS
+    stored.set_user_attr("numerics", 1)
+    stored.tell(stored.ask(), [0.5])
+    with pytest.raises(DefinitionConflictError, match="numerics 1, and this code computes numerics 2"):
+        runner.open_study(spec.load(path), store)
+    proc = run_sweep("run", str(path), "--root", str(tmp_path / "runs"))
+    assert proc.returncode == 1 and "would mix the two" in proc.stderr and "--new-name NAME" in proc.stderr
 
 
 def test_asha_stops_bad_trials_as_pruned(ray_session, make_study, tmp_path):
@@ -543,9 +561,16 @@ def _kill_after_checkpoint(root: Path, name: str, cmd: tuple[str, ...], members:
             return []
         return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("checkpoint")]
 
+    def finished() -> bool:
+        try:
+            return any(t.state == TrialState.COMPLETE for t in _load(root, name).get_trials(deepcopy=False))
+        except Exception:  # not created yet
+            return False
+
     driver = start_sweep(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert wait_for(lambda: len(checkpointed()) == members, 120), "no checkpoint was stored"
+    try:  # 240 s: a margin for a host that runs the other test worker's Ray trials too
+        assert wait_for(lambda: len(checkpointed()) == members or finished(), 240), "no checkpoint was stored"
+        assert not finished(), "the population finished before its checkpoint was seen: give it more steps"
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
