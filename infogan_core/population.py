@@ -322,24 +322,29 @@ def row_sums(x: torch.Tensor) -> torch.Tensor:
     """(K, L) -> (K,): each row's sum, in an order that depends on L alone: chunks of ROW_CHUNK summed, then
     their sums, and so on. No reduction is ever over one output of more than torch's parallel grain, so a
     row adds up the same on any thread count and in a population of any size (a single run's one row of
-    millions would otherwise be split over threads, a population's rows not)."""
+    millions would otherwise be split over threads, a population's rows not). A row whose length is not a
+    multiple of ROW_CHUNK is summed as if padded with zeros (which add nothing)."""
     members = x.shape[0]
     while x.shape[1] > ROW_CHUNK:
         pad = -x.shape[1] % ROW_CHUNK
         if pad:
-            x = F.pad(x, (0, pad))  # zeros: they add nothing
+            x = F.pad(x, (0, pad))
         x = x.reshape(members, -1, ROW_CHUNK).sum(-1)
     return x.sum(1)
 
 
+def _padded(width: int) -> int:
+    return width + -width % ROW_CHUNK
+
+
 @dataclass
 class _Segment:
-    """Columns [start, end) of a group's buffer that are updated together, with their update count and
-    Adam's running powers of beta1 and beta2 (float64, one per member: the bias corrections)."""
+    """Columns [start, end) of a group's buffer that are updated together, whether they were updated yet (SGD's
+    first step), and Adam's running powers of beta1 and beta2 (float64, one per member: the bias corrections)."""
 
     start: int
     end: int
-    count: int
+    updated: bool
     beta1_power: torch.Tensor  # (K, 1)
     beta2_power: torch.Tensor  # (K, 1)
 
@@ -392,12 +397,17 @@ class MemberGroup:
         self.segments = [self._segment(0, width)]
         self._ranges: dict[tuple[int, ...], tuple[int, int]] = {}
         self._norms: dict[tuple[int, int], torch.Tensor] = {}
+        # a (K, P) scratch buffer for the update's intermediate values, and per norm's range one of squares
+        # padded with zeros to whole chunks of row_sums: a step allocates no buffer of the parameters' size
+        # (freed and allocated again every step, they cost a CPU page faults: 8x the minor faults at K = 16)
+        self._scratch = torch.empty_like(self.values)
+        self._squares: dict[tuple[int, int], torch.Tensor] = {}
 
     def _segment(self, start: int, end: int, like: _Segment | None = None) -> _Segment:
         if like is not None:
-            return _Segment(start, end, like.count, like.beta1_power.clone(), like.beta2_power.clone())
+            return _Segment(start, end, like.updated, like.beta1_power.clone(), like.beta2_power.clone())
         ones = torch.ones(self.members, 1, dtype=torch.float64, device=self.values.device)
-        return _Segment(start, end, 0, ones, ones.clone())
+        return _Segment(start, end, False, ones, ones.clone())
 
     def _range(self, params: Sequence[nn.Parameter] | None) -> tuple[int, int]:
         """The buffer's columns that hold `params` (default: all): a contiguous run of the group's order."""
@@ -420,7 +430,12 @@ class MemberGroup:
         computed once per backward; clipping reuses it."""
         a, b = self._range(params)
         if (a, b) not in self._norms:
-            self._norms[(a, b)] = row_sums(self.grad[:, a:b].square())
+            if (a, b) not in self._squares:
+                self._squares[(a, b)] = torch.zeros(self.members, _padded(b - a), device=self.values.device)
+            squares = self._squares[(a, b)]
+            grad = self.grad[:, a:b]
+            torch.mul(grad, grad, out=squares[:, : b - a])  # the padding stays 0
+            self._norms[(a, b)] = row_sums(squares)
         return self._norms[(a, b)]
 
     def clip(self, kind: str, values: torch.Tensor, params: Sequence[nn.Parameter] | None = None) -> None:
@@ -452,23 +467,29 @@ class MemberGroup:
         for seg in self._segments_of(a, b):
             cols = slice(seg.start, seg.end)
             p, g, m = self.values[:, cols], self.grad[:, cols], self.exp_avg[:, cols]
+            tmp = self._scratch[:, cols]
             if self.sgd:  # torch's SGD with momentum, no dampening: the first buffer is the gradient
-                if seg.count == 0:
+                if not seg.updated:
                     m.copy_(g)
                 else:
                     m.mul_(self.momentum).add_(g)
-                p.sub_(m * (self.lr64 * active).to(torch.float32))
+                torch.mul(m, (self.lr64 * active).to(torch.float32), out=tmp)
+                p.sub_(tmp)
             else:  # Adam with bias corrections, as torch.optim.Adam (eps 1e-8, no weight decay)
                 seg.beta1_power.mul_(self.beta1_64)
                 seg.beta2_power.mul_(self.beta2_64)
                 step_size = (self.lr64 / (1 - seg.beta1_power) * active).to(torch.float32)  # (K, 1)
                 correction2 = (1 - seg.beta2_power).sqrt().to(torch.float32)
                 v = self.exp_avg_sq[:, cols]
-                m.mul_(self.beta1).add_(g * self.one_minus_beta1)
-                v.mul_(self.beta2).add_(g * g * self.one_minus_beta2)
-                denom = v.sqrt().div_(correction2).add_(1e-8)
-                p.sub_(m.div(denom).mul_(step_size))
-            seg.count += 1
+                torch.mul(g, self.one_minus_beta1, out=tmp)
+                m.mul_(self.beta1).add_(tmp)
+                torch.mul(g, g, out=tmp)
+                v.mul_(self.beta2).add_(tmp.mul_(self.one_minus_beta2))
+                torch.sqrt(v, out=tmp)
+                tmp.div_(correction2).add_(1e-8)  # the denominator
+                torch.div(m, tmp, out=tmp)
+                p.sub_(tmp.mul_(step_size))
+            seg.updated = True
 
     def state_dict(self) -> dict[str, object]:
         """The optimizer's state (moments, update counts, bias corrections); the parameters are the model's."""
@@ -476,7 +497,7 @@ class MemberGroup:
             "exp_avg": self.exp_avg.clone(),
             "exp_avg_sq": None if self.exp_avg_sq is None else self.exp_avg_sq.clone(),
             "segments": [
-                (s.start, s.end, s.count, s.beta1_power.clone(), s.beta2_power.clone()) for s in self.segments
+                (s.start, s.end, s.updated, s.beta1_power.clone(), s.beta2_power.clone()) for s in self.segments
             ],
         }
 
@@ -486,7 +507,7 @@ class MemberGroup:
             self.exp_avg_sq.copy_(state["exp_avg_sq"])
         device = self.values.device
         self.segments = [
-            _Segment(a, b, int(count), p1.to(device), p2.to(device)) for a, b, count, p1, p2 in state["segments"]
+            _Segment(a, b, bool(updated), p1.to(device), p2.to(device)) for a, b, updated, p1, p2 in state["segments"]
         ]
 
 

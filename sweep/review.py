@@ -15,7 +15,7 @@ import optuna
 from optuna.artifacts import upload_artifact
 from optuna_dashboard import save_note, wsgi
 
-from sweep import analysis, provenance
+from sweep import analysis, dashboard_index, provenance
 from sweep.core import caveats
 from sweep.errors import AddressInUseError
 from sweep.report import verdict_text
@@ -193,6 +193,7 @@ def dashboard_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080)
 
     Pass it to `serve`; port 0 picks a free port.
     """
+    dashboard_index.install()  # its study page in time linear in the trials (dashboard_index.py says why)
     app = wsgi(store.storage(), artifact_store=store.artifact_store())
     try:
         return make_server(host, port, app, handler_class=_QuietHandler)
