@@ -26,6 +26,7 @@ from sweep.store import save_first_trial_note
 
 PAGE = """
 import statistics, sys, time, optuna
+from wsgiref.util import setup_testing_defaults
 from optuna_dashboard import wsgi
 from sweep import dashboard_index
 if sys.argv[2] == "indexed":
@@ -33,11 +34,11 @@ if sys.argv[2] == "indexed":
 storage = optuna.storages.RDBStorage(sys.argv[1])
 app = wsgi(storage)
 sid = storage.get_all_studies()[0]._study_id
-environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/api/studies/{sid}", "QUERY_STRING": "", "SERVER_NAME": "x",
-           "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": None}
 def page():
+    environ = {"PATH_INFO": f"/api/studies/{sid}", "QUERY_STRING": "after=0"}  # as the study page asks
+    setup_testing_defaults(environ)
     started = time.perf_counter()
-    b"".join(app(dict(environ), lambda status, headers: None))
+    b"".join(app(environ, lambda status, headers, *exc: None))
     return time.perf_counter() - started
 page()
 print(statistics.median(page() for _ in range(int(sys.argv[3]))))

@@ -69,6 +69,7 @@ def test_a_page_reads_the_study_attributes_once_not_once_per_trial() -> None:
 
 PAGE = """
 import json, sys, optuna
+from wsgiref.util import setup_testing_defaults
 from optuna_dashboard import wsgi
 from sweep import dashboard_index
 if sys.argv[2] == "indexed":
@@ -77,9 +78,9 @@ storage = optuna.storages.RDBStorage(sys.argv[1])
 app = wsgi(storage)
 sid = storage.get_all_studies()[0]._study_id
 out = []
-body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": f"/api/studies/{sid}", "QUERY_STRING": "",
-                     "SERVER_NAME": "x", "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": None},
-                    lambda status, headers: out.append(status)))
+environ = {"PATH_INFO": f"/api/studies/{sid}", "QUERY_STRING": "after=0"}  # as the study page asks
+setup_testing_defaults(environ)
+body = b"".join(app(environ, lambda status, headers, *exc: out.append(status)))
 assert out[0].startswith("200"), out
 print(body.decode())
 """
