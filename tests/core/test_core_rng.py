@@ -67,21 +67,19 @@ print(json.dumps(out))
 """
 
 
-def _capabilities() -> list[str]:
-    own = torch.backends.cpu.get_cpu_capability().lower()
-    return ["default", "avx2", "avx512"][: {"default": 1, "avx2": 2, "avx512": 3}.get(own, 1)]
-
-
 @pytest.mark.slow
 def test_every_draw_is_the_same_on_every_simd_path() -> None:
     # torch's log and cos differ in the last bit between a CPU's vector loop, its scalar tail and a GPU; the
-    # draws use only correctly rounded arithmetic, so every capability gives the same numbers
+    # draws use only correctly rounded arithmetic, so every capability gives the same numbers. Each path runs
+    # in a process of its own (whatever this one's ATEN_CPU_CAPABILITY); one this CPU lacks falls back to
+    # another and is left out
     runs = {}
-    for capability in _capabilities():
+    for capability in ("default", "avx2", "avx512"):
         env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
         out = subprocess.run([sys.executable, "-c", _DRAWS], env=env, capture_output=True, text=True, check=True)
-        runs[capability] = json.loads(out.stdout)
-        assert runs[capability].pop("capability").lower() == capability  # the path it was asked for
+        run = json.loads(out.stdout)
+        if run.pop("capability").lower() == capability:  # the path it was asked for
+            runs[capability] = run
     first = next(iter(runs.values()))
     assert len(runs) >= 2 and all(run == first for run in runs.values()), list(runs)
 
