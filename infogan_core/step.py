@@ -216,6 +216,8 @@ class Run:
     lam_cont: torch.Tensor
     h_cat: torch.Tensor  # (K,) H(c) of the uniform categorical prior
     h_cont: torch.Tensor  # (K,) differential entropy of each member's continuous prior
+    zero: torch.Tensor  # (K,) zeros: the D step's information loss when Q learns in the G step
+    trunk: list[nn.Parameter]  # D's trunk: what D's optimizer moves in an unfrozen G step
 
     @property
     def members(self) -> int:
@@ -270,6 +272,8 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
         lam_cont=column(c.lambda_cont for c in cfgs),
         h_cat=torch.full((members,), cfg.cat_entropy, device=device),
         h_cont=column(losses.cont_prior_entropy(c.cont_codes, c.cont_prior) for c in cfgs),
+        zero=torch.zeros(members, device=device),
+        trunk=list(model.d_trunk.parameters()),
     )
 
 
@@ -294,7 +298,7 @@ def _d_step(run: Run, draws: rng.Draws) -> _DStep:
         fake = model.generator(lat_d.z)
     _, h_fake, real_logits, fake_logits = _discriminate(model, real, fake, cfg.d_batchnorm, n)
     loss_d = losses.d_loss(real_logits.float(), fake_logits.float(), cfg.loss_space)  # (K,)
-    info_d = torch.zeros(run.members, device=run.device)
+    info_d = run.zero
     q_in_d_step = cfg.q_update == "d_step"
     if q_in_d_step:
         ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
@@ -348,9 +352,8 @@ def _g_step(run: Run, draws: rng.Draws, real: torch.Tensor) -> _GStep:
     run.group_g.clip(cfg.clip, run.clip_values)
     run.group_g.step()
     if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
-        trunk = list(model.d_trunk.parameters())
-        run.group_d.clip(cfg.clip, run.clip_values, trunk)
-        run.group_d.step(trunk)
+        run.group_d.clip(cfg.clip, run.clip_values, run.trunk)
+        run.group_d.step(run.trunk)
     run.freeze(False)
     return _GStep(fake_logits, loss_adv, loss_info, ce, nll, std_min, grad_g, grad_q)
 
