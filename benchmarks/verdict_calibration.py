@@ -132,7 +132,47 @@ def rows_for(studies: int, seed: int) -> list[dict]:
     rows += _claim_p_rows(rng, s)
     rows += _paired_rate_rows(rng, s)
     rows += _censored_rows(rng, s)
+    rows += _grid_rows(rng, s)
     return rows
+
+
+def grid_differences(rng: np.random.Generator, studies: int, n: int, blocks: int, p_fail: float = 0.0) -> np.ndarray:
+    """Null differences of a grid, (studies, n seeds, blocks): the treatment's effect differs from seed to
+    seed (N(0, 1), the same in every block of the seed) around a mean of 0, plus each run's own noise; runs
+    fail with p_fail (the worst outcome, -inf; two in one pair tie at 0)."""
+    seed_effect = rng.normal(0, 1, (studies, n, 1))
+    t = seed_effect + rng.normal(0, 0.5, (studies, n, blocks))
+    b = rng.normal(0, 0.5, (studies, n, blocks))
+    t = np.where(rng.random(t.shape) < p_fail, -np.inf, t)
+    b = np.where(rng.random(b.shape) < p_fail, -np.inf, b)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(t) & np.isinf(b), 0.0, t - b)
+
+
+def _grid_rows(rng: np.random.Generator, s: int) -> list[dict]:
+    """A grid's blocks share their seed: one unit per seed keeps alpha; counting (seed, block) pairs as
+    independent units does not (the control); an interaction (the effect in one stratum minus another's) at
+    no interaction keeps it too, with and without failed runs."""
+    found = []
+
+    def row(name: str, d: np.ndarray, bound: str, promise: str) -> None:
+        rate = float(np.isin(st.decide(st.estimate(d), direction="greater", min_effect=0.5), DIRECTIONAL).mean())
+        se = math.sqrt(max(rate * (1 - rate), 1e-12) / s)
+        found.append({"name": name, "measured": rate, "se": se, "promise": promise, "bound": bound, "value": ALPHA})
+
+    d = grid_differences(rng, s, 8, 4)
+    row("null grid, 8 seeds x 4 blocks, one unit per seed", st.seed_units(d), "max", f"<= {ALPHA}")
+    row("null grid, 8 seeds x 4 blocks as 32 independent units", d.reshape(s, -1), "min", "> alpha: the control")
+    failing = grid_differences(rng, s, 16, 2, p_fail=0.15)
+    row("null grid, 16 seeds x 2 blocks, 15% of runs fail, per seed", st.seed_units(failing), "max", f"<= {ALPHA}")
+    strata = np.stack([st.seed_units(grid_differences(rng, s, 12, 2)) for _ in range(2)], axis=-1)
+    row(
+        "no interaction, 12 seeds: stratum effect minus stratum effect",
+        st.seed_units(strata, weights=[1, -1]),
+        "max",
+        f"<= {ALPHA}",
+    )
+    return found
 
 
 def paired_failures(rng: np.random.Generator, studies: int, n: int, factor: float) -> tuple[np.ndarray, ...]:

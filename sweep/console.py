@@ -292,7 +292,10 @@ def _print_effect_table(title: str, t: EffectTable, *, compared: bool) -> None:
     for header in headers:
         table.add_column(header, justify="right", no_wrap=True)
     notes = []
+    strata = sum(bool(row.stratum) for row in t.rows)
     for row in t.rows:
+        if row.stratum:  # the rows within each block of the other factors: too wide for 80 columns
+            continue
         c = dict(zip(t.headers, row.cells, strict=True))
         label = row.label
         cells = [label, f"{c['finished']}/{c['runs']}"]
@@ -310,6 +313,8 @@ def _print_effect_table(title: str, t: EffectTable, *, compared: bool) -> None:
             notes.append(f"{label}: {c[DIVERGED_P]}")
     print_table(title, table)
     print_lines(notes, indent=1, style="yellow")
+    if strata:
+        print_lines([f"Each level within each combination of the other factors ({strata} rows): --wide."], indent=0)
 
 
 def _wide_effect_table(t: EffectTable) -> Table:

@@ -10,6 +10,7 @@ simulation tests run thousands of studies in one call through the very code the 
   and Wilcoxon's signed-rank test read off the same Walsh averages, so the p-value and the interval
   never disagree. Differences may be infinite: a failed run is the worst outcome of its arm.
 - `estimate`: the t path, or the rank path when a difference is infinite or all are equal.
+- `seed_units`: one unit per seed from a grid's blocks (or a difference of two strata's effects).
 - `decisive_p`: the p of the test that decides a rule (two-sided, against a margin, or TOST).
 - `decide`: SUPPORTED, CONTRADICTED, NO EFFECT (two one-sided tests) or INCONCLUSIVE from an estimate.
 - `spending`: the share of alpha each planned look may spend (Lan & DeMets 1983).
@@ -327,6 +328,34 @@ def estimate(d: Any, *, alpha: float = 0.05, test: str = "t") -> Estimate:
     # rows on the rank path get placeholder values with spread, so the t path computes without warnings
     placeholder = np.where(use_rank[..., None], np.arange(d.shape[-1], dtype=float), d)
     return _where(use_rank, ranks, paired_t(placeholder, alpha=alpha))
+
+
+def seed_units(d: Any, *, weights: Any = None) -> np.ndarray:
+    """One paired unit per seed from its blocks' differences (last axis: a seed's blocks, e.g. a grid's
+    combinations of the other factors; NaN marks a block that is not there): the blocks share the seed's
+    luck, so they are one unit, not several independent ones.
+
+    The unit is the weighted mean of the block differences (equal weights by default; weights (1, -1) and
+    a sum give a difference of two strata's effects). A failed run makes a block's difference infinite
+    (the worst outcome of its arm): where one side's failures outnumber the other's, the unit is that
+    side's infinity; where they balance, each failure is matched by one on the other side and those
+    blocks tie at 0, as two failed runs in one pair do. A seed with no block present is NaN.
+    """
+    d = np.asarray(d, dtype=float)
+    w = np.ones(d.shape[-1]) if weights is None else np.asarray(weights, dtype=float)
+    present = ~np.isnan(d)
+    signed = np.where(present, d * np.sign(w), 0.0)  # a term's direction after its weight's sign
+    net = (signed == math.inf).sum(axis=-1) - (signed == -math.inf).sum(axis=-1)
+    finite_terms = np.where(np.isfinite(d), d * w, 0.0)  # a matched failure contributes 0
+    if weights is None:
+        count = present.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = finite_terms.sum(axis=-1) / count
+    else:
+        value = np.where(present.all(axis=-1), finite_terms.sum(axis=-1), NAN)
+        count = np.where(present.all(axis=-1), 1, 0)
+    value = np.where(net > 0, math.inf, np.where(net < 0, -math.inf, value))
+    return np.where(count > 0, value, NAN)
 
 
 # --- the decision ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweep.analysis.frames import MISSING_RUN, design_frame, level_masks
-from sweep.analysis.units import _usable, comparison_units, differences
+from sweep.analysis.units import _usable, block_label, comparison_units, seed_differences
 from sweep.lazy import LazyImport
 from sweep.rates import fisher_two_sided
 from sweep.spec import Study, format_value
@@ -30,6 +30,7 @@ EFFECT_COLUMNS = [
     "direction",
     "factor",
     "level",
+    "stratum",
     "baseline",
     "runs",
     "n",
@@ -76,10 +77,16 @@ def _level_counts(rows: pd.DataFrame, metric: str) -> dict[str, Any]:
 
 def effects(frame: pd.DataFrame, study: Study, *, test: str = "t") -> pd.DataFrame:
     """One row per objective x factor x level: the level's runs by outcome, its mean with a 95% CI over
-    finished runs, and against the factor's first (reference) level: the paired effect over units that
-    share a seed (and, in a grid, the other factors' levels) with its 95% CI, a standardized effect (d_z,
-    or the rank-biserial r on the rank path), the two-sided p and its Holm adjustment over the whole table;
-    and the divergence rate with Fisher's exact test against the reference (Holm over the levels).
+    finished runs, and against the factor's first (reference) level: the paired effect over seeds with its
+    95% CI, a standardized effect (d_z, or the rank-biserial r on the rank path), the two-sided p and its
+    Holm adjustment; and the divergence rate with Fisher's exact test against the reference (Holm over the
+    levels).
+
+    In a grid, a seed's runs at the other factors' levels (its blocks) share its luck, so the pooled row
+    (`stratum` "") counts each seed once: the mean of its block differences (`stats.seed_units`). Below it,
+    one row per block (`stratum` "d_width=4.0, ...": the level's runs there and the effect within it), so
+    an effect that differs between strata shows. Holm adjusts the pooled rows together and the stratum
+    rows together: two families.
 
     Diverged runs and non-finite values count as the worst outcome (the rank path); crashed runs are left
     out; pruned runs count as the rule's `pruned` says (left out without a rule). A search study gets the
@@ -104,9 +111,11 @@ def effects(frame: pd.DataFrame, study: Study, *, test: str = "t") -> pd.DataFra
                     "direction": objective.direction,
                     "factor": factor,
                     "level": format_value(level),
+                    "stratum": "",
                     "baseline": i == 0,
                     **_level_counts(ran[mask], objective.metric),
                 }
+                rows.append(row)
                 if i > 0 and study.kind != "search":
                     units = comparison_units(
                         data,
@@ -117,23 +126,57 @@ def effects(frame: pd.DataFrame, study: Study, *, test: str = "t") -> pd.DataFra
                         metric=objective.metric,
                         pruned=pruned,
                     )
-                    d = differences(units[_usable(units)], str(objective.direction))
-                    row["pairs"] = len(d)
-                    if len(d) >= 2:
-                        e = estimate(d, alpha=TABLE_ALPHA, test=test).item()
-                        row.update(
-                            method=e.method,
-                            diff=e.effect,
-                            diff_low=e.low,
-                            diff_high=e.high,
-                            std_effect=e.standardized,
-                            p=float(e.p_two_sided),
-                        )
-                rows.append(row)
+                    rows += _compared(row, units[_usable(units)], ran[mask], study, test)
     table = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
-    table["p_holm"] = holm(pd.to_numeric(table["p"], errors="coerce").to_numpy(dtype=float))
+    pooled = table["stratum"] == ""
+    p = pd.to_numeric(table["p"], errors="coerce").to_numpy(dtype=float)
+    table["p_holm"] = math.nan
+    table.loc[pooled, "p_holm"] = holm(p[pooled.to_numpy()])
+    table.loc[~pooled, "p_holm"] = holm(p[~pooled.to_numpy()])
     _divergence_columns(table, ran, masks)
+    table.loc[~pooled, ["diverged_rate", "diverged_p", "diverged_p_holm"]] = math.nan  # the level's, pooled
     return table
+
+
+def _compared(
+    row: dict[str, Any], usable: pd.DataFrame, level_runs: pd.DataFrame, study: Study, test: str
+) -> list[dict[str, Any]]:
+    """A level's comparison with its reference: the pooled row's effect (filled in `row`; each seed one unit,
+    its grid blocks averaged), and in a grid with other factors one row per block (stratum), each with its
+    runs of the level and its effect over the seeds of that block."""
+    better = str(row["direction"])
+    _effect(row, seed_differences(usable, better).to_numpy(), test)
+    strata = list(dict.fromkeys(b for b in usable["block"] if b))
+    if len(strata) < 2:
+        return []
+    others = [f for f in study.factors if f != row["factor"]]
+    labels = pd.Series(
+        [block_label([f"params.{f}" for f in others], r) for r in level_runs[[f"params.{f}" for f in others]].values],
+        index=level_runs.index,
+        dtype=object,
+    )
+    found = []
+    for stratum in strata:
+        part = {**row, "stratum": stratum, **_level_counts(level_runs[labels == stratum], str(row["metric"]))}
+        part.update({k: math.nan for k in ("diff", "diff_low", "diff_high", "std_effect", "p")}, method=None)
+        _effect(part, seed_differences(usable[usable["block"] == stratum], better).to_numpy(), test)
+        found.append(part)
+    return found
+
+
+def _effect(row: dict[str, Any], d: np.ndarray, test: str) -> None:
+    """The paired effect over per-seed differences `d` into `row` (pairs, method, diff and its CI, d_z, p)."""
+    row["pairs"] = len(d)
+    if len(d) >= 2:
+        e = estimate(d, alpha=TABLE_ALPHA, test=test).item()
+        row.update(
+            method=e.method,
+            diff=e.effect,
+            diff_low=e.low,
+            diff_high=e.high,
+            std_effect=e.standardized,
+            p=float(e.p_two_sided),
+        )
 
 
 def _divergence_columns(table: pd.DataFrame, ran: pd.DataFrame, masks: dict[str, list[tuple[Any, pd.Series]]]) -> None:

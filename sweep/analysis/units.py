@@ -13,6 +13,7 @@ from sweep.analysis.frames import MISSING_RUN, _where, level_masks
 from sweep.core import METRICS
 from sweep.lazy import LazyImport
 from sweep.spec import DIVERGED, Study, format_value
+from sweep.stats import seed_units
 from sweep.vocab import Outcome
 
 if TYPE_CHECKING:
@@ -72,12 +73,15 @@ def comparison_units(
     metric: str,
     pruned: str | None = None,
     where: dict[str, Any] | None = None,
+    stratum: str | None = None,
 ) -> pd.DataFrame:
     """The paired units of treatment against baseline, in seed order: one row per (seed, block) with each
     arm's kind, value and why (`t_*`, `b_*`; only `t_*` when baseline is None, against a target).
 
     Levels share seeds by construction, so units pair by seed; in a grid, a block is one combination of
-    the other factors' levels (within `where`), so that only runs that differ in `factor` are compared.
+    the other factors' levels (within `where`; `block` names them, `name=level, ...`), so that only runs
+    that differ in `factor` are compared. A seed's blocks share its luck: `seed_differences` makes them one
+    unit before anything is tested. With `stratum` (another factor), a `stratum` column holds its level.
     """
     part = _where(design, where or {})
     # a time to an event reported past the budget never happened: the worst outcome, ties at the worst rank
@@ -88,12 +92,13 @@ def comparison_units(
     def arm(level: Any, prefix: str) -> pd.DataFrame:
         rows = part[masks[format_value(level)]] if format_value(level) in masks else part.iloc[:0]
         kind, value, why = _kinds(rows, metric, pruned, censored_above)
-        block = [",".join(map(format_value, r)) for r in rows[blocks].itertuples(index=False)] if blocks else ""
+        block = [block_label(blocks, r) for r in rows[blocks].itertuples(index=False)] if blocks else ""
         return pd.DataFrame(
             {
                 "seed": rows["seed"].to_numpy(),
                 "seed_index": rows["seed_index"].to_numpy(),
                 "block": block,
+                **({"stratum": [format_value(v) for v in rows[f"params.{stratum}"]]} if stratum else {}),
                 f"{prefix}_kind": kind,
                 f"{prefix}_value": value,
                 f"{prefix}_why": why,
@@ -102,8 +107,14 @@ def comparison_units(
 
     units = arm(treatment, "t")
     if baseline is not None:
-        units = units.merge(arm(baseline, "b"), on=["seed", "seed_index", "block"], how="inner")
+        keys = ["seed", "seed_index", "block", *(["stratum"] if stratum else [])]
+        units = units.merge(arm(baseline, "b"), on=keys, how="inner")
     return units.sort_values(["seed_index", "block"], kind="stable").reset_index(drop=True)
+
+
+def block_label(columns: list[str], levels: Any) -> str:
+    """A grid block's name: `name=level` of each other factor (columns `params.name`), comma-separated."""
+    return ", ".join(f"{c.removeprefix('params.')}={format_value(v)}" for c, v in zip(columns, levels, strict=True))
 
 
 def _arm_kinds(units: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +133,19 @@ def differences(units: pd.DataFrame, better: str, *, origin: float = 0.0) -> np.
     with np.errstate(invalid="ignore"):
         d = t - b
     return np.where((units["t_kind"] == "failed") & (units["b_kind"] == "failed"), 0.0, d)
+
+
+def seed_differences(units: pd.DataFrame, better: str, *, origin: float = 0.0) -> pd.Series:
+    """One difference per seed (indexed by seed_index, in seed order) from usable units: a seed's blocks
+    share its luck, so they count once (`stats.seed_units`: the mean of its block differences; a seed
+    whose failed runs on one side outnumber the other side's is that side's worst outcome)."""
+    d = differences(units, better, origin=origin)
+    index = units["seed_index"].to_numpy()
+    if len(np.unique(index)) == len(index):  # one block per seed: the differences themselves
+        return pd.Series(d, index=index, dtype=float)
+    table = pd.DataFrame({"seed_index": index, "block": units["block"].to_numpy(), "d": d})
+    wide = table.pivot(index="seed_index", columns="block", values="d")
+    return pd.Series(seed_units(wide.to_numpy(dtype=float)), index=wide.index, dtype=float)
 
 
 def _usable(units: pd.DataFrame) -> pd.Series:

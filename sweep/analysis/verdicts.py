@@ -8,8 +8,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from sweep.analysis.frames import FINISHED_OUTCOMES, MISSING_RUN, design_frame
-from sweep.analysis.units import _arm_kinds, _usable, better_direction, comparison_units, differences
+from sweep.analysis.units import _arm_kinds, _usable, better_direction, comparison_units, seed_differences
 from sweep.lazy import LazyImport
 from sweep.rates import paired_rate_difference, rate_mde
 from sweep.spec import DIVERGED, SeedPlan, Study, Verdict, format_value
@@ -20,6 +22,7 @@ from sweep.stats import (
     decisive_p,
     estimate,
     pairs_for,
+    seed_units,
     spending,
 )
 from sweep.vocab import DECISIVE, Size, Status
@@ -192,6 +195,7 @@ class _Decision(NamedTuple):
     p: float  # the deciding test's p (`stats.decisive_p`; Fisher's for rates), NaN without an estimate
     status: Status
     reason: str
+    units: int  # the units (seeds) it rests on
 
 
 def _origin(rule: Verdict) -> float:
@@ -202,41 +206,58 @@ def _origin(rule: Verdict) -> float:
     return -rule.min_effect if rule.direction == "greater" else rule.min_effect
 
 
+def rule_differences(units: pd.DataFrame, study: Study, rule: Verdict) -> np.ndarray:
+    """The per-seed differences a metric rule tests, from usable units in seed order: treatment minus baseline
+    (or minus the target), a seed's grid blocks made one unit; for an interaction, the effect at
+    interaction.level minus the effect at interaction.against, seeds with both (`stats.seed_units`)."""
+    better = better_direction(study, rule.metric)
+    inter = rule.interaction
+    if inter is None:
+        return seed_differences(units, better, origin=rule.target or 0.0).to_numpy()
+    strata = [
+        seed_differences(units[units["stratum"] == format_value(level)], better)
+        for level in (inter.level, inter.against)
+    ]
+    both = pd.concat(strata, axis=1, join="inner").sort_index()
+    return seed_units(both.to_numpy(dtype=float), weights=[1.0, -1.0])
+
+
 def _decide_look(units: pd.DataFrame, study: Study, rule: Verdict, alpha: float) -> _Decision:
-    """The estimate, deciding p and status of one look from its complete pairs."""
+    """The estimate, deciding p and status of one look from its usable units (a seed's blocks are one unit)."""
     n = len(units)
     est: Estimate | None = None
     p = math.nan
-    if rule.metric == DIVERGED:
+    if rule.metric == DIVERGED:  # one pair per seed (the other factors are fixed by `where`)
         x_b = int((units["b_kind"] == "failed").sum())
         if n:
             est = _paired_rates(units, alpha)
             mde, _ = rate_mde(x_b / n, n, alpha, up=rule.direction == "greater")  # towards the claim
             est = replace(est, mde=float(mde))
             p = float(est.p_two_sided)
-    elif n >= 2:
-        better = better_direction(study, rule.metric)
-        d = differences(units, better, origin=rule.target or 0.0)
-        est = estimate(d, alpha=alpha, test=rule.test).item()
-        p = float(
-            decisive_p(
-                d,
-                direction=rule.direction,
-                min_effect=rule.min_effect,
-                origin=_origin(rule),
-                alpha=alpha,
-                test=rule.test,
+    else:
+        d = rule_differences(units, study, rule)
+        n = len(d)
+        if n >= 2:
+            est = estimate(d, alpha=alpha, test=rule.test).item()
+            p = float(
+                decisive_p(
+                    d,
+                    direction=rule.direction,
+                    min_effect=rule.min_effect,
+                    origin=_origin(rule),
+                    alpha=alpha,
+                    test=rule.test,
+                )
             )
-        )
     if n < rule.min_seeds:
         reason = f"too few complete pairs to decide: {n} (the rule needs {rule.min_seeds})"
-        return _Decision(est, p, Status.INCONCLUSIVE, reason)
+        return _Decision(est, p, Status.INCONCLUSIVE, reason, n)
     if est is None:
-        return _Decision(est, p, Status.INCONCLUSIVE, "the test could not be computed on these values")
+        return _Decision(est, p, Status.INCONCLUSIVE, "the test could not be computed on these values", n)
     status = decide(
         est, direction=rule.direction, min_effect=rule.min_effect, origin=_origin(rule), equivalence=rule.target is None
     )
-    return _Decision(est, p, Status(str(status)), "")
+    return _Decision(est, p, Status(str(status)), "", n)
 
 
 def verdict(frame: pd.DataFrame, study: Study) -> VerdictResult | None:
@@ -266,7 +287,11 @@ def verdict(frame: pd.DataFrame, study: Study) -> VerdictResult | None:
         metric=rule.metric,
         pruned=rule.pruned,
         where=rule.where,
+        stratum=rule.interaction.factor if rule.interaction else None,
     )
+    if rule.interaction is not None:  # the two strata compared
+        compared = {format_value(rule.interaction.level), format_value(rule.interaction.against)}
+        units = units[units["stratum"].isin(compared)].reset_index(drop=True)
     looks: list[Look] = []
     for number, (seeds, alpha) in enumerate(zip(study.looks, look_alphas(study, rule.alpha), strict=True), 1):
         part = units[units["seed_index"] < seeds]
@@ -276,7 +301,7 @@ def verdict(frame: pd.DataFrame, study: Study) -> VerdictResult | None:
             break
         usable = part[_usable(part)]
         found = _decide_look(usable, study, rule, alpha)
-        looks.append(Look(number, seeds, alpha, found.status, found.estimate, len(usable), 0, found.reason, found.p))
+        looks.append(Look(number, seeds, alpha, found.status, found.estimate, found.units, 0, found.reason, found.p))
         if found.status in DECISIVE:
             break
     return _result(study, rule, units, looks)

@@ -64,7 +64,7 @@ def effect_figure(effects: pd.DataFrame, study: Study) -> Picture | None:
         part = effects[effects["metric"] == metric].reset_index(drop=True)
         y = np.arange(len(part))[::-1]
         labels = [
-            row_label(r.factor, r.level) + (f" ({ref})" if r.baseline and r.factor != BASE else "")
+            row_label(r.factor, r.level, r.stratum) + (f" ({ref})" if r.baseline and r.factor != BASE else "")
             for r in part.itertuples()
         ]
         for yi, r in zip(y, part.itertuples(), strict=True):

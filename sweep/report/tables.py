@@ -7,7 +7,7 @@ number is formatted once. No plotting here: the terminal path never loads matplo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class EffectRow:
     significant: bool  # Holm-adjusted p below the table's alpha (never the unadjusted p)
     not_finished: bool  # some runs at this level did not finish
     label: str = ""  # the row in one phrase: `factor=level`, or `base` (row_label)
+    stratum: str = ""  # a grid's block the row compares within (`other=level, ...`); "" for a pooled row
 
 
 @dataclass(frozen=True)
@@ -116,16 +117,20 @@ def one_base_row(effects: pd.DataFrame, study: Study) -> pd.DataFrame:
     return rows
 
 
-def row_label(factor: str, level: str) -> str:
-    """How a row is named in one phrase (the terminal, figures): `factor=level`, or `base`."""
-    return BASE if factor == BASE else f"{factor}={level}"
+def row_label(factor: str, level: str, stratum: Any = "") -> str:
+    """How a row is named in one phrase (the terminal, figures): `factor=level`, or `base`; a grid's stratum
+    row adds its block: `factor=level | other=level`."""
+    label = BASE if factor == BASE else f"{factor}={level}"
+    return f"{label} | {stratum}" if isinstance(stratum, str) and stratum else label
 
 
 def _cells(row: pd.Series, ref: str, divergence: bool) -> list[str]:
     no_runs = row["n"] == 0
     cells = [
         str(row["factor"]),
-        str(row["level"]) + (f" ({ref})" if row["baseline"] and row["factor"] != BASE else ""),
+        str(row["level"])
+        + (f" ({ref})" if row["baseline"] and row["factor"] != BASE else "")
+        + (f" | {row['stratum']}" if isinstance(row.get("stratum"), str) and row["stratum"] else ""),
         str(int(row["runs"])),
         str(int(row["n"])),
         not_finished_text(row) or MISSING,
@@ -166,7 +171,8 @@ def effect_tables(effects: pd.DataFrame, study: Study) -> list[EffectTable]:
                 reference=bool(row["baseline"]),
                 significant=not row["baseline"] and not is_missing(row["p_holm"]) and row["p_holm"] < TABLE_ALPHA,
                 not_finished=bool(not_finished_text(row)),
-                label=row_label(str(row["factor"]), str(row["level"])),
+                label=row_label(str(row["factor"]), str(row["level"]), row.get("stratum", "")),
+                stratum=row["stratum"] if isinstance(row.get("stratum"), str) else "",
             )
             for _, row in part.iterrows()
         ]
@@ -202,7 +208,8 @@ def method_text(study: Study, test: str = "t") -> str:
         f"equal) the Wilcoxon signed-rank test decides, with the Hodges-Lehmann estimate and its exact interval "
         f"(effect size r, the rank-biserial correlation). Crashed runs are left out; pruned runs {pruned_text}. "
         "p: two-sided; p (Holm): adjusted over every comparison in these tables (Holm's step-down method), the "
-        "only p that is ever marked. Divergence rates (diverged among completed and diverged runs) are compared "
+        f"only p that is ever marked.{_strata_text(study)} Divergence rates (diverged among completed and diverged "
+        "runs) are compared "
         f"with the {ref} level by Fisher's exact test, Holm-adjusted over the levels."
     )
 
@@ -213,9 +220,29 @@ def method_brief(study: Study, test: str = "t") -> str:
         return "Means over completed runs with a 95% CI across seeds; no differences: a sampler chose the levels."
     pairing = "by seed" if study.kind == "ablation" else "by seed within the other factors' levels"
     path = "signed-rank test" if test == "rank" else "paired t-test (signed-rank where a run failed)"
+    family, strata = "every row", ""
+    if _strata(study):
+        family = "the pooled rows (and the `| other=level` rows apart)"
+        strata = " A seed counts once, its blocks averaged; a row `| other=level` compares within that block."
     return (
         f"runs: finished of run; diff: each level minus the {reference_word(study)}, paired {pairing}, 95% CI by a "
-        f"{path}; p (Holm): adjusted over every row, bold below 0.05."
+        f"{path}; p (Holm): adjusted over {family}, bold below 0.05.{strata}"
+    )
+
+
+def _strata(study: Study) -> bool:
+    """Whether the effect table has stratum rows: a grid with more than one factor."""
+    return study.kind == "grid" and len(study.factors) > 1
+
+
+def _strata_text(study: Study) -> str:
+    if not _strata(study):
+        return ""
+    return (
+        " In a grid a seed's runs at the other factors' levels share its luck, so each seed counts once: the mean "
+        "of its differences over those blocks (a seed whose failed runs on one side outnumber the other side's is "
+        "that side's worst outcome). Rows marked `| other=level` compare the level within one block; Holm adjusts "
+        "them as a family of their own, apart from the pooled rows."
     )
 
 

@@ -47,8 +47,7 @@ def message(result: VerdictResult) -> str:
 def _decided(rule: Verdict, deciding: Look) -> str:
     """Why a decisive look decided as it did."""
     status, e = deciding.status, deciding.estimate
-    what = "the divergence rate" if rule.metric == DIVERGED else rule.metric
-    treat = f"{rule.factor}={format_value(rule.treatment)}"
+    what, treat, base = _compared(rule)
     ci = f"{_ci_label(deciding.alpha)} {interval(e.low, e.high)}" if e is not None else ""
     if rule.target is not None:
         margin = -rule.min_effect if rule.direction == "greater" else rule.min_effect
@@ -60,7 +59,6 @@ def _decided(rule: Verdict, deciding: Look) -> str:
             f"{what} at {treat} misses {bound}, against the claim: the {ci} of mean - target lies beyond "
             f"{num(margin)} the other way"
         )
-    base = f"{rule.factor}={format_value(rule.baseline)}"
     equivalence = f"{_ci_label(2 * deciding.alpha)} {interval(e.eq_low, e.eq_high)}" if e is not None else ""
     if rule.direction == "equivalent" and status == Status.SUPPORTED and e is not None:
         return (
@@ -85,6 +83,18 @@ def _decided(rule: Verdict, deciding: Look) -> str:
         f"{what} is the same at {treat} and {base} within min_effect {num(rule.min_effect)}: the "
         f"{equivalence} lies inside +-{num(rule.min_effect)}"
     )
+
+
+def _compared(rule: Verdict) -> tuple[str, str, str]:
+    """(what is compared, the level where the claim expects it larger or smaller, the level it is compared
+    with): the metric at two levels of the factor, or for an interaction the factor's effect at two levels
+    of the other factor."""
+    treat, base = f"{rule.factor}={format_value(rule.treatment)}", f"{rule.factor}={format_value(rule.baseline)}"
+    inter = rule.interaction
+    if inter is None:
+        return ("the divergence rate" if rule.metric == DIVERGED else rule.metric), treat, base
+    where = (f"{inter.factor}={format_value(level)}" for level in (inter.level, inter.against))
+    return f"the change in {rule.metric} from {base} to {treat}", *where
 
 
 def _undecided(rule: Verdict, deciding: Look) -> str:
@@ -231,7 +241,17 @@ def _claim_line(result: VerdictResult) -> str:
             f"decided against {num(bound)}); alpha {num(r.alpha)}{only}"
         )
     sign = {"greater": ">", "less": "<", "equivalent": f"within +-{num(r.min_effect)} of that"}[r.direction]
-    paired = "paired by seed within each combination of the other factors" if result.grid else "paired by seed"
+    paired = (
+        "paired by seed within each combination of the other factors, a seed's combinations one unit"
+        if result.grid
+        else "paired by seed"
+    )
+    if r.interaction is not None:
+        what, level, against = _compared(r)
+        return (
+            f"claim: {what} at {level} {sign} at {against} (an interaction; per seed, the effect at {level} minus "
+            f"the effect at {against}); {paired}; alpha {num(r.alpha)}, min_effect {num(r.min_effect)}{only}"
+        )
     return (
         f"claim: {what} at {treat} {sign} at {r.factor}={format_value(r.baseline)}; {paired}; alpha "
         f"{num(r.alpha)}, min_effect {num(r.min_effect)}{only}"

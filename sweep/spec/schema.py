@@ -190,6 +190,12 @@ def _check_verdict_metric(name: str) -> str:
     return name
 
 
+class Interaction(_Model):
+    factor: str = Field(description="Another factor of the grid whose level the claimed effect depends on.")
+    level: Any = Field(description="The level where the claim says the effect is larger (in the claim's direction).")
+    against: Any = Field(description="The level it is compared with.")
+
+
 class Verdict(_Model):
     metric: Annotated[str, AfterValidator(_check_verdict_metric)] = Field(
         description=f"Metric the claim is about, or '{DIVERGED}': the claim is about the divergence rate itself."
@@ -210,6 +216,12 @@ class Verdict(_Model):
         "the interval lies inside +-min_effect; with a target, the non-inferiority margin. 0: never NO EFFECT.",
     )
     where: dict[str, Any] = Field({}, description="Only trials with these factor levels (grid), e.g. {lr_g: 0.01}.")
+    interaction: Interaction | None = Field(
+        None,
+        description="A claim that the effect depends on another factor (grid): the effect (treatment - baseline) "
+        "at interaction.level minus the effect at interaction.against, per seed, tested in `direction` against "
+        "min_effect, e.g. {factor: d_width, level: 4.0, against: 0.25}.",
+    )
     test: Literal["t", "rank"] = Field(
         "t",
         description="t: paired t-test, switching to the signed-rank test when a run failed or every difference is "

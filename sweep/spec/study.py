@@ -193,6 +193,7 @@ class Study(_Model):
                 "(worst: the worst outcome of their arm; exclude: their pairs are left out)",
             )
         self._check_verdict_where(verdict, levels)
+        self._check_verdict_blocks(verdict, levels)
 
     @staticmethod
     def _check_compared_levels(verdict: Verdict, allowed: list[Any]) -> None:
@@ -217,6 +218,39 @@ class Study(_Model):
             if got not in levels[name]:
                 valid = ", ".join(map(format_value, levels[name]))
                 raise _At(("verdict", "where", name), f"must be a level of {name} ({valid}), but got {got!r}")
+
+    def _check_verdict_blocks(self, verdict: Verdict, levels: dict[str, list[Any]]) -> None:
+        """An interaction (grid) names another factor (not fixed by `where`) and two of its levels; a divergence
+        rule in a grid compares one pair per seed, so `where` fixes every other factor."""
+        inter, others = verdict.interaction, [k for k in levels if k != verdict.factor]
+        if inter is not None and self.kind != "grid":
+            raise _At(("verdict", "interaction"), "is for grid studies: an ablation varies one factor at a time")
+        if inter is not None:
+            if inter.factor not in others or inter.factor in verdict.where:
+                free = [k for k in others if k not in verdict.where]
+                raise _At(("verdict", "interaction", "factor"), _unknown("factor", inter.factor, free))
+            valid = ", ".join(map(format_value, levels[inter.factor]))
+            for key, got in (("level", inter.level), ("against", inter.against)):
+                if got not in levels[inter.factor]:
+                    raise _At(
+                        ("verdict", "interaction", key), f"must be a level of {inter.factor} ({valid}), but got {got!r}"
+                    )
+            if format_value(inter.level) == format_value(inter.against):
+                raise _At(("verdict", "interaction", "against"), f"must differ from level ({inter.level!r})")
+            if verdict.target is not None or verdict.metric == DIVERGED:
+                raise _At(
+                    ("verdict", "interaction"),
+                    "compares two levels' effects on a metric; give `baseline`, not "
+                    f"`target`, and a metric other than '{DIVERGED}'",
+                )
+        if verdict.metric == DIVERGED and self.kind == "grid":
+            free = [k for k in others if k not in verdict.where]
+            if free:
+                raise _At(
+                    ("verdict", "where"),
+                    f"a claim about '{DIVERGED}' compares one pair of runs per seed: fix the other factors here "
+                    f"({', '.join(free)})",
+                )
 
     def _check_early_stopping(self, stop: EarlyStopping) -> None:
         if stop.metric is None:

@@ -100,6 +100,22 @@ def stored_study(study: spec.Study, trials: list[tuple[dict, str, float | None]]
 GRID = {"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]}
 
 
+GRID_RULE = {  # within d_batchnorm=none: grid_trials' diverged run is at separate, so 3 seeds can decide by t
+    "metric": "mi/cat_ratio",
+    "factor": "lambda_cat",
+    "baseline": 1.0,
+    "treatment": 0.0,
+    "direction": "less",
+    "min_effect": 0.05,
+    "where": {"d_batchnorm": "none"},
+}
+
+
+def grid_study(**overrides) -> spec.Study:
+    """The grid of GRID with GRID_RULE: its verdict on grid_trials() is SUPPORTED."""
+    return make_study(kind="grid", factors=GRID, **{"verdict": GRID_RULE, **overrides})
+
+
 def grid_trials() -> list[tuple[dict, str, float | None]]:
     rng = np.random.default_rng(1)
     trials = []

@@ -12,12 +12,13 @@ from scipy import stats
 
 from sweep import analysis
 from sweep.report import verdict_text as vt
+from sweep.report.tables import effect_tables
 from sweep.results import load_results
 from sweep.review import study_note
 from sweep.stats import holm
 from sweep.vocab import Status
 
-from fakes import GRID, ablation_frame, grid_trials, make_study, stored_study
+from fakes import ablation_frame, grid_study, grid_trials, make_study, stored_study
 
 SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = (
     Status.SUPPORTED,
@@ -138,16 +139,66 @@ def grid_frame(value) -> pd.DataFrame:
 def test_grid_effects_pair_within_the_other_factors_levels():
     study = make_study(kind="grid", factors={"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]})
     frame = grid_frame(
-        lambda lam, bn, seed: (0.9 if lam == 1.0 else 0.1) + (0.05 if bn == "separate" else 0) + 0.01 * seed
+        lambda lam, bn, seed: (0.9 if lam == 1.0 else 0.1 - 0.01 * seed) + (0.05 if bn == "separate" else 0)
     )
     table = analysis.effects(frame, study)
-    lam = table[table["factor"] == "lambda_cat"].set_index("level")
-    assert lam.loc["0.0", ["n", "pairs"]].tolist() == [6, 6] and lam.loc["0.0", "diff"] == pytest.approx(-0.8)
-    bn = table[table["factor"] == "d_batchnorm"].set_index("level")
+    pooled = table[table["stratum"] == ""]
+    lam = pooled[pooled["factor"] == "lambda_cat"].set_index("level")
+    assert lam.loc["0.0", ["n", "pairs"]].tolist() == [6, 3]  # 6 runs, 3 seeds: each seed is one unit
+    assert lam.loc["0.0", "diff"] == pytest.approx(-0.81)
+    bn = pooled[pooled["factor"] == "d_batchnorm"].set_index("level")
     assert bn.loc["separate", "diff"] == pytest.approx(0.05)
     result = analysis.verdict(frame, study)
-    assert result.status == SUPPORTED and result.n == 6 and result.grid
+    assert result.status == SUPPORTED and result.n == 3 and result.grid
     assert "paired by seed within each combination of the other factors" in vt.lines(result)[0]
+
+
+def interaction_frame() -> pd.DataFrame:
+    """lambda_cat = 0 lowers the metric by 0.8 where d_batchnorm is none and by 0.6 where it is separate;
+    each seed has its own luck (shared by its four runs) and a little noise."""
+    luck = {0: 0.3, 1: -0.2, 2: 0.05}
+    noise = iter(np.random.default_rng(3).normal(0, 0.01, 12))
+    effect = {"none": -0.8, "separate": -0.6}
+    return grid_frame(lambda lam, bn, seed: 0.9 + luck[seed] + (effect[bn] if lam == 0.0 else 0.0) + next(noise))
+
+
+def test_grid_effects_show_the_effect_in_each_stratum():
+    study = make_study(kind="grid", factors={"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]})
+    table = analysis.effects(interaction_frame(), study)
+    lam = table[(table["factor"] == "lambda_cat") & ~table["baseline"]].set_index("stratum")
+    assert lam.loc["", "diff"] == pytest.approx(-0.7, abs=0.02)  # pooled: the mean over both strata
+    assert lam.loc["d_batchnorm=none", "diff"] == pytest.approx(-0.8, abs=0.02)
+    assert lam.loc["d_batchnorm=separate", "diff"] == pytest.approx(-0.6, abs=0.02)
+    assert lam.loc["d_batchnorm=none", ["runs", "pairs"]].tolist() == [3, 3]
+    # two Holm families: the pooled rows, and the stratum rows
+    strata = table[table["stratum"] != ""]
+    assert strata["p_holm"].to_numpy() == pytest.approx(holm(strata["p"].to_numpy()))
+    [shown] = effect_tables(table, study)
+    labels = [row.label for row in shown.rows]
+    assert "lambda_cat=0.0 | d_batchnorm=separate" in labels and "lambda_cat=0.0" in labels
+
+
+def test_an_interaction_rule_tests_the_difference_of_the_strata_effects():
+    rule = {
+        "metric": "mi/cat_ratio",
+        "factor": "lambda_cat",
+        "baseline": 1.0,
+        "treatment": 0.0,
+        "direction": "greater",
+        "min_effect": 0.05,
+        "interaction": {"factor": "d_batchnorm", "level": "separate", "against": "none"},
+    }
+    factors = {"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]}
+    result = analysis.verdict(interaction_frame(), make_study(kind="grid", factors=factors, verdict=rule))
+    assert result.status == SUPPORTED and result.n == 3
+    assert result.estimate.effect == pytest.approx(0.2, abs=0.03)  # -0.6 - (-0.8)
+    text = vt.message(result) + "\n".join(vt.lines(result))
+    assert "the change in mi/cat_ratio from lambda_cat=1.0 to lambda_cat=0.0" in text
+    assert "d_batchnorm=separate" in text and "an interaction" in text
+    # the claim the other way round is contradicted
+    flipped = {**rule, "interaction": {"factor": "d_batchnorm", "level": "none", "against": "separate"}}
+    result = analysis.verdict(interaction_frame(), make_study(kind="grid", factors=factors, verdict=flipped))
+    assert result.status == CONTRADICTED
 
 
 def test_blocking_removes_the_other_factors_and_the_seeds_variance():
@@ -368,7 +419,8 @@ def test_where_restricts_a_grid_verdict_to_some_levels():
     assert result.treatment.mean == 21 and "only trials with dataset=grid25" in vt.lines(result)[0]
     both = make_study(kind="grid", factors=factors, objectives=["eval/modes"], verdict={**rule, "where": {}})
     blocked = analysis.verdict(pd.DataFrame(rows), both)
-    assert blocked.n == 6 and blocked.status == INCONCLUSIVE  # ring8 pairs disagree
+    # each seed one unit: the mean of its two datasets' differences (2.5, 5.5, 4.5), not six independent pairs
+    assert blocked.n == 3 and blocked.estimate.effect == pytest.approx(12.5 / 3)
 
 
 def test_no_rule_gives_no_verdict():
@@ -390,7 +442,7 @@ def test_a_study_stored_before_min_effect_still_has_a_verdict():
 
 
 def test_importance_ranks_the_factor_that_matters():
-    study = make_study(kind="grid", factors=GRID)
+    study = grid_study()
     scores = analysis.importance(stored_study(study, grid_trials()), study)["mi/cat_ratio"]
     assert isinstance(scores, dict) and set(scores) == {"lambda_cat", "d_batchnorm"}
     assert max(scores, key=scores.get) == "lambda_cat"
@@ -402,10 +454,8 @@ def test_importance_is_skipped_with_a_reason():
     grid = make_study(kind="grid", factors={"lambda_cat": [1.0, 0.0]})
     one = stored_study(grid, [({"lambda_cat": 1.0}, "completed", 0.9), ({"lambda_cat": 0.0}, "completed", 0.1)])
     assert "only 1 parameter" in analysis.importance(one, grid)["mi/cat_ratio"]
-    few = stored_study(
-        make_study(kind="grid", factors=GRID), [({"lambda_cat": 1.0, "d_batchnorm": "none"}, "completed", 0.9)]
-    )
-    assert "at least 2 completed" in analysis.importance(few, make_study(kind="grid", factors=GRID))["mi/cat_ratio"]
+    few = stored_study(grid_study(), [({"lambda_cat": 1.0, "d_batchnorm": "none"}, "completed", 0.9)])
+    assert "at least 2 completed" in analysis.importance(few, grid_study())["mi/cat_ratio"]
 
 
 def test_note_of_a_study_without_trials():
@@ -417,7 +467,7 @@ def test_note_of_a_study_without_trials():
 
 
 def test_study_note_names_best_and_worst_configuration_and_the_verdict():
-    study = make_study(kind="grid", factors=GRID)
+    study = grid_study()
     note = study_note(load_results(stored_study(study, grid_trials()), study=study))
     assert "**Trials:** 11 completed, 1 diverged" in note
     assert "| mi/cat_ratio (maximize) | `lambda_cat=1.0,d_batchnorm=" in note

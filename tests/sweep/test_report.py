@@ -14,12 +14,12 @@ from sweep.report import build, render
 from sweep.review import trial_note
 from sweep.vocab import STATUS_COLOURS, Status
 
-from fakes import BASE, GRID, PROVENANCE, grid_trials, make_study, store_design, stored_study
+from fakes import BASE, GRID, PROVENANCE, grid_study, grid_trials, make_study, store_design, stored_study
 from helpers import REPO, STUDIES_V1
 
 
 def test_report_of_a_stored_grid_renders_every_section(tmp_path):
-    study = make_study(kind="grid", factors=GRID)
+    study = grid_study()
     built = build.build(stored_study(study, grid_trials()))  # no store: no sample images
     assert built.verdict.status == Status.SUPPORTED
     page = render.html(built)
@@ -42,7 +42,7 @@ def test_report_of_a_stored_grid_renders_every_section(tmp_path):
 
 
 def test_html_and_markdown_show_the_same_numbers():
-    built = build.build(stored_study(make_study(kind="grid", factors=GRID), grid_trials()))
+    built = build.build(stored_study(grid_study(), grid_trials()))
     page, (text, _) = render.html(built), render.markdown(built, "img")
     cells = {cell for table in built.effect_tables for row in table.rows for cell in row.cells if cell}
     assert cells  # the control: there are numbers to find
@@ -54,7 +54,7 @@ def test_html_and_markdown_show_the_same_numbers():
 
 
 def test_html_escapes_what_users_wrote():
-    study = make_study(kind="grid", factors=GRID, claim="<script>alert(1)</script> & <b>bold</b>")
+    study = grid_study(claim="<script>alert(1)</script> & <b>bold</b>")
     page = render.html(build.build(stored_study(study, grid_trials())))
     assert "<script>alert(1)</script>" not in page and "<b>bold</b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
@@ -62,7 +62,7 @@ def test_html_escapes_what_users_wrote():
 
 
 def test_markdown_table_cells_escape_pipes():
-    study = make_study(kind="grid", factors=GRID, description="a | b")
+    study = grid_study(description="a | b")
     text, _ = render.markdown(build.build(stored_study(study, grid_trials())), "img")
     rows = [line for line in text.splitlines() if line.startswith("| kind ")]
     assert rows and rows[0].count(" | ") == 1  # the cell's own pipe does not open a new column
@@ -179,7 +179,7 @@ def test_a_multi_objective_ablation_gets_a_pareto_section_and_its_base_row_once(
 
 
 def test_a_single_objective_study_has_no_pareto_section():
-    built = build.build(stored_study(make_study(kind="grid", factors=GRID), grid_trials()))
+    built = build.build(stored_study(grid_study(), grid_trials()))
     assert built.pareto is None and built.pareto_table is None
     assert "Pareto front" not in render.html(built)
 

@@ -14,7 +14,7 @@ from sweep.report import build, verdict_text
 from sweep.results import load_results
 from sweep.vocab import Status
 
-from fakes import GRID, grid_trials, make_study, stored_study
+from fakes import grid_study, grid_trials, make_study, stored_study
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def calls(monkeypatch) -> Counter:
 
 
 def test_the_results_are_the_analysis_of_the_stored_study():
-    stored = stored_study(make_study(kind="grid", factors=GRID), grid_trials())
+    stored = stored_study(grid_study(), grid_trials())
     results = load_results(stored)
     study = analysis.study_spec(stored)
     frame = analysis.trials_frame(stored)
@@ -45,7 +45,7 @@ def test_the_results_are_the_analysis_of_the_stored_study():
 
 
 def test_each_piece_is_computed_once_however_often_it_is_read(calls):
-    results = load_results(stored_study(make_study(kind="grid", factors=GRID), grid_trials()))
+    results = load_results(stored_study(grid_study(), grid_trials()))
     assert calls == Counter()  # nothing is computed before it is asked for
     for _ in range(3):
         assert results.verdict_once_run is results.verdict and len(results.effects) and results.outcomes
@@ -64,14 +64,14 @@ def test_a_study_without_trials_has_a_verdict_waiting_for_its_first_look_but_non
 
 
 def test_the_report_and_the_study_note_share_one_reading(calls):
-    built = build.build(stored_study(make_study(kind="grid", factors=GRID), grid_trials()))
+    built = build.build(stored_study(grid_study(), grid_trials()))
     note = review.study_note(built.results)
     assert calls == Counter(trials_frame=1, effects=1, verdict=1)
     assert f"### Verdict: {built.verdict.status}" in note and built.verdict_text.message in note
 
 
 def test_the_effects_command_prints_what_it_is_given_without_reading_again(calls, capsys):
-    results = load_results(stored_study(make_study(kind="grid", factors=GRID), grid_trials()))
+    results = load_results(stored_study(grid_study(), grid_trials()))
     results.effects, results.verdict  # noqa: B018  # read before printing
     console.print_effects(results)
     text = capsys.readouterr().out

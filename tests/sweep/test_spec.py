@@ -255,6 +255,49 @@ def test_verdict_levels_must_exist(tmp_path: Path) -> None:
     )
 
 
+GRID_STUDY = ABLATION.replace("kind: ablation", "kind: grid").replace(
+    "encoder: [isolated]", "encoder: [shared, isolated]"
+)
+INTERACTION = (
+    "verdict: {metric: %s, factor: d_batchnorm, baseline: joint, treatment: none, direction: less,\n"
+    "          min_effect: 0.03, interaction: %s}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("metric", "interaction", "message"),
+    [
+        ("eval/cat_acc", "{factor: encoder, level: shared, against: isolated}", None),
+        ("eval/cat_acc", "{factor: encodr, level: shared, against: isolated}", "interaction.factor: unknown factor"),
+        ("eval/cat_acc", "{factor: d_batchnorm, level: joint, against: none}", "interaction.factor: unknown factor"),
+        ("eval/cat_acc", "{factor: encoder, level: shard, against: isolated}", "interaction.level: must be a level"),
+        ("eval/cat_acc", "{factor: encoder, level: shared, against: shared}", "interaction.against: must differ"),
+        ("diverged", "{factor: encoder, level: shared, against: isolated}", "verdict.interaction: compares two"),
+    ],
+)
+def test_an_interaction_names_another_factor_and_two_of_its_levels(
+    tmp_path: Path, metric: str, interaction: str, message: str | None
+) -> None:
+    text = GRID_STUDY + INTERACTION % (metric, interaction)
+    if message is None:
+        study = spec.load(write(tmp_path, text))
+        assert study.verdict.interaction.factor == "encoder" and study.verdict.interaction.against == "isolated"
+    else:
+        assert message in error(tmp_path, text)
+    ablation = ABLATION + INTERACTION % ("eval/cat_acc", "{factor: encoder, level: isolated, against: isolated}")
+    assert "verdict.interaction: is for grid studies" in error(tmp_path, ablation)
+
+
+def test_a_divergence_rule_in_a_grid_fixes_the_other_factors(tmp_path: Path) -> None:
+    rule = "verdict: {metric: diverged, factor: d_batchnorm, baseline: joint, treatment: none, direction: less,\n"
+    rule += "          min_effect: 0.2%s}\n"
+    assert (
+        "verdict.where: a claim about 'diverged' compares one pair of runs per seed: fix the other factors here "
+        "(encoder)" in error(tmp_path, GRID_STUDY + rule % "")
+    )
+    assert spec.load(write(tmp_path, GRID_STUDY + rule % ", where: {encoder: shared}")).verdict.where
+
+
 RULE = "verdict: {metric: eval/cat_acc, factor: d_batchnorm, baseline: separate, treatment: joint, direction: less%s}\n"
 
 

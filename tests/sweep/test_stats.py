@@ -475,3 +475,31 @@ def test_censored_times_on_the_rank_path_keep_alpha():
     assert (np.asarray(e.method) == "rank").mean() > 0.9  # a censored run in nearly every study
     decisions = st.decide(e, direction="less", min_effect=100)
     assert rate(decisions, Status.SUPPORTED, Status.CONTRADICTED) <= ALPHA + margin(ALPHA)
+
+
+# --- a grid's blocks: one unit per seed --------------------------------------------------------------
+
+
+def test_a_seeds_blocks_make_one_unit_with_failures_counted_by_side():
+    inf, nan = math.inf, math.nan
+    d = [[1, 3], [inf, 1], [inf, -inf], [-inf, 0.0], [nan, 2], [nan, nan], [inf, -inf, 4]]
+    d = np.array([row + [nan] * (3 - len(row)) for row in d])
+    # mean of the blocks; one side's failures outnumber the other's: its infinity; balanced: they tie at 0
+    expected = [2, inf, 0, -inf, 2, nan, 4 / 3]
+    np.testing.assert_array_equal(st.seed_units(d), expected)
+    # an interaction: the first stratum's effect minus the second's, failures by side after the sign
+    strata = np.array([[1, 3], [inf, inf], [inf, -inf], [-inf, 2], [2, nan]])
+    np.testing.assert_array_equal(st.seed_units(strata, weights=[1, -1]), [-2, 0, inf, -inf, nan])
+
+
+def test_one_unit_per_seed_keeps_alpha_where_counting_blocks_as_units_does_not():
+    rng = np.random.default_rng(44)
+    seed_effect = rng.normal(0, 1, (S, 8, 1))  # the treatment's effect varies by seed, the same in its blocks
+    d = seed_effect + rng.normal(0, 0.5, (S, 8, 4)) - rng.normal(0, 0.5, (S, 8, 4))
+
+    def directional(units: np.ndarray) -> float:
+        decisions = st.decide(st.estimate(units), direction="greater", min_effect=0.5)
+        return rate(decisions, Status.SUPPORTED, Status.CONTRADICTED)
+
+    assert directional(st.seed_units(d)) <= ALPHA + margin(ALPHA)
+    assert directional(d.reshape(S, -1)) > 3 * ALPHA  # the control: 32 "independent" units are 8 seeds

@@ -17,7 +17,7 @@ from sweep.report import build, render
 from sweep.results import load_results
 from sweep.review import study_note, trial_note
 
-from fakes import GRID, grid_trials, make_study, store_design, stored_study
+from fakes import grid_study, grid_trials, store_design, stored_study
 from helpers import SWEEP, sweep_env
 
 CLEAR = "\x1b[2J"  # clears the screen
@@ -30,7 +30,7 @@ EVIL = f"{MARKUP} {CLEAR}{LINK} {HTML} {MD_LINK} \u202e \x07"
 
 @pytest.fixture
 def evil_study():
-    study = make_study(kind="grid", factors=GRID, claim=EVIL, description=EVIL)
+    study = grid_study(claim=EVIL, description=EVIL)
     assert study.claim == EVIL  # the control: the stored definition really holds it
     return study
 
@@ -60,7 +60,7 @@ def test_a_comparison_prints_a_stored_claim_as_text(evil_study, tmp_path) -> Non
     url = f"sqlite:///{root / 'sweep.db'}"
     store_design(evil_study, lambda s: {"mi/cat_ratio": 0.5})
     store_design(evil_study, lambda s: {"mi/cat_ratio": 0.5}, storage=url)
-    plain = make_study(kind="grid", factors=GRID, name="plain")
+    plain = grid_study(name="plain")
     store_design(plain, lambda s: {"mi/cat_ratio": 0.5}, storage=url)
     env = sweep_env(columns=200) | {"FORCE_COLOR": "1"}  # rich writes for a colour terminal
     proc = subprocess.run(
