@@ -35,6 +35,7 @@ from sweep.cli_options import (
     StoragePathOpt,
     StudyArg,
     StudyFileArg,
+    TrackOpt,
     TrialsOpt,
     WideOpt,
 )
@@ -151,6 +152,7 @@ def run(
     replicate: ReplicateOpt = False,
     retry_crashed: RetryCrashedOpt = False,
     keep_checkpoints: KeepCheckpointsOpt = False,
+    track: TrackOpt = None,
     dry_run: DryRunOpt = False,
     max_trials: MaxTrialsOpt = None,
     wide: WideOpt = False,
@@ -197,6 +199,7 @@ def run(
         replicate=index,
         retry_crashed=retry_crashed,
         keep_checkpoints=keep_checkpoints,
+        track=tuple(t.value for t in track or ()),
         progress=console.ProgressView(study),
     )
     summary = runner.run(study, store=store, options=options)
@@ -228,13 +231,15 @@ def validate(
 
     Example: sweep validate studies/*.yaml
     """
-    from sweep import spec  # lazy: pydantic and the core's config load only for commands that read studies
+    from sweep import spec, tracking  # lazy: pydantic and the core's config load only for commands that read studies
 
     failed = 0
     limit = _max_trials(max_trials)
     for path in study_files:
         try:
-            console.print_valid(path, spec.load(path, max_trials=limit))
+            study = spec.load(path, max_trials=limit)
+            tracking.check_installed(study.tracking, where=f"{path}: ")
+            console.print_valid(path, study)
         except StudyError as exc:
             failed += 1
             console.print_invalid(str(exc))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from sweep.vocab import TRACKERS
 
 
 def study_name(value: str | None) -> str | None:
@@ -102,6 +105,16 @@ KeepCheckpointsOpt = Annotated[
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the first trials of the expanded table, and their total, and stop.")
 ]
+Tracker = Enum("Tracker", {name: name for name in TRACKERS}, type=str)  # Typer checks the choice (exit 2)
+TrackOpt = Annotated[
+    list[Tracker] | None,
+    typer.Option(
+        "--track",
+        help="Also log every trial to this tracker (tensorboard, mlflow, wandb), besides the study's `tracking:`; "
+        "repeatable. Trackers are not part of a study's meaning: a resumed study may name others.",
+        show_default=False,
+    ),
+]
 GpusOpt = Annotated[
     str | None,
     typer.Option(
@@ -129,6 +142,7 @@ __all__ = [
     "StoragePathOpt",
     "StudyArg",
     "StudyFileArg",
+    "TrackOpt",
     "TrialsOpt",
     "WideOpt",
 ]

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STD_COLLAPSE = 0.05  # q/std_min below this is flagged "posterior std collapsed"
+LIVE_POINTS = 24  # the latest reports a running trial's live curves show
+_BARS = "▁▂▃▄▅▆▇█"
 
 
 def trial_flags(study: Study, final: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -55,6 +57,24 @@ def trial_flags(study: Study, final: dict[str, Any], config: dict[str, Any]) -> 
     if ratio is not None and ratio < 0.5 and config.get("lambda_cat", 1) > 0:
         flags.append(f"low mutual information (mi/cat_ratio = {ratio:.2f})")
     return flags
+
+
+def sparkline(values: list[float]) -> str:
+    """A curve in one line of block characters, lowest to highest ("▁" to "█"); a flat curve is mid-height."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return _BARS[3] * len(values)
+    return "".join(_BARS[round((v - low) / (high - low) * (len(_BARS) - 1))] for v in values)
+
+
+def live_curves(step: int, curves: dict[str, list[float]]) -> str:
+    """A running trial's every metric in one line: its curve over the latest reports and its latest value. The
+    trial's `live` user attribute, which optuna-dashboard shows on the trial's page and refreshes as it polls
+    (its learning-curve chart draws one series, the first objective's intermediate values)."""
+    parts = [f"step {step}"] + [f"{name} {sparkline(v)} {num(v[-1])}" for name, v in sorted(curves.items()) if v]
+    return " · ".join(parts)
 
 
 def _fmt(value: Any) -> str:
@@ -149,7 +169,8 @@ def study_note(results: StudyResults) -> str:
         lines.append(
             f"**Learning curves:** each trial's intermediate values are its {first} at the steps it was measured; "
             "optuna-dashboard lists them on the trial's page (it draws the Intermediate Values chart only for "
-            f"studies with one objective). `sweep report {study.name}` draws every curve."
+            f"studies with one objective). Every metric's curve so far is the trial's `live` attribute; `sweep report "
+            f"{study.name}` draws every curve."
         )
     lines += ["", "| objective | best configuration | worst configuration |", "|---|---|---|"]
     for o in study.objectives:
@@ -225,11 +246,14 @@ def dashboard_url(server: WSGIServer, optuna_study: optuna.Study | None = None) 
 
 
 __all__ = [
+    "LIVE_POINTS",
     "attach_study_review",
     "attach_trial_review",
     "dashboard_server",
     "dashboard_url",
+    "live_curves",
     "serve",
+    "sparkline",
     "study_note",
     "trial_flags",
     "trial_note",

@@ -73,6 +73,7 @@ class TrialAttr:
     RESUMED_FROM = "resumed_from_step"  # it resumed an interrupted trial's checkpoint of this step
     CHECKPOINT_DISCARDED = "checkpoint_discarded"  # why the checkpoint it was to resume could not be, so it began anew
     POPULATION_SPLIT = "population_split"  # its population ran out of device memory and trained in parts: how
+    LIVE = "live"  # every metric's curve so far and its latest value, one line rewritten at each report
     # what a worker reports at the end of a trial and the driver stores as it is
     FROM_WORKER = (
         STARTED_AT,

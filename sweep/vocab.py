@@ -63,6 +63,8 @@ STATUS_COLOURS: dict[Status, str] = {
     Status.INCONCLUSIVE: "#b7791f",
 }
 
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # what a study's `tracking:` and `sweep run --track` may name
+
 MISSING = "-"  # how a value that does not exist is written, everywhere
 
 

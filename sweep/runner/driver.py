@@ -35,6 +35,7 @@ from sweep.runner.record import Recorder
 from sweep.runner.worker import StopBoard, trainable
 from sweep.spec import Study
 from sweep.store import DriverLease, Store
+from sweep.tracking import Trackers, check_installed
 from sweep.vocab import DECISIVE
 
 
@@ -49,6 +50,7 @@ class RunOptions:
     replicate: int | None = None  # which replication it is (1, 2, ...), given with replication_of
     retry_crashed: bool = False  # run again the pairs whose stored trial crashed
     keep_checkpoints: bool = False  # keep each trial's last checkpoint after it is stored
+    track: tuple[str, ...] = ()  # trackers to log to besides the study's `tracking:` (not part of its meaning)
     progress: Callable[[Tracker], None] | None = None  # called with the counts as trials report and end
 
     def __post_init__(self) -> None:
@@ -110,6 +112,8 @@ def run(study: Study, *, store: Store, options: RunOptions = RunOptions()) -> Ru
 def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) -> RunSummary:
     """The look loop: each look's pending pairs, then its verdict, until one decides or the looks end."""
     started = time.perf_counter()
+    track = [*study.tracking, *(t for t in options.track if t not in study.tracking)]
+    check_installed(track)  # before anything is stored: a tracker named but not installed is the user's to fix
     optuna_study = open_study(
         study, store, source=options.source, replication_of=options.replication_of, replicate=options.replicate
     )
@@ -122,16 +126,30 @@ def _run(study: Study, store: Store, options: RunOptions, lease: DriverLease) ->
     retry = crashed_pairs(optuna_study) if options.retry_crashed else set()  # crashed in earlier runs, not this one
     first = plan(study, optuna_study, seeds=looks[0], retry=retry)
     result = None
-    for seeds in looks:
-        the_plan = first if seeds == looks[0] else plan(study, optuna_study, seeds=seeds, retry=retry)
-        if the_plan.pending or the_plan.search_remaining:
-            _run_trials(study, optuna_study, store, the_plan, tracker, options=options, lease=lease, memory=memory)
-        if tracker.done + tracker.failed + tracker.pruned < tracker.total:
-            break  # stopped before the end of this look: no look is taken on a part of its pairs
-        if study.sequential:
-            result = load_results(optuna_study, study=study).verdict
-            if result is not None and result.deciding is not None and result.deciding.status in DECISIVE:
-                break
+    trackers = Trackers(track, root=store.root, study=study.name, notes=tracker.notes)
+    try:
+        for seeds in looks:
+            the_plan = first if seeds == looks[0] else plan(study, optuna_study, seeds=seeds, retry=retry)
+            if the_plan.pending or the_plan.search_remaining:
+                _run_trials(
+                    study,
+                    optuna_study,
+                    store,
+                    the_plan,
+                    tracker,
+                    options=options,
+                    lease=lease,
+                    memory=memory,
+                    trackers=trackers,
+                )
+            if tracker.done + tracker.failed + tracker.pruned < tracker.total:
+                break  # stopped before the end of this look: no look is taken on a part of its pairs
+            if study.sequential:
+                result = load_results(optuna_study, study=study).verdict
+                if result is not None and result.deciding is not None and result.deciding.status in DECISIVE:
+                    break
+    finally:
+        trackers.close()
     results = load_results(optuna_study, study=study)  # what is stored now, read once for the verdict and the note
     if result is None and study.verdict is not None:
         result = results.verdict
@@ -189,6 +207,7 @@ def _run_trials(
     options: RunOptions,
     lease: DriverLease | None = None,
     memory: int | None = None,
+    trackers: Trackers | None = None,
 ) -> None:
     """Run the plan's pending trials on Ray Tune (one Tuner), recording each in Optuna; trials still open
     when Tune stops (Ctrl-C) are marked interrupted. Ray is up: `_run` started or joined it. `memory`: the
@@ -205,7 +224,9 @@ def _run_trials(
         board = StopBoard.options(name=board_name).remote()
     front = OptunaFront(study, optuna_study, the_plan, packing=packing, lease=lease, board_name=board_name)
     keep = options.keep_checkpoints
-    recorder = Recorder(study, optuna_study, store.artifact_store(), tracker, stop_board=board, keep_checkpoints=keep)
+    recorder = Recorder(
+        study, optuna_study, store.artifact_store(), tracker, stop_board=board, keep_checkpoints=keep, trackers=trackers
+    )
     count = front.total
     tracker.total += count
     # Tune lets a custom searcher keep one trial pending at a time, so trial actors would start one

@@ -1,6 +1,8 @@
 """What workers send, written to their members' Optuna trials: learning curves as intermediate values,
-checkpoints, and at the end each member's outcome, values, history, images and note. Early stopping
-(ASHA) is decided here, per member, and posted on the stop board that the members' worker reads.
+every metric's live curve, checkpoints, and at the end each member's outcome, values, history, images and
+note. Early stopping (ASHA) is decided here, per member, and posted on the stop board that the members'
+worker reads. The study's trackers (TensorBoard, MLflow, W&B) get each member's metrics here too: this is
+where a population's members are each their own trial (Ray Tune's logger callbacks see one trial).
 
 Only this driver process writes the Optuna storage, so SQLite works on a cluster's head node.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,7 @@ from sweep.runner.progress import Tracker, TrialProgress, population_label
 from sweep.runner.protocol import Checkpointed, Final, MemberReport, Progress, read_result
 from sweep.spec import Study
 from sweep.store import TrialAttr, end_trial, record_intermediate, set_trial_times
+from sweep.tracking import TrackedRun, Trackers
 from sweep.vocab import Outcome, counts
 
 
@@ -57,6 +60,15 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
 
 
+def _measured(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of a history row or report, its step left out: what trackers and live curves get."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
 class Recorder:
     """Writes each running population's results to its members' Optuna trials, and counts on the tracker."""
 
@@ -69,6 +81,7 @@ class Recorder:
         *,
         stop_board: Any = None,
         keep_checkpoints: bool = False,
+        trackers: Trackers | None = None,
     ) -> None:
         self.study, self.optuna_study = study, optuna_study
         self.artifact_store = artifact_store  # where images go (Optuna's artifact store)
@@ -79,6 +92,9 @@ class Recorder:
         self.live: dict[str, list[optuna.Trial]] = {}  # Tune trial id -> its members' open Optuna trials
         self.checkpoints: dict[str, str] = {}  # Tune trial id -> the folder of its latest checkpoint
         self.resumed: dict[str, str] = {}  # Tune trial id -> the interrupted population's checkpoint it resumed
+        self.trackers = trackers  # where members are logged besides Optuna (the study's `tracking:`), or None
+        self.logged: dict[int, int] = {}  # Optuna number -> the last step its trackers were given
+        self.curves: dict[int, dict[str, deque]] = {}  # Optuna number -> metric -> its latest values (live curves)
 
     def start(self, tune_id: str, population: Population) -> None:
         """A population was handed out as this Tune trial: its results are recorded from now on."""
@@ -88,6 +104,20 @@ class Recorder:
             self.resumed[tune_id] = population.order.resume_from
         if population.note:
             self.tracker.notes.add(population.note)
+        resume_step = (population.order.resume_step or 0) if population.order.resume_from else 0
+        for member, trial in zip(population.order.members, trials, strict=True):
+            self.logged[trial.number] = resume_step
+            if self.trackers:
+                attrs = trial.user_attrs
+                run = TrackedRun(
+                    self.study.name,
+                    attrs[TrialAttr.CONFIG_ID],
+                    attrs[TrialAttr.SEED],
+                    trial.number,
+                    member.train_config,
+                    resume_step,
+                )
+                self.trackers.start(run)
         label = population_label(trials)
         self.tracker.trials[tune_id] = TrialProgress(label, population.order.steps, members=len(trials))
         if self.asha is not None:
@@ -122,10 +152,37 @@ class Recorder:
         measured = not metric.startswith("eval/") or report.eval_step == step
         if measured and isinstance(value, int | float) and math.isfinite(value):
             record_intermediate(self.optuna_study, trial, step, float(value))
+        row = _measured(
+            {k: v for k, v in report.metrics.items() if not k.startswith("eval/") or report.eval_step == step}
+        )
+        self._live(trial, step, row)
+        if self.trackers and step > self.logged.get(trial.number, 0):
+            self.trackers.log(trial.number, step, row)
+            self.logged[trial.number] = step
         if self.asha is not None and step < self.study.budget.steps:
             member = _Member(f"{tune_id}/{k}")
             if self.asha.on_trial_result(None, member, {**report.metrics, "step": step}) == ASHAScheduler.STOP:
                 self.stop_board.stop.remote(tune_id, k)
+
+    def _live(self, trial: optuna.Trial, step: int, row: dict[str, float]) -> None:
+        """Every metric's curve so far, as one line on the trial (optuna-dashboard shows it as it polls)."""
+        curves = self.curves.setdefault(trial.number, {})
+        for name, value in row.items():
+            curves.setdefault(name, deque(maxlen=review.LIVE_POINTS)).append(value)
+        trial.set_user_attr(TrialAttr.LIVE, review.live_curves(step, {k: list(v) for k, v in curves.items()}))
+
+    def _track_end(self, trial: optuna.Trial, outcome: Outcome, history: list[dict[str, Any]]) -> None:
+        """The trial's reports its trackers were not given yet (its last, or all of a diverged run's after the
+        latest progress message), then its run closed with the outcome."""
+        self.curves.pop(trial.number, None)
+        logged = self.logged.pop(trial.number, 0)
+        if not self.trackers:
+            return
+        for row in history:
+            if int(row.get("step", 0)) > logged:
+                self.trackers.log(trial.number, int(row["step"]), _measured(row))
+                logged = int(row["step"])
+        self.trackers.finish(trial.number, outcome, logged)
 
     def on_checkpoint(self, tune_id: str, path: str) -> None:
         """Ray Tune stored a checkpoint of this population: where, on each member (to resume from it)."""
@@ -171,6 +228,7 @@ class Recorder:
                 outcome = Outcome.DIVERGED
                 trial.set_user_attr(TrialAttr.REASON, "an objective value is not finite")
         trial.set_user_attr(TrialAttr.OUTCOME, outcome.value)
+        self._track_end(trial, outcome, final.get(TrialAttr.HISTORY) or [])
         review.attach_trial_review(self.study, trial, final, self.artifact_store)
         self._tell(trial, outcome, values, final)
         if TrialAttr.STARTED_AT in final and TrialAttr.ENDED_AT in final:
@@ -203,6 +261,7 @@ class Recorder:
         for tune_id, trials in self.live.items():
             for trial in trials:
                 end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.INTERRUPTED, reason)
+                self._track_end(trial, Outcome.INTERRUPTED, [])
             self.tracker.end(tune_id, Outcome.INTERRUPTED)
         self.live = {}
         self.tracker.started.clear()
@@ -215,6 +274,7 @@ class Recorder:
         reason = "the Ray worker running this trial failed" if error else "the trial ended without its final result"
         for trial in trials:
             end_trial(self.optuna_study, trial, TrialState.FAIL, Outcome.CRASHED, reason)
+            self._track_end(trial, Outcome.CRASHED, [])
             self._failed(Outcome.CRASHED, reason)
         self.tracker.end(tune_id, Outcome.CRASHED)
 

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sweep.core import METRIC_NAMES, METRICS
 from sweep.spec.messages import _At, _unknown
+from sweep.vocab import TRACKERS
 
 BUDGET_FIELDS = ("steps", "report_every", "eval_every")  # TrainConfig fields that `budget:` sets
 MAX_TRIALS = 10_000  # trials a study may have unless its run raises the limit
@@ -24,6 +25,15 @@ def _check_metric(name: str) -> str:
 
 
 Metric = Annotated[str, AfterValidator(_check_metric)]
+
+
+def _check_tracker(name: str) -> str:
+    if name not in TRACKERS:
+        raise ValueError(_unknown("tracker", name, TRACKERS))
+    return name
+
+
+Tracker = Annotated[str, AfterValidator(_check_tracker)]  # where trials are logged besides Optuna (sweep/tracking.py)
 
 
 class _Model(BaseModel):

@@ -39,10 +39,12 @@ from sweep.spec.schema import (
     Objective,
     Resources,
     SeedPlan,
+    Tracker,
     Verdict,
     _Model,
     check_study_name,
 )
+from sweep.vocab import TRACKERS
 
 
 class Study(_Model):
@@ -74,11 +76,24 @@ class Study(_Model):
     resources: Resources = Field(default_factory=Resources, description="Resources per trial.")
     budget: Budget = Field(description="Training steps and reporting cadence of every trial.")
     verdict: Verdict | None = Field(None, description="Decision rule for the claim (ablation/grid).")
+    tracking: list[Tracker] = Field(
+        [],
+        description="Trackers every trial's history is also logged to, one run per trial: "
+        f"{', '.join(TRACKERS)} (docs/tracking.md). Not part of the trials' meaning: a resumed study may change it.",
+    )
 
     @field_validator("name")
     @classmethod
     def _slug(cls, name: str) -> str:
         return check_study_name(name)
+
+    @field_validator("tracking")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        repeated = [n for i, n in enumerate(names) if n in names[:i]]
+        if repeated:
+            raise ValueError(f"names each tracker once, but {repeated[0]!r} is repeated")
+        return names
 
     @field_validator("seeds", mode="before")
     @classmethod
