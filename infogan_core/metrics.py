@@ -25,6 +25,20 @@ class Metric(NamedTuple):
     censored: bool = False  # a time to an event: a run that never reached it reports steps + report_every
 
 
+# caveats that several metrics share, said once (reports print each distinct line once)
+_PRDC_CAVEAT = (
+    "eval/precision, eval/recall, eval/density and eval/coverage are computed in the features eval/fd uses (a small "
+    "classifier's, or raw 2-D coordinates), not Inception's: not comparable to published values"
+)
+_DCI_CAVEAT = (
+    "eval/dci_d and eval/dci_c read random-forest importances fitted to 2,000 real samples; a code that predicts "
+    "nothing still spreads importance, so read them with eval/mig"
+)
+_INCEPTION_CAVEAT = (
+    "eval/fid and eval/kid compare eval_samples samples with up to 10,000 real images upsampled to 299x299: published "
+    "values use 50,000 samples of natural images, and FID falls as the sample count grows"
+)
+
 METRICS: dict[str, Metric] = {
     "loss/d": Metric("minimize", "discriminator loss (BCE on real and fake)"),
     "loss/g": Metric("minimize", "generator adversarial loss"),
@@ -82,17 +96,21 @@ METRICS: dict[str, Metric] = {
     "eval/precision": Metric(
         "maximize",
         "fraction of samples inside the real data's k-NN balls (Kynkaanniemi et al. 2019), k = 5",
-        "eval/precision, eval/recall, eval/density and eval/coverage are computed in the features eval/fd uses (a "
-        "small classifier's, or raw 2-D coordinates), not Inception's: not comparable to published values",
+        _PRDC_CAVEAT,
     ),
-    "eval/recall": Metric("maximize", "fraction of real data inside the samples' k-NN balls (Kynkaanniemi et al.)"),
+    "eval/recall": Metric(
+        "maximize", "fraction of real data inside the samples' k-NN balls (Kynkaanniemi et al.)", _PRDC_CAVEAT
+    ),
     "eval/density": Metric(
         "maximize",
         "mean number of real k-NN balls holding a sample, over k (Naeem et al. 2020); about 1 when the sets match",
-        "eval/density is not bounded by 1: samples crowded where the real data is dense score above it",
+        _PRDC_CAVEAT
+        + "; eval/density is not bounded by 1: samples crowded where the real data is dense score above it",
     ),
     "eval/coverage": Metric(
-        "maximize", "fraction of real samples whose k-NN ball holds at least one sample (Naeem et al. 2020)"
+        "maximize",
+        "fraction of real samples whose k-NN ball holds at least one sample (Naeem et al. 2020)",
+        _PRDC_CAVEAT,
     ),
     "eval/mig": Metric(
         "maximize",
@@ -104,23 +122,23 @@ METRICS: dict[str, Metric] = {
         "maximize",
         "DCI disentanglement: 1 - entropy of each code's importance over the factors, weighted (Eastwood & Williams "
         "2018), random-forest importances",
-        "eval/dci_d and eval/dci_c read random-forest importances fitted to 2,000 real samples; a code that "
-        "predicts nothing still spreads importance, so read them with eval/mig",
+        _DCI_CAVEAT,
     ),
     "eval/dci_c": Metric(
         "maximize",
         "DCI completeness: 1 - entropy of each factor's importance over the codes, weighted (Eastwood & Williams)",
+        _DCI_CAVEAT,
     ),
     "eval/fid": Metric(
         "minimize",
         "FID: Frechet distance in InceptionV3's 2048-d pool features (torch-fidelity's network, local weights)",
-        "eval/fid compares eval_samples samples with up to 10,000 real images, upsampled from low resolution: "
-        "published FIDs use 50,000 samples of natural images, and FID falls as the sample count grows",
+        _INCEPTION_CAVEAT,
     ),
     "eval/kid": Metric(
         "minimize",
         "KID: unbiased MMD^2 with a cubic kernel in InceptionV3's features, mean of 100 subsets (Binkowski et al. "
         "2018)",
+        _INCEPTION_CAVEAT,
     ),
     "time/steps_per_s": Metric("maximize", "training steps per second"),
 }
