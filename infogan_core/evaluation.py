@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,7 +18,9 @@ from torch import nn
 
 from infogan_core.config import TrainConfig
 from infogan_core.data import Dataset
+from infogan_core.errors import DataError
 from infogan_core.latent import sample_latent
+from infogan_core.metrics import INCEPTION_WEIGHTS_ENV, INCEPTION_WEIGHTS_FILE, inception_weights
 from infogan_core.models import InfoGAN, Posterior
 
 CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
@@ -88,9 +92,192 @@ def factor_alignment(codes: np.ndarray, factors: np.ndarray) -> float:
     return float(rho[rows, cols].mean())
 
 
+class LabelAgreement(NamedTuple):
+    nmi: float  # normalized mutual information, arithmetic-mean normalization: 1 for a relabelling
+    ari: float  # adjusted Rand index: 0 in expectation for a random labelling, 1 for a relabelling
+
+
+def label_agreement(pred: np.ndarray, labels: np.ndarray) -> LabelAgreement:
+    """NMI and ARI of predicted categories against classes (scikit-learn), as InfoGAN papers report them."""
+    from sklearn import metrics as skmetrics  # lazy: sklearn.metrics loads rich where installed; the core must not
+
+    return LabelAgreement(
+        float(skmetrics.normalized_mutual_info_score(labels, pred)), float(skmetrics.adjusted_rand_score(labels, pred))
+    )
+
+
+class PRDC(NamedTuple):
+    precision: float  # samples inside the real manifold (Kynkaanniemi et al. 2019)
+    recall: float  # real data inside the samples' manifold
+    density: float  # real balls per sample, over k (Naeem et al. 2020); not bounded by 1
+    coverage: float  # real balls holding a sample
+
+
+def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> PRDC:
+    """Precision and recall (Kynkaanniemi et al. 2019), density and coverage (Naeem et al. 2020) in a feature space.
+
+    Each point's ball reaches its k-th nearest neighbour in its own set; membership is strict (distance < radius),
+    as in the authors' reference implementation (clovaai/generative-evaluation-prdc), so identical sets give
+    precision = recall = coverage = density = 1.
+    """
+    from sklearn import metrics as skmetrics  # lazy: sklearn.metrics loads rich where installed; the core must not
+
+    real_radius = _knn_radius(real, k)  # (N,)
+    fake_radius = _knn_radius(fake, k)  # (M,)
+    dist = skmetrics.pairwise_distances(real, fake)  # (N, M)
+    inside = dist < real_radius[:, None]  # (N, M): fake j in real i's ball
+    return PRDC(
+        precision=float(inside.any(0).mean()),
+        recall=float((dist < fake_radius[None, :]).any(1).mean()),
+        density=float(inside.sum() / (k * fake.shape[0])),
+        coverage=float((dist.min(1) < real_radius).mean()),
+    )
+
+
+def _knn_radius(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each point to its k-th nearest other point (the nearest one is itself, at 0). Computed with
+    the same function as the distances between the sets, so a point on a ball's edge is outside it exactly."""
+    from sklearn import metrics as skmetrics  # lazy: sklearn.metrics loads rich where installed; the core must not
+
+    return np.partition(skmetrics.pairwise_distances(x, x), k, axis=1)[:, k]
+
+
+def histogram_bins(x: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Each column of x as the index of its equal-width histogram bin (disentanglement_lib's discretization)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return np.stack([np.digitize(c, np.histogram_bin_edges(c, bins)[1:-1]) for c in x.T], 1)
+
+
+def mutual_information_gap(codes: np.ndarray, factors: np.ndarray) -> float:
+    """MIG (Chen et al. 2018, eq. 4): mean over factors of (largest - second largest I(code; factor)) / H(factor).
+
+    codes (N, D) and factors (N, K) are discrete (integers; see `histogram_bins`); mutual information is the
+    plug-in estimate in nats (scikit-learn). Factors that never vary are left out. 1: each factor is captured by
+    exactly one code; 0: no code says more about a factor than another does.
+    """
+    from sklearn import metrics as skmetrics  # lazy: sklearn.metrics loads rich where installed; the core must not
+
+    if codes.shape[1] < 2:
+        raise ValueError(f"MIG needs two codes or more, but got {codes.shape[1]}")
+    mi = np.array([[skmetrics.mutual_info_score(f, c) for f in factors.T] for c in codes.T])  # (D, K)
+    entropy = np.array([skmetrics.mutual_info_score(f, f) for f in factors.T])  # (K,) H(v_k)
+    top2 = -np.sort(-mi, axis=0)[:2]  # (2, K)
+    varies = entropy > 0
+    return float(np.mean((top2[0] - top2[1])[varies] / entropy[varies]))
+
+
+class DCI(NamedTuple):
+    disentanglement: float  # each code important to one factor only
+    completeness: float  # each factor captured by one code only
+
+
+def dci_scores(importance: np.ndarray) -> DCI:
+    """DCI disentanglement and completeness (Eastwood & Williams 2018) of an importance matrix (codes, factors).
+
+    D = sum_i rho_i (1 - H_K(P_i.)), P_ij = R_ij / sum_k R_ik, rho_i = sum_j R_ij / sum R; C likewise over the
+    columns with entropy base D (disentanglement_lib's weighting of both).
+    """
+    r = np.asarray(importance, dtype=np.float64)
+    n_codes, n_factors = r.shape
+    if n_codes < 2 or n_factors < 2:
+        raise ValueError(f"DCI needs two codes and two factors or more, but got {n_codes} codes, {n_factors} factors")
+    if r.sum() == 0:
+        r = np.ones_like(r)
+    per_code = 1.0 - stats.entropy(r.T + 1e-11, base=n_factors)  # (D,): entropy over each row
+    per_factor = 1.0 - stats.entropy(r + 1e-11, base=n_codes)  # (K,): entropy over each column
+    return DCI(
+        disentanglement=float(np.sum(per_code * r.sum(1) / r.sum())),
+        completeness=float(np.sum(per_factor * r.sum(0) / r.sum())),
+    )
+
+
+def dci_importance(codes: np.ndarray, factors: np.ndarray, *, discrete: Sequence[bool], seed: int = 0) -> np.ndarray:
+    """(codes, factors) importance matrix: each column the impurity importances of a random forest predicting that
+    factor from all codes (Eastwood & Williams use random forests), a classifier where the factor is discrete."""
+    from sklearn import ensemble  # lazy: it loads rich where installed (sklearn.callback); the core must not
+
+    columns = []
+    for j, is_discrete in enumerate(discrete):
+        kind = ensemble.RandomForestClassifier if is_discrete else ensemble.RandomForestRegressor
+        forest = kind(n_estimators=20, max_depth=8, random_state=seed, n_jobs=1)  # ~0.1 s per factor, 2,000 rows
+        columns.append(forest.fit(codes, factors[:, j]).feature_importances_)
+    return np.stack(columns, 1)
+
+
+def kernel_distance(a: np.ndarray, b: np.ndarray, *, subsets: int = 100, subset_size: int = 1000) -> float:
+    """KID (Binkowski et al. 2018): the unbiased MMD^2 with the kernel (x.y / d + 1)^3, averaged over random
+    subsets of `subset_size` rows of each set (fewer where a set is smaller), as torch-fidelity computes it.
+
+    The kernel matrices of the whole sets are computed once and indexed per subset: memory (N + M)^2 floats.
+    """
+    m = min(subset_size, len(a), len(b))
+    k_aa, k_bb, k_ab = _cubic_kernel(a, a), _cubic_kernel(b, b), _cubic_kernel(a, b)
+    rng = np.random.default_rng(0)
+    mmd = []
+    for _ in range(subsets):
+        i, j = rng.choice(len(a), m, replace=False), rng.choice(len(b), m, replace=False)
+        kxx, kyy = k_aa[np.ix_(i, i)], k_bb[np.ix_(j, j)]
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        mmd.append(within - 2 * k_ab[np.ix_(i, j)].mean())
+    return float(np.mean(mmd))
+
+
+def _cubic_kernel(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    from sklearn import metrics as skmetrics  # lazy: sklearn.metrics loads rich where installed; the core must not
+
+    return skmetrics.pairwise.polynomial_kernel(u, v, degree=3, coef0=1)  # gamma 1 / d by default
+
+
+# --- InceptionV3 features, read from a local weights file (the `inception` extra) ----------------
+
+_INCEPTION: dict[str, tuple[nn.Module, np.ndarray]] = {}
+
+
+def _inception_net(path: Path) -> nn.Module:
+    """torch-fidelity's InceptionV3 (the TensorFlow FID network, ported bit for bit), 2048-d pool features."""
+    try:  # its import also loads torchvision, which must match the installed torch
+        from torch_fidelity import feature_extractor_inceptionv3 as inception  # lazy: an optional extra's module
+    except Exception as exc:
+        raise DataError(f"torch-fidelity cannot be imported ({exc}); eval/fid and eval/kid need it") from exc
+    try:
+        return inception.FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+        )
+    except Exception as exc:  # a truncated or foreign file: pickle, key or size errors
+        raise DataError(
+            f"${INCEPTION_WEIGHTS_ENV} names {path}, which is not torch-fidelity's {INCEPTION_WEIGHTS_FILE} ({exc})"
+        ) from exc
+
+
+def _inception_features(net: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 100) -> np.ndarray:
+    """(N, 2048) features of images in [-1, 1]: as 8-bit RGB, the input the network was trained on."""
+    out = []
+    for i in range(0, len(x), batch):
+        rgb = ((x[i : i + batch] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1)
+        out.append(net(rgb.to(device))[0].double().cpu())  # the network resizes to 299x299 itself
+    return torch.cat(out).reshape(len(x), -1).numpy()
+
+
+def inception_reference(data: Dataset, path: Path, device: torch.device) -> tuple[nn.Module, np.ndarray]:
+    """(InceptionV3, features of up to 10,000 real images), kept in memory per dataset and weights file."""
+    key = f"{_data_key(data)}-{path.resolve()}"
+    if key not in _INCEPTION:
+        net = _inception_net(path).to(device)
+        _INCEPTION[key] = (net, _inception_features(net, torch.from_numpy(data.x[:10000]), device))
+    net, feats = _INCEPTION[key]
+    return net.to(device), feats
+
+
 # --- the reference classifier for the Frechet distance ----------------------------------------
 
 _REFERENCE: dict[str, tuple[nn.Module, np.ndarray]] = {}
+
+
+def _data_key(data: Dataset) -> str:
+    """The dataset's name and a digest of its first 1 MB and shape (a view, not a copy of the whole set): not the
+    name alone, since `mnist` from two folders are two datasets."""
+    head = data.x.reshape(-1)[: 1_000_000 // data.x.itemsize].tobytes()
+    return f"{data.name}-{hashlib.sha256(head + str(data.x.shape).encode()).hexdigest()[:16]}"
 
 
 def _reference_net(in_dim: int, classes: int) -> nn.Module:
@@ -106,10 +293,7 @@ def reference_features(data: Dataset) -> tuple[nn.Module, np.ndarray]:
     dataset (seeded, 400 Adam steps), cached in memory and under $INFOGAN_CACHE_DIR (default
     ~/.cache/infogan_core). 2-D data: the raw coordinates.
     """
-    # the first 1 MB of the samples (a view, not a copy of the whole set) and the shape identify the data
-    head = data.x.reshape(-1)[: 1_000_000 // data.x.itemsize].tobytes()
-    digest = hashlib.sha256(head + str(data.x.shape).encode()).hexdigest()[:16]
-    key = f"{data.name}-{digest}"  # not the name alone: `mnist` from two folders are two datasets
+    key = _data_key(data)
     if key in _REFERENCE:
         return _REFERENCE[key]
     x = torch.from_numpy(data.x[:10000])
@@ -168,12 +352,13 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
     real = torch.from_numpy(data.x[:10000])
     want_cat = data.labels is not None and bool(cfg.cat_codes)
     want_factors = data.factors is not None and bool(cfg.cont_codes)
-    if want_cat or want_factors:  # Q's posterior on real data, encoded once for both metrics
+    want_disentanglement = data.factors is not None and len(cfg.cat_codes) + cfg.cont_codes >= 2
+    if want_cat or want_factors or want_disentanglement:  # Q's posterior on real data, encoded once for all
         posterior = _encode_batched(model, real.to(device))
     if want_cat:
-        matching, out["eval/cat_acc"] = match_categories(
-            posterior.logits[0].argmax(1).cpu().numpy(), data.labels[:10000]
-        )
+        categories = posterior.logits[0].argmax(1).cpu().numpy()
+        matching, out["eval/cat_acc"] = match_categories(categories, data.labels[:10000])
+        out["eval/nmi"], out["eval/ari"] = label_agreement(categories, data.labels[:10000])
         if cfg.cat_codes[0] == data.num_classes:  # the learned (or uniform) prior against the true frequencies
             frequencies = np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
             prior = torch.softmax(model.cat_prior[0].detach().double(), 0).cpu().numpy()
@@ -185,9 +370,49 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
         net, real_feats = reference_features(data)
         fake_feats = net(fake).numpy().astype(np.float64)
         out["eval/fd"] = frechet_distance(real_feats, fake_feats) if np.isfinite(fake_feats).all() else float("inf")
+        if np.isfinite(fake_feats).all():  # as many real samples as generated ones (k-NN radii depend on the count)
+            real_subset, fake_subset = _equal_sized(real_feats, fake_feats)
+            scores = precision_recall_density_coverage(real_subset, fake_subset)
+            out.update({f"eval/{name}": value for name, value in scores._asdict().items()})
     if want_factors:
         out["eval/factor_align"] = factor_alignment(posterior.mean.cpu().numpy(), data.factors[:10000])
+    if want_disentanglement:
+        out.update(_disentanglement(posterior, data))
+    weights, _ = inception_weights()
+    if data.is_image and weights is not None:
+        net, real_feats = inception_reference(data, weights, device)
+        fake_feats = _inception_features(net, fake, device)
+        out["eval/fid"] = frechet_distance(real_feats, fake_feats)
+        out["eval/kid"] = kernel_distance(*_equal_sized(real_feats, fake_feats))  # unbiased at any size: keep it small
     model.train(was_training)
+    return out
+
+
+def _equal_sized(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of the real rows as large as the generated set, or the other way round; random,
+    not the first rows, since some sets are sorted by class."""
+    n = min(len(real), len(fake))
+    return real[np.random.default_rng(0).choice(len(real), n, replace=False)], fake[:n]
+
+
+def _disentanglement(posterior: Posterior, data: Dataset) -> dict[str, float]:
+    """eval/mig and eval/dci_*: Q's codes on real data (each categorical code's argmax, each continuous code's
+    mean) against the true factors (the class, if any, then each continuous factor)."""
+    cat = [logits.argmax(1).cpu().numpy()[:, None] for logits in posterior.logits]  # (N, 1) each
+    cont = posterior.mean.cpu().numpy()  # (N, cont_codes)
+    factors = data.factors[:10000].astype(np.float64)
+    discrete = [False] * factors.shape[1]
+    if data.labels is not None:
+        factors, discrete = np.column_stack([data.labels[:10000], factors]), [True, *discrete]
+    binned_codes = np.column_stack([*cat, histogram_bins(cont)]) if cont.shape[1] else np.column_stack(cat)
+    binned_factors = np.column_stack(
+        [factors[:, j] if d else histogram_bins(factors[:, j])[:, 0] for j, d in enumerate(discrete)]
+    )
+    out = {"eval/mig": mutual_information_gap(binned_codes, binned_factors)}
+    codes = np.column_stack([*cat, cont])
+    rows = np.random.default_rng(0).choice(len(codes), min(2000, len(codes)), replace=False)  # sized for ~0.5 s
+    dci = dci_scores(dci_importance(codes[rows], factors[rows], discrete=discrete))
+    out["eval/dci_d"], out["eval/dci_c"] = dci
     return out
 
 
@@ -199,7 +424,18 @@ def _encode_batched(model: InfoGAN, x: torch.Tensor, batch: int = 2048) -> Poste
 
 
 __all__ = [
+    "DCI",
+    "PRDC",
+    "LabelAgreement",
+    "dci_importance",
+    "dci_scores",
     "evaluate",
+    "histogram_bins",
+    "inception_reference",
+    "kernel_distance",
+    "label_agreement",
+    "mutual_information_gap",
+    "precision_recall_density_coverage",
     "factor_alignment",
     "frechet_distance",
     "match_categories",

@@ -7,6 +7,9 @@ This module imports no torch; `evaluation` computes the `eval/*` values.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from infogan_core.data import DATASETS
@@ -21,6 +24,20 @@ class Metric(NamedTuple):
     caveat: str = ""  # what a reader of the number must know, shown wherever the metric is
     censored: bool = False  # a time to an event: a run that never reached it reports steps + report_every
 
+
+# caveats that several metrics share, said once (reports print each distinct line once)
+_PRDC_CAVEAT = (
+    "eval/precision, eval/recall, eval/density and eval/coverage are computed in the features eval/fd uses (a small "
+    "classifier's, or raw 2-D coordinates), not Inception's: not comparable to published values"
+)
+_DCI_CAVEAT = (
+    "eval/dci_d and eval/dci_c read random-forest importances fitted to 2,000 real samples; a code that predicts "
+    "nothing still spreads importance, so read them with eval/mig"
+)
+_INCEPTION_CAVEAT = (
+    "eval/fid and eval/kid compare eval_samples samples with up to 10,000 real images upsampled to 299x299: published "
+    "values use 50,000 samples of natural images, and FID falls as the sample count grows"
+)
 
 METRICS: dict[str, Metric] = {
     "loss/d": Metric("minimize", "discriminator loss (BCE on real and fake)"),
@@ -66,15 +83,93 @@ METRICS: dict[str, Metric] = {
     "eval/hq": Metric("maximize", "fraction of samples within 3 std of their nearest mode"),
     "eval/fd": Metric("minimize", "Frechet distance in a reference classifier's features"),
     "eval/factor_align": Metric("maximize", "mean |Spearman| of continuous codes matched one-to-one to true factors"),
+    # the metrics GAN papers report (issue 26); sources in docs/studies.md
+    "eval/nmi": Metric(
+        "maximize",
+        "normalized mutual information (arithmetic mean) of Q's first categorical code on real data and the labels",
+        "eval/nmi is not adjusted for chance: more categories than classes raise it; read it with eval/ari",
+    ),
+    "eval/ari": Metric(
+        "maximize",
+        "adjusted Rand index of Q's first categorical code on real data and the labels; 0 is chance, 1 a relabelling",
+    ),
+    "eval/precision": Metric(
+        "maximize",
+        "fraction of samples inside the real data's k-NN balls (Kynkaanniemi et al. 2019), k = 5",
+        _PRDC_CAVEAT,
+    ),
+    "eval/recall": Metric(
+        "maximize", "fraction of real data inside the samples' k-NN balls (Kynkaanniemi et al.)", _PRDC_CAVEAT
+    ),
+    "eval/density": Metric(
+        "maximize",
+        "mean number of real k-NN balls holding a sample, over k (Naeem et al. 2020); about 1 when the sets match",
+        _PRDC_CAVEAT
+        + "; eval/density is not bounded by 1: samples crowded where the real data is dense score above it",
+    ),
+    "eval/coverage": Metric(
+        "maximize",
+        "fraction of real samples whose k-NN ball holds at least one sample (Naeem et al. 2020)",
+        _PRDC_CAVEAT,
+    ),
+    "eval/mig": Metric(
+        "maximize",
+        "mutual information gap of Q's codes on real data over the true factors, each / H(factor) (Chen et al. 2018)",
+        "eval/mig discretizes codes and factors into 20-bin histograms (disentanglement_lib's estimator); the "
+        "plug-in mutual information is biased up by about (bins - 1)^2 / 2N nats",
+    ),
+    "eval/dci_d": Metric(
+        "maximize",
+        "DCI disentanglement: 1 - entropy of each code's importance over the factors, weighted (Eastwood & Williams "
+        "2018), random-forest importances",
+        _DCI_CAVEAT,
+    ),
+    "eval/dci_c": Metric(
+        "maximize",
+        "DCI completeness: 1 - entropy of each factor's importance over the codes, weighted (Eastwood & Williams)",
+        _DCI_CAVEAT,
+    ),
+    "eval/fid": Metric(
+        "minimize",
+        "FID: Frechet distance in InceptionV3's 2048-d pool features (torch-fidelity's network, local weights)",
+        _INCEPTION_CAVEAT,
+    ),
+    "eval/kid": Metric(
+        "minimize",
+        "KID: unbiased MMD^2 with a cubic kernel in InceptionV3's features, mean of 100 subsets (Binkowski et al. "
+        "2018)",
+        _INCEPTION_CAVEAT,
+    ),
     "time/steps_per_s": Metric("maximize", "training steps per second"),
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+
+
+INCEPTION_WEIGHTS_ENV = "INFOGAN_INCEPTION_WEIGHTS"
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release asset
+
+
+def inception_weights() -> tuple[Path | None, str]:
+    """(the InceptionV3 weights file eval/fid and eval/kid read, "") or (None, why they cannot be computed)."""
+    name = os.environ.get(INCEPTION_WEIGHTS_ENV, "")
+    if not name:
+        return None, f"it needs InceptionV3 weights: set ${INCEPTION_WEIGHTS_ENV} to {INCEPTION_WEIGHTS_FILE}"
+    if not Path(name).is_file():
+        return None, f"${INCEPTION_WEIGHTS_ENV} names {name}, which is not a file"
+    if not _has_torch_fidelity():
+        return None, 'it needs the torch-fidelity package: pip install -e ".[inception]"'
+    return Path(name), ""
+
+
+def _has_torch_fidelity() -> bool:
+    return importlib.util.find_spec("torch_fidelity") is not None  # found, not imported: it loads torchvision
 
 
 def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
     """Metric name -> "" for each metric a run of cfg reports, or -> why it is not measured."""
     entry = DATASETS[cfg.dataset]
     labels = "labels" in entry.provides
+    codes = len(cfg.cat_codes) + cfg.cont_codes
     why = {
         "mi/cat": "" if cfg.cat_codes else "there are no categorical codes (cat_codes is empty)",
         "mi/cont": "" if cfg.cont_codes else "there are no continuous codes (cont_codes is 0)",
@@ -86,11 +181,26 @@ def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
         "eval/factor_align": ""
         if cfg.cont_codes and "factors" in entry.provides
         else "it needs continuous codes and `shapes`",
+        "eval/mig": "" if codes >= 2 and "factors" in entry.provides else "it needs two codes or more and `shapes`",
+        "eval/precision": "" if labels or not entry.is_image else "it needs labelled images or 2-D data",
+        "eval/fid": "it needs images" if not entry.is_image else inception_weights()[1],
     }
     why["mi/cat_ratio"] = why["mi/cat_steps_to_90"] = why["mi/cat"]
     why["q/std_min"] = why["mi/cont"]
     why["eval/hq"] = why["eval/modes"]
+    why["eval/nmi"] = why["eval/ari"] = why["eval/cat_acc"]
+    why["eval/recall"] = why["eval/density"] = why["eval/coverage"] = why["eval/precision"]
+    why["eval/dci_d"] = why["eval/dci_c"] = why["eval/mig"]
+    why["eval/kid"] = why["eval/fid"]
     return {name: why.get(name, "") for name in METRIC_NAMES}
 
 
-__all__ = ["METRICS", "METRIC_NAMES", "Metric", "measured_metrics"]
+__all__ = [
+    "INCEPTION_WEIGHTS_ENV",
+    "INCEPTION_WEIGHTS_FILE",
+    "METRICS",
+    "METRIC_NAMES",
+    "Metric",
+    "inception_weights",
+    "measured_metrics",
+]

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 def caveats(metrics: object) -> list[str]:
     """What a reader must know about these metrics (e.g. that mi/cont can be negative), one line each."""
-    return [METRICS[m].caveat for m in dict.fromkeys(metrics) if m in METRICS and METRICS[m].caveat]  # type: ignore[call-overload]
+    # each distinct line once: several metrics share one (eval/precision, eval/recall, ...)
+    return list(dict.fromkeys(METRICS[m].caveat for m in metrics if m in METRICS and METRICS[m].caveat))  # type: ignore[attr-defined]
 
 
 def train(

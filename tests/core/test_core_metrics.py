@@ -51,6 +51,17 @@ DESIGN_METRICS = {
     "eval/hq",
     "eval/fd",
     "eval/factor_align",
+    "eval/nmi",  # the metrics GAN papers report (issue 26)
+    "eval/ari",
+    "eval/precision",
+    "eval/recall",
+    "eval/density",
+    "eval/coverage",
+    "eval/mig",
+    "eval/dci_d",
+    "eval/dci_c",
+    "eval/fid",
+    "eval/kid",
     "time/steps_per_s",
 }
 
@@ -301,7 +312,10 @@ def test_evaluate_scores_a_perfect_ring_generator() -> None:
     # real points scatter with std 0.01 around the same centres: a tiny distance in raw coordinates
     assert 0.0 <= out["eval/fd"] < 0.01
     assert 0.0 <= out["eval/cat_acc"] <= 1.0
-    assert set(out) == {"eval/modes", "eval/hq", "eval/fd", "eval/cat_acc", "eval/prior_kl"}
+    papers = {"eval/nmi", "eval/ari", "eval/precision", "eval/recall", "eval/density", "eval/coverage"}
+    assert set(out) == {"eval/modes", "eval/hq", "eval/fd", "eval/cat_acc", "eval/prior_kl"} | papers
+    # every sample sits on a mode, inside the real points' balls; but eight repeated points have balls of radius 0
+    assert out["eval/precision"] == 1.0 and out["eval/recall"] == 0.0
     assert 0.0 <= out["eval/prior_kl"] < 1e-3  # a uniform prior against the ring's (nearly) uniform modes
     assert model.training  # evaluate puts the model back in the mode it found it in
 

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 
 from sweep import analysis, spec
+from sweep.core import METRICS, caveats
 from sweep.report import build, render
 from sweep.review import trial_note
 from sweep.vocab import STATUS_COLOURS, Status
@@ -113,6 +114,13 @@ def test_a_metric_with_a_caveat_carries_it_wherever_it_is_shown():
     frozen = stored_study(study, grid_trials()).get_trials()[0]
     assert caveat in trial_note(study, frozen, {"outcome": "completed", "metrics": {"mi/cont": -0.4}})
     assert caveat not in trial_note(study, frozen, {"outcome": "completed", "metrics": {"mi/cat": 1.2}})
+
+
+def test_a_caveat_several_metrics_share_is_shown_once():
+    shared = METRICS["eval/precision"].caveat
+    assert shared and METRICS["eval/recall"].caveat == METRICS["eval/coverage"].caveat == shared
+    lines = caveats(["eval/precision", "eval/recall", "eval/coverage", "mi/cont"])
+    assert lines == [shared, METRICS["mi/cont"].caveat]
 
 
 # --- search and multi-objective studies, provenance -------------------------------------------------
