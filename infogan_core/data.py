@@ -507,10 +507,11 @@ def dataset_digest(name: str) -> str:
     return _digest(*_stat_key(name))
 
 
-def record_dataset(path: str, entry: DatasetEntry) -> None:
-    """Remember what a stored study recorded of its dataset at `path`, so that reading the study does not
-    need the data; the file itself, where it exists, is read instead."""
-    _RECORDED[path] = entry
+def record_dataset(path: str, sample_shape: tuple[int, ...], classes: int) -> None:
+    """Remember what a stored study recorded of its dataset at `path` (its sample shape, its classes; 0: no
+    labels), so that reading the study does not need the data; the file itself, where it exists, is read instead."""
+    provides = frozenset({"labels"}) if classes else frozenset()
+    _RECORDED[path] = DatasetEntry(lambda data_dir=None: load_dataset(path), tuple(sample_shape), provides, classes)
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
