@@ -480,7 +480,8 @@ def _load_file(path: str, files: tuple[tuple[str, int, int], ...]) -> Dataset:
         pixels = [np.asarray(Image.open(f).convert(mode), dtype=np.uint8) for f in images]
         x = np.stack(pixels).astype(np.float32) / 255.0 * 2.0 - 1.0  # (N, H, W) or (N, H, W, 3)
         x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)  # -> (N, C, H, W)
-    return Dataset(path, np.ascontiguousarray(x), labels=None if labels is None else labels.astype(np.int64))
+    name = Path(path).name  # not the path: evaluation names its cached reference classifier by it
+    return Dataset(name, np.ascontiguousarray(x), labels=None if labels is None else labels.astype(np.int64))
 
 
 def check_dataset(name: str) -> DatasetEntry:

@@ -115,7 +115,7 @@ def _check_data_files(study: Study, optuna_study: optuna.Study) -> None:
         if before is not None and before != facts.sha256:
             raise DefinitionConflictError(
                 f"study '{study.name}': its dataset {path} changed since the study was stored (sha256 {before[:12]} "
-                f"then, {facts.sha256[:12]} now); restore the file, or run the new data as a new study"
+                f"then, {facts.sha256[:12]} now); restore the file, or train on the new data as a new study"
             )
 
 
