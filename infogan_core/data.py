@@ -494,9 +494,10 @@ def check_dataset(name: str) -> DatasetEntry:
 
 @functools.lru_cache(maxsize=16)
 def _digest(path: str, files: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
+    digest, folder = hashlib.sha256(), Path(path).is_dir()
     for file, _, _ in files:
-        digest.update(os.path.relpath(file, path).encode() + b"\0")
+        if folder:  # a file's name is part of a folder's content (it can be its label)
+            digest.update(os.path.relpath(file, path).encode() + b"\0")
         with open(file, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -504,7 +505,8 @@ def _digest(path: str, files: tuple[tuple[str, int, int], ...]) -> str:
 
 
 def dataset_digest(name: str) -> str:
-    """sha256 of a user's dataset (the file, or every PNG of the folder with its relative path): its identity."""
+    """sha256 of a user's dataset (of the file, as `sha256sum` gives it; of a folder, every PNG with its relative
+    path): its identity."""
     return _digest(*_stat_key(name))
 
 
