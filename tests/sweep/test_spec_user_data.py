@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import yaml
 from sweep import spec
 from sweep.errors import StudyError
 
-from helpers import TINY_DIGITS
+from helpers import REPO, TINY_DIGITS
 
 
 def _study(folder: Path, dataset: object, **overrides: object) -> Path:
@@ -124,3 +125,13 @@ def test_a_study_without_user_data_keeps_the_fingerprint_it_had_before(tmp_path:
     keys = {"kind", "base", "factors", "space", "sampler", "sampler_seed", "objectives", "budget"}
     text = json.dumps(study.model_dump(mode="json", include=keys), sort_keys=True, default=str)
     assert study.data_files == {} and study.fingerprint() == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_user_data_pages_example_study_validates_beside_its_data(tmp_path: Path) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "user-data.md").read_text(), flags=re.DOTALL)
+    assert len(blocks) == 1, "the page's example moved: the check itself must be able to fail"
+    _images(tmp_path / "data" / "faces.npz")
+    (tmp_path / "faces.yaml").write_text(blocks[0])
+    study = spec.load(tmp_path / "faces.yaml")
+    assert set(study.data_files) == {str((tmp_path / "data" / "faces.npz").resolve())}
+    assert study.trial_count == 6
