@@ -354,6 +354,8 @@ def field_schema(name: str) -> dict[str, Any]:
     value: dict[str, Any] = {"type": {str: "string", bool: "boolean", int: "integer", float: "number"}[kind]}
     if k.choices:
         value["enum"] = list(k.choices)
+    if name == "dataset":  # a registry key, or the path of the user's .npz file or folder of PNGs
+        value = {"anyOf": [value, {"type": "string", "pattern": r"(/|\.npz$)"}]}
     if k.low is not None:
         value["exclusiveMinimum" if k.low_open else "minimum"] = k.low
     if k.high is not None:

@@ -135,3 +135,13 @@ def test_the_user_data_pages_example_study_validates_beside_its_data(tmp_path: P
     study = spec.load(tmp_path / "faces.yaml")
     assert set(study.data_files) == {str((tmp_path / "data" / "faces.npz").resolve())}
     assert study.trial_count == 6
+
+
+def test_the_json_schema_takes_a_data_path_and_still_refuses_an_unknown_name() -> None:
+    import jsonschema
+
+    schema = spec.study_json_schema()["properties"]["base"]["properties"]["dataset"]
+    for good in ("digits", "data/faces.npz", "faces.npz", "/abs/pics/"):
+        jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate("digitz", schema)
