@@ -430,7 +430,10 @@ def _file_entry(path: str, files: tuple[tuple[str, int, int], ...]) -> DatasetEn
         try:
             with zipfile.ZipFile(path) as zf:
                 shape, dtype = _npz_shape(path, zf)
-                labels = np.load(path)["y"] if "y.npy" in zf.namelist() else None
+                labels = None
+                if "y.npy" in zf.namelist():  # the labels are small: read whole, the images never
+                    with zf.open("y.npy") as f:
+                        labels = np.lib.format.read_array(f, allow_pickle=False)
         except (zipfile.BadZipFile, ValueError, OSError) as exc:
             raise DataError(f"dataset {path}: not a readable .npz file ({exc})") from exc
         if dtype.kind not in "fu" or (dtype.kind == "u" and dtype != np.uint8):
@@ -477,7 +480,10 @@ def _load_file(path: str, files: tuple[tuple[str, int, int], ...]) -> Dataset:
     else:
         images, labels = _png_files(Path(path))
         mode = "L" if entry.sample_shape[0] == 1 else "RGB"
-        pixels = [np.asarray(Image.open(f).convert(mode), dtype=np.uint8) for f in images]
+        pixels = []
+        for f in images:
+            with Image.open(f) as im:
+                pixels.append(np.asarray(im.convert(mode), dtype=np.uint8))
         x = np.stack(pixels).astype(np.float32) / 255.0 * 2.0 - 1.0  # (N, H, W) or (N, H, W, 3)
         x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)  # -> (N, C, H, W)
     name = Path(path).name  # not the path: evaluation names its cached reference classifier by it
