@@ -17,8 +17,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infogan_core.data import DATASETS
-from infogan_core.errors import ConfigError
+from infogan_core.data import DATASETS, dataset_entry, is_data_path
+from infogan_core.errors import ConfigError, DataError
 
 # A CPU's kernels run a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a scalar loop over the
 # rest, and the two round some operations differently (a fused multiply-add, a library's tanh). When each
@@ -83,7 +83,9 @@ def _knob(default: Any, doc: str, unit: str = "", allowed: str | Mapping[str, An
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data and codes ---------------------------------------------------------------------
-    dataset: str = _knob("digits", "registry key of the training data", allowed=DATASETS)
+    dataset: str = _knob(
+        "digits", "registry key of the training data, or the path of an .npz file or PNG folder", allowed=DATASETS
+    )
     data_dir: str | None = _knob(None, "folder of MNIST-style IDX files; null reads $INFOGAN_DATA_DIR")
     batch_size: int = _knob(128, "samples per step", "samples", "[2, 4096]", paper="128")
     noise_dim: int = _knob(62, "non-salient noise dimensions z", "dimensions", "[0, 1024]", paper="62")
@@ -237,7 +239,7 @@ class TrainConfig:
         """The network family `arch` resolves to: auto is mlp for vector data, conv for images."""
         if self.arch != "auto":
             return self.arch
-        return "conv" if DATASETS[self.dataset].is_image else "mlp"
+        return "conv" if dataset_entry(self.dataset).is_image else "mlp"
 
     @property
     def q_scale(self) -> float:
@@ -352,6 +354,8 @@ def field_schema(name: str) -> dict[str, Any]:
     value: dict[str, Any] = {"type": {str: "string", bool: "boolean", int: "integer", float: "number"}[kind]}
     if k.choices:
         value["enum"] = list(k.choices)
+    if name == "dataset":  # a registry key, or the path of the user's .npz file or folder of PNGs
+        value = {"anyOf": [value, {"type": "string", "pattern": r"(/|\.npz$)"}]}
     if k.low is not None:
         value["exclusiveMinimum" if k.low_open else "minimum"] = k.low
     if k.high is not None:
@@ -418,7 +422,7 @@ def _validate_field(name: str, value: Any) -> None:
         return
     if not _is_kind(value, kind):
         _fail(name, f"of type {kind.__name__}", value)
-    if k.choices and value not in k.choices:
+    if k.choices and value not in k.choices and not (name == "dataset" and is_data_path(value)):
         _fail(name, "one of " + " | ".join(k.choices), value)
     if k.low is not None and not k.allows(value):
         _fail(name, f"in {k.range_text(kind)}", value)
@@ -439,7 +443,10 @@ def _validate(cfg: TrainConfig) -> None:
 
 def _validate_network(cfg: TrainConfig) -> None:
     """The network family against the data's sample shape, known from the registry without loading it."""
-    shape = DATASETS[cfg.dataset].sample_shape
+    try:
+        shape = dataset_entry(cfg.dataset).sample_shape
+    except DataError as e:  # a user's file that is missing or malformed: said in the config's terms
+        raise ConfigError(str(e)) from None
     family = cfg.family
     if family in ("conv", "paper") and len(shape) != 3:
         _fail("arch", f"mlp (or auto) for dataset `{cfg.dataset}`, whose samples are vectors of shape {shape}", family)

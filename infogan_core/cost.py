@@ -12,7 +12,7 @@ import math
 from typing import NamedTuple
 
 from infogan_core.config import TrainConfig, scaled_units
-from infogan_core.data import DATASETS
+from infogan_core.data import dataset_entry
 
 KERNEL = 4 * 4  # every convolution of the conv family: 4x4, stride 2, padding 1
 
@@ -63,7 +63,7 @@ def _conv_generator(cfg: TrainConfig, shape: tuple[int, ...]) -> int:
 
 def net_macs(cfg: TrainConfig) -> NetMacs:
     """Forward MACs per sample of G, D's trunk, D's head and Q, at cfg's family, widths and depths."""
-    shape = DATASETS[cfg.dataset].sample_shape
+    shape = dataset_entry(cfg.dataset).sample_shape
     q_hidden = scaled_units(128, cfg.q_scale)
     q_outputs = cfg.cat_dim + cfg.cont_codes * (2 if cfg.q_std == "learned" else 1)
     if cfg.family == "mlp":
@@ -110,7 +110,7 @@ def _total(parts: list[NetSize]) -> NetSize:
 
 def net_sizes(cfg: TrainConfig) -> tuple[NetSize, NetSize, NetSize]:
     """(G, D with its head, Q with an isolated trunk) of one member, the layers as models.py builds them."""
-    shape = DATASETS[cfg.dataset].sample_shape
+    shape = dataset_entry(cfg.dataset).sample_shape
     bn_d = cfg.d_batchnorm != "none"
     q_hidden = scaled_units(128, cfg.q_scale)
     q_outputs = cfg.cat_dim + cfg.cont_codes * (2 if cfg.q_std == "learned" else 1)

@@ -2,7 +2,9 @@
 
 Images are (N, C, H, W) float32 in [-1, 1] (G ends in tanh); 2-D mixtures are (N, 2) float32.
 Each registry entry declares its sample shape and what it provides, so that a study can be checked
-without loading anything. Arrays are numpy: this module imports no torch (training converts them).
+without loading anything. A user's own images (an .npz file, a folder of PNGs) are named by their path;
+their entry comes from the file's headers, and they are read on the same scale (docs/user-data.md).
+Arrays are numpy: this module imports no torch (training converts them).
 Nothing here downloads on its own: MNIST-style data is read from IDX files the user has, which
 `fetch_idx` (the CLI's `sweep fetch mnist`) can download once, where the network is reachable.
 """
@@ -16,6 +18,7 @@ import importlib.util
 import math
 import os
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -345,8 +348,186 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
+# --- the user's own data: an .npz file or a folder of PNG images --------------------------------
+
+MIN_SAMPLES = 32  # samples a dataset of the user's must hold: fewer cannot fill a batch of the usual sizes
+MAX_SAMPLE_BYTES = 4 << 30  # the samples as float32 in memory, at most (each training process holds a copy)
+_GRAY_MODES = frozenset({"1", "L", "LA"})  # 8-bit PNG modes read as one channel; others are read as RGB
+_RECORDED: dict[str, DatasetEntry] = {}  # path -> what a stored study recorded of it (record_dataset)
+
+
+def is_data_path(name: str) -> bool:
+    """Whether `name` names a file or folder of the user's rather than a registry key."""
+    return name not in DATASETS and (name.endswith(".npz") or "/" in name or os.sep in name)
+
+
+def _stat_key(name: str) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """(absolute path, (file, size, modification time) of each file it reads): a changed file misses the caches."""
+    path = Path(name).absolute()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.glob("*.png")) + sorted(path.glob("*/*.png"))
+    else:
+        raise DataError(f"dataset {path}: no such file or folder (an .npz file or a folder of PNG images)")
+    return str(path), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def _entry(path: str, shape: tuple[int, ...], labels: np.ndarray | None) -> DatasetEntry:
+    """The registry entry of a user's dataset whose samples have `shape`, checked for size, and its labels."""
+    n, sample = shape[0], shape[1:]
+    if len(sample) != 3 or sample[0] not in (1, 3):
+        hint = "; channels go first" if len(sample) == 3 and sample[-1] in (1, 3) else ""
+        raise DataError(
+            f"dataset {path}: x must hold images (N, H, W) or (N, C, H, W) with C 1 or 3, but has shape {shape}{hint}"
+        )
+    if n < MIN_SAMPLES:
+        raise DataError(f"dataset {path}: holds {n} images, fewer than the {MIN_SAMPLES} a dataset needs")
+    if n * math.prod(sample) * 4 > MAX_SAMPLE_BYTES:
+        raise DataError(f"dataset {path}: {shape} is over {MAX_SAMPLE_BYTES >> 30} GiB as float32; use fewer images")
+    provides: frozenset[str] = frozenset()
+    classes = 0
+    if labels is not None:
+        if labels.ndim != 1 or len(labels) != n:
+            raise DataError(f"dataset {path}: y must hold one label per image ({n}), but has shape {labels.shape}")
+        if labels.dtype.kind not in "iu" or (len(labels) and labels.min() < 0):
+            raise DataError(f"dataset {path}: y must hold class numbers 0, 1, 2, ... (integers >= 0)")
+        provides, classes = frozenset({"labels"}), int(labels.max()) + 1
+    return DatasetEntry(lambda data_dir=None: load_dataset(path), sample, provides, classes)
+
+
+def _npz_shape(path: str, zf: zipfile.ZipFile) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of `x` in an .npz file, read from its header alone."""
+    if "x.npy" not in zf.namelist():
+        arrays = ", ".join(n.removesuffix(".npy") for n in zf.namelist()) or "none"
+        raise DataError(f"dataset {path}: has no array `x` (the images); arrays in it: {arrays}")
+    with zf.open("x.npy") as f:
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(f)
+    if shape[1:] and len(shape) == 3:  # (N, H, W): one channel
+        shape = (shape[0], 1, *shape[1:])
+    return tuple(shape), dtype
+
+
+def _png_files(path: Path) -> tuple[list[Path], np.ndarray | None]:
+    """The PNG images of a folder, and their labels when they sit in one subfolder per class."""
+    flat, nested = sorted(path.glob("*.png")), sorted(path.glob("*/*.png"))
+    if flat and nested:
+        raise DataError(f"dataset {path}: holds PNG images both directly and in subfolders; use one or the other")
+    if not nested:
+        return flat, None
+    classes = sorted({f.parent.name for f in nested})
+    return nested, np.array([classes.index(f.parent.name) for f in nested], dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_entry(path: str, files: tuple[tuple[str, int, int], ...]) -> DatasetEntry:
+    """A user's dataset's entry from its headers (and labels): shapes, size, labels checked."""
+    from PIL import Image, UnidentifiedImageError  # lazy: Pillow loads only for a folder of PNG images
+
+    if Path(path).is_file():
+        try:
+            with zipfile.ZipFile(path) as zf:
+                shape, dtype = _npz_shape(path, zf)
+                labels = None
+                if "y.npy" in zf.namelist():  # the labels are small: read whole, the images never
+                    with zf.open("y.npy") as f:
+                        labels = np.lib.format.read_array(f, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+            raise DataError(f"dataset {path}: not a readable .npz file ({exc})") from exc
+        if dtype.kind not in "fu" or (dtype.kind == "u" and dtype != np.uint8):
+            raise DataError(f"dataset {path}: x must be uint8 (0..255) or float (in [-1, 1]), but is {dtype}")
+        return _entry(path, shape, labels)
+    images, labels = _png_files(Path(path))
+    sizes, modes = set(), set()
+    for f in images:
+        try:
+            with Image.open(f) as im:
+                sizes.add(im.size)
+                modes.add(im.mode)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"dataset {path}: {f.name} is not a readable PNG image ({exc})") from exc
+    if len(sizes) > 1:
+        raise DataError(f"dataset {path}: images must share one size, but have {len(sizes)}: {sorted(sizes)[:3]}")
+    if wide := modes - _GRAY_MODES - {"RGB", "RGBA", "P", "PA"}:
+        raise DataError(f"dataset {path}: images must be 8-bit grayscale or colour, but some are {sorted(wide)}")
+    width, height = sizes.pop() if sizes else (0, 0)
+    return _entry(path, (len(images), 1 if modes <= _GRAY_MODES else 3, height, width), labels)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_file(path: str, files: tuple[tuple[str, int, int], ...]) -> Dataset:
+    """A user's dataset in memory, as the built-in images are: (N, C, H, W) float32 in [-1, 1]."""
+    from PIL import Image  # lazy: Pillow loads only for a folder of PNG images
+
+    entry = _file_entry(path, files)
+    if Path(path).is_file():
+        with np.load(path) as arrays:
+            raw, labels = arrays["x"], arrays.get("y")
+        if raw.dtype == np.uint8:
+            x = raw.astype(np.float32) / 255.0 * 2.0 - 1.0  # 0..255 -> [-1, 1], as MNIST is read
+        elif not np.isfinite(raw).all():
+            raise DataError(f"dataset {path}: x holds NaN or infinite values at {np.argwhere(~np.isfinite(raw))[0]}")
+        elif raw.min() < -1.0 or raw.max() > 1.0:
+            raise DataError(
+                f"dataset {path}: float x must lie in [-1, 1] (G ends in tanh), but spans [{raw.min():.4g}, "
+                f"{raw.max():.4g}]; scale it, or store uint8 0..255"
+            )
+        else:
+            x = raw.astype(np.float32)
+        x = x[:, None] if x.ndim == 3 else x  # (N, H, W) -> (N, 1, H, W)
+    else:
+        images, labels = _png_files(Path(path))
+        mode = "L" if entry.sample_shape[0] == 1 else "RGB"
+        pixels = []
+        for f in images:
+            with Image.open(f) as im:
+                pixels.append(np.asarray(im.convert(mode), dtype=np.uint8))
+        x = np.stack(pixels).astype(np.float32) / 255.0 * 2.0 - 1.0  # (N, H, W) or (N, H, W, 3)
+        x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)  # -> (N, C, H, W)
+    name = Path(path).name  # not the path: evaluation names its cached reference classifier by it
+    return Dataset(name, np.ascontiguousarray(x), labels=None if labels is None else labels.astype(np.int64))
+
+
+def check_dataset(name: str) -> DatasetEntry:
+    """The entry of dataset `name`, a user's file or folder loaded and checked whole (shapes, size, labels,
+    values): what a study is validated against; a problem raises DataError in one line."""
+    if is_data_path(name):
+        _load_file(*_stat_key(name))
+    return dataset_entry(name)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, files: tuple[tuple[str, int, int], ...]) -> str:
+    digest, folder = hashlib.sha256(), Path(path).is_dir()
+    for file, _, _ in files:
+        if folder:  # a file's name is part of a folder's content (it can be its label)
+            digest.update(os.path.relpath(file, path).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_digest(name: str) -> str:
+    """sha256 of a user's dataset (of the file, as `sha256sum` gives it; of a folder, every PNG with its relative
+    path): its identity."""
+    return _digest(*_stat_key(name))
+
+
+def record_dataset(path: str, sample_shape: tuple[int, ...], classes: int) -> None:
+    """Remember what a stored study recorded of its dataset at `path` (its sample shape, its classes; 0: no
+    labels), so that reading the study does not need the data; the file itself, where it exists, is read instead."""
+    provides = frozenset({"labels"}) if classes else frozenset()
+    _RECORDED[path] = DatasetEntry(lambda data_dir=None: load_dataset(path), tuple(sample_shape), provides, classes)
+
+
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """The dataset registered as `name` (cached per process); a miss lists the valid names."""
+    """The dataset registered as `name`, or the user's file or folder at path `name` (cached per process,
+    a file by its size and modification time); a miss lists the valid names."""
+    if is_data_path(name):
+        return _load_file(*_stat_key(name))
     # $INFOGAN_DATA_DIR is resolved before the cache: keyed on data_dir=None alone, a changed
     # variable (or an unset one, which must fail) would be answered with the old folder's data
     return _load_cached(name, data_dir or os.environ.get(DATA_DIR_ENV) or None)
@@ -355,8 +536,24 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, data_dir: str | None) -> Dataset:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset `{name}`; valid names: {', '.join(DATASETS)}")
+        raise DataError(
+            f"unknown dataset `{name}`; valid names: {', '.join(DATASETS)}, or the path of an .npz file or a "
+            "folder of PNG images"
+        )
     return DATASETS[name].load(data_dir)
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    """What is known about dataset `name` without loading its samples: the registry's entry, or for a path
+    the shapes in the file's headers (and the labels, which are small); a miss lists the valid names."""
+    if name in DATASETS:
+        return DATASETS[name]
+    if is_data_path(name):
+        if not os.path.exists(name) and name in _RECORDED:  # a stored study read where its data is not
+            return _RECORDED[name]
+        return _file_entry(*_stat_key(name))
+    _load_cached(name, None)  # raises the registry's miss
+    raise AssertionError(name)  # unreachable: a name outside the registry and no path always raises above
 
 
 __all__ = [
@@ -367,6 +564,13 @@ __all__ = [
     "DatasetEntry",
     "IdxSource",
     "fetch_idx",
+    "MAX_SAMPLE_BYTES",
+    "MIN_SAMPLES",
+    "check_dataset",
+    "dataset_digest",
+    "dataset_entry",
+    "is_data_path",
     "load_dataset",
     "read_idx",
+    "record_dataset",
 ]

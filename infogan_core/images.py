@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from infogan_core.config import TrainConfig
-from infogan_core.data import DATASETS, load_dataset
+from infogan_core.data import dataset_entry, load_dataset
 from infogan_core.latent import GRID_STEPS, sample_grid_latent, sample_latent, traversal_latent
 from infogan_core.models import InfoGAN
 
@@ -146,7 +146,7 @@ def render(
     model.eval()
     paths: dict[str, Path] = {}
     try:
-        if DATASETS[cfg.dataset].is_image:
+        if dataset_entry(cfg.dataset).is_image:
             paths["samples"] = sample_grid(model, cfg, out / "samples.png")
             if cfg.cont_codes:
                 paths["traversals"] = traversals(model, cfg, out / "traversals.png")

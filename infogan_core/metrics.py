@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from infogan_core.data import DATASETS
+from infogan_core.data import dataset_entry
 
 if TYPE_CHECKING:
     from infogan_core.config import TrainConfig
@@ -167,7 +167,7 @@ def _has_torch_fidelity() -> bool:
 
 def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
     """Metric name -> "" for each metric a run of cfg reports, or -> why it is not measured."""
-    entry = DATASETS[cfg.dataset]
+    entry = dataset_entry(cfg.dataset)
     labels = "labels" in entry.provides
     codes = len(cfg.cat_codes) + cfg.cont_codes
     why = {
@@ -178,6 +178,7 @@ def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
         if cfg.cat_codes and labels and cfg.cat_codes[0] == entry.classes
         else "it needs labelled data and a first categorical code with one category per class",
         "eval/modes": "" if "modes" in entry.provides else "it needs a 2-D mixture dataset (ring8, grid25)",
+        "eval/fd": "" if labels or not entry.is_image else "its reference classifier is trained on labelled images",
         "eval/factor_align": ""
         if cfg.cont_codes and "factors" in entry.provides
         else "it needs continuous codes and `shapes`",

@@ -163,22 +163,19 @@ def run(
 
     Example: sweep run studies/balance.yaml --steps 100 --seeds 2
     """
-    from sweep import spec  # lazy: pydantic and the core's config load only for commands that read studies
+    from sweep import api, spec  # lazy: pydantic and the core's config load only for commands that read studies
 
-    limit = _max_trials(max_trials)
-    study = spec.load(study_file, max_trials=limit)
-    if any(v is not None for v in (steps, seeds, trials, population, gpus)) or set_values:
-        study = study.with_overrides(
-            steps=steps,
-            seeds=_parse_seeds(seeds),
-            trials=trials,
-            set_values=_parse_sets(set_values),
-            population=population,
-            gpus=gpus,
-            max_trials=limit,
-        )
-    if new_name:
-        study = study.renamed(new_name)
+    study = api.study_from_file(
+        study_file,
+        steps=steps,
+        seeds=_parse_seeds(seeds),
+        trials=trials,
+        set_values=_parse_sets(set_values),
+        population=population,
+        gpus=gpus,
+        new_name=new_name,
+        max_trials=_max_trials(max_trials),
+    )
     original, index = None, None
     if replicate:
         from sweep import runner  # lazy: Ray and Optuna load only when a study runs

@@ -32,7 +32,15 @@ from infogan_core import (
     population_key,
 )
 from infogan_core.cost import pair_cost, population_overhead
-from infogan_core.data import IDX_SOURCES, fetch_idx
+from infogan_core.data import (
+    IDX_SOURCES,
+    check_dataset,
+    dataset_digest,
+    fetch_idx,
+    is_data_path,
+    record_dataset,
+)
+from infogan_core.errors import DataError
 from sweep.provenance import cpu_device
 
 if TYPE_CHECKING:
@@ -153,6 +161,11 @@ __all__ = [
     "METRIC_NAMES",
     "NUMERICS",
     "CheckpointError",
+    "DataError",
+    "check_dataset",
+    "dataset_digest",
+    "is_data_path",
+    "record_dataset",
     "ConfigError",
     "DivergedError",
     "InfoGANError",

@@ -77,6 +77,7 @@ def open_study(
         sampler=_sampler(study),
         load_if_exists=True,
     )
+    _check_data_files(study, optuna_study)
     stored = optuna_study.user_attrs.get(StudyAttr.FINGERPRINT)
     if stored is None:
         optuna_study.set_user_attr(StudyAttr.FINGERPRINT, study.fingerprint())
@@ -102,6 +103,20 @@ def open_study(
     optuna_study.set_user_attr(StudyAttr.SOURCE, source)
     optuna_study.set_user_attr(StudyAttr.PROVENANCE, provenance.collect(provenance.cpu_device()))
     return optuna_study
+
+
+def _check_data_files(study: Study, optuna_study: optuna.Study) -> None:
+    """Refuse to resume a study whose dataset file changed since it was stored: its stored runs trained on
+    other data, so one study would mix two experiments (said before the definition's fingerprint, which
+    would only say that something changed)."""
+    recorded = (optuna_study.user_attrs.get(StudyAttr.SPEC) or {}).get("data_files") or {}
+    for path, facts in study.data_files.items():
+        before = (recorded.get(path) or {}).get("sha256")
+        if before is not None and before != facts.sha256:
+            raise DefinitionConflictError(
+                f"study '{study.name}': its dataset {path} changed since the study was stored (sha256 {before[:12]} "
+                f"then, {facts.sha256[:12]} now); restore the file, or train on the new data as a new study"
+            )
 
 
 def _check_numerics(study: Study, optuna_study: optuna.Study, store: Store) -> None:

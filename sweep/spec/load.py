@@ -34,12 +34,12 @@ def parse_stored(data: dict[str, Any], *, source: str = "<stored study>") -> Stu
     if isinstance(rule, dict):
         rule.setdefault("min_effect", 0.0)
         rule["test"] = {"welch": "t", "mannwhitney": "rank"}.get(rule.get("test"), rule.get("test", "t"))
-    return _validate(data, source, max_trials=None)
+    return _validate(data, source, max_trials=None, stored=True)
 
 
 def load(path: str | Path, *, max_trials: int | None = MAX_TRIALS) -> Study:
     """Read and validate a study YAML file of at most `max_trials` trials (None: no limit); every error is
-    one line `file:line: key.path: problem`."""
+    one line `file:line: key.path: problem`. Dataset paths in it are relative to its folder."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -72,7 +72,7 @@ def load(path: str | Path, *, max_trials: int | None = MAX_TRIALS) -> Study:
         loader.dispose()
     if data is None:
         raise StudyError(f"{path}:1: the file is empty; a study needs at least name, kind, objectives, budget")
-    return _validate(data, str(path), node, max_trials=max_trials)
+    return _validate(data, str(path), node, max_trials=max_trials, root=Path(path).parent)
 
 
 def _bounded_aliases(root: yaml.Node | None, source: str) -> None:

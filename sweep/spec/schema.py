@@ -175,6 +175,14 @@ class CategoricalDistribution(_Model):
 Distribution = Annotated[FloatDistribution | IntDistribution | CategoricalDistribution, Field(discriminator="type")]
 
 
+class DataFile(_Model):
+    """What a study recorded of a dataset file of the user's: its identity, and what validation reads of it."""
+
+    sha256: str = Field(description="sha256 of the file (a folder: of its PNG images and their names).")
+    sample_shape: list[int] = Field(description="(C, H, W) of its images.")
+    classes: int = Field(0, ge=0, description="Classes of its labels; 0: no labels.")
+
+
 def check_study_name(name: str) -> str:
     """`name` if it can name a study, else ValueError saying why. A name becomes a folder (Ray's files
     under the root), so it is a slug of at most NAME_MAX characters that starts with a letter, digit or

@@ -9,12 +9,23 @@ import hashlib
 import itertools
 import json
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from sweep.core import ConfigError, TrainConfig, field_names, measured_metrics
+from sweep.core import (
+    ConfigError,
+    DataError,
+    TrainConfig,
+    check_dataset,
+    dataset_digest,
+    field_names,
+    is_data_path,
+    measured_metrics,
+    record_dataset,
+)
 from sweep.errors import StudyError, TooManyTrialsError
 from sweep.spec.expand import (
     _base_values,
@@ -34,6 +45,7 @@ from sweep.spec.schema import (
     REPLICATION_SEED_OFFSET,
     Budget,
     CategoricalDistribution,
+    DataFile,
     Distribution,
     EarlyStopping,
     Objective,
@@ -80,6 +92,11 @@ class Study(_Model):
         [],
         description="Trackers every trial's history is also logged to, one run per trial: "
         f"{', '.join(TRACKERS)} (docs/tracking.md). Not part of the trials' meaning: a resumed study may change it.",
+    )
+    data_files: dict[str, DataFile] = Field(
+        {},
+        description="Written by sweep, not by hand: each dataset file the study trains on (its absolute path) with "
+        "its sha256, so that a study stored from one file is never resumed against a changed one.",
     )
 
     @field_validator("name")
@@ -138,6 +155,7 @@ class Study(_Model):
         # In this order: a study with several problems is told the first of them, the same one every time.
         self._check_sections()
         self._check_field_names()
+        self._resolve_data_files(Path((info.context or {}).get("root") or "."), (info.context or {}).get("stored"))
         self._check_configs((info.context or {}).get("max_trials", MAX_TRIALS))
         self._check_objectives()
         if self.early_stopping:
@@ -175,6 +193,42 @@ class Study(_Model):
                 if key == "seed" or (section == "base" and key in BUDGET_FIELDS):
                     where = "seeds" if key == "seed" else f"budget.{key}"
                     raise _At((section, key), f"is set by `{where}`; set it there instead")
+
+    def _dataset_values(self) -> list[tuple[tuple, Any, Any]]:
+        """(key path, container, index) of every dataset a study names: base, factor levels, search choices."""
+        found: list[tuple[tuple, Any, Any]] = []
+        if "dataset" in self.base:
+            found.append((("base", "dataset"), self.base, "dataset"))
+        for i in range(len(self.factors.get("dataset", []))):
+            found.append((("factors", "dataset", i), self.factors["dataset"], i))
+        dist = self.space.get("dataset")
+        if isinstance(dist, CategoricalDistribution):
+            found += [(("space", "dataset", "choices", i), dist.choices, i) for i in range(len(dist.choices))]
+        return found
+
+    def _resolve_data_files(self, root: Path, stored: bool) -> None:
+        """Datasets named by a path are the user's files: resolved against the study file's folder (so Ray workers
+        read them wherever they run), checked whole, and recorded with their sha256. A stored study's record is
+        trusted instead, so that reading it back does not need its data."""
+        recorded, self.data_files = self.data_files, {}
+        for path, container, key in self._dataset_values():
+            value = container[key]
+            if not isinstance(value, str) or not (is_data_path(value) or (root / value).is_dir()):
+                continue  # a registry key, or a value TrainConfig's validation names
+            absolute = str((root / value).resolve())
+            container[key] = absolute
+            if stored and absolute in recorded:
+                self.data_files[absolute] = facts = recorded[absolute]
+                record_dataset(absolute, tuple(facts.sample_shape), facts.classes)
+                continue
+            try:
+                entry = check_dataset(absolute)
+                digest = dataset_digest(absolute)
+            except DataError as e:
+                raise _At(path, str(e).removeprefix("dataset ")) from None
+            self.data_files[absolute] = DataFile(
+                sha256=digest, sample_shape=list(entry.sample_shape), classes=entry.classes
+            )
 
     def _check_objectives(self) -> None:
         """Each objective names its own metric, and several objectives need a sampler that handles them."""
@@ -438,16 +492,27 @@ class Study(_Model):
     def fingerprint(self) -> str:
         """sha256 of what gives the trials their meaning; name, seeds, trials, resources... excluded."""
         keys = {"kind", "base", "factors", "space", "sampler", "sampler_seed", "objectives", "budget"}
+        keys |= {"data_files"} if self.data_files else set()  # the user's data by content; absent, as before
         text = json.dumps(self.model_dump(mode="json", include=keys), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _validate(data: Any, source: str, node: yaml.Node | None = None, *, max_trials: int | None) -> Study:
+def _validate(
+    data: Any,
+    source: str,
+    node: yaml.Node | None = None,
+    *,
+    max_trials: int | None,
+    root: Path | None = None,
+    stored: bool = False,
+) -> Study:
+    """The one boundary: `data` validated into a Study; dataset paths resolve against `root` (the study file's
+    folder; default the working folder); a `stored` definition keeps its recorded data files."""
     if not isinstance(data, dict):
         where = f"{source}:1" if node is not None else source
         raise StudyError(f"{where}: a study must be a mapping of keys (name, kind, ...), not {type(data).__name__}")
     try:
-        return Study.model_validate(data, context={"max_trials": max_trials})
+        return Study.model_validate(data, context={"max_trials": max_trials, "root": root, "stored": stored})
     except ValidationError as e:
         error = e.errors()[0]
         cause = (error.get("ctx") or {}).get("error")
