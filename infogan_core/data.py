@@ -1,6 +1,7 @@
 """Dataset registry: name -> arrays in memory, with what scoring needs (labels, modes, factors).
 
-Images are (N, C, H, W) float32 in [-1, 1] (G ends in tanh); 2-D mixtures are (N, 2) float32.
+Images are (N, C, H, W) float32 in [-1, 1] (training scales them to [0, 1] for a sigmoid G); 2-D mixtures are
+(N, 2) float32.
 Each registry entry declares its sample shape and what it provides, so that a study can be checked
 without loading anything. Arrays are numpy: this module imports no torch (training converts them).
 Nothing here downloads on its own: MNIST-style data is read from IDX files the user has, which

@@ -17,7 +17,7 @@ from torch import nn
 from infogan_core.config import TrainConfig
 from infogan_core.data import Dataset
 from infogan_core.latent import sample_latent
-from infogan_core.models import InfoGAN, Posterior
+from infogan_core.models import InfoGAN, Posterior, to_data_range, to_model_range
 
 CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
 
@@ -164,12 +164,13 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     out: dict[str, float] = {}
-    fake = model.generator(sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device).z).float().cpu()
+    fake = model.generator(sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device).z)
+    fake = to_data_range(fake, cfg).float().cpu()  # (N, *shape) in [-1, 1], as the data
     real = torch.from_numpy(data.x[:10000])
     want_cat = data.labels is not None and bool(cfg.cat_codes)
     want_factors = data.factors is not None and bool(cfg.cont_codes)
     if want_cat or want_factors:  # Q's posterior on real data, encoded once for both metrics
-        posterior = _encode_batched(model, real.to(device))
+        posterior = _encode_batched(model, to_model_range(real.to(device), cfg))
     if want_cat:
         matching, out["eval/cat_acc"] = match_categories(
             posterior.logits[0].argmax(1).cpu().numpy(), data.labels[:10000]
