@@ -188,6 +188,8 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
         out["eval/fd"] = frechet_distance(real_feats, fake_feats) if np.isfinite(fake_feats).all() else float("inf")
     if want_factors:
         out["eval/factor_align"] = factor_alignment(posterior.mean.cpu().numpy(), data.factors[:10000])
+    if data.is_image and cfg.cont_codes:
+        out |= _sample_geometry(model, cfg, seed=seed)
     model.train(was_training)
     return out
 
@@ -247,9 +249,33 @@ def factor_correlations(codes: np.ndarray, factors: dict[str, np.ndarray]) -> di
     return out
 
 
+def geometry_alignment(codes: np.ndarray, images: np.ndarray) -> dict[str, float]:
+    """eval/slant_corr and eval/width_corr (the largest |Spearman| of any continuous code with the images' slant,
+    and with their stroke width) and, with two codes or more, eval/slant_width_align: the mean |Spearman| of two
+    different codes matched to the two factors (Hungarian), so that one code cannot stand for both."""
+    corr = factor_correlations(codes, {"slant": slant(images), "width": stroke_width(images)})
+    rho = np.nan_to_num(np.stack([corr["slant"], corr["width"]], axis=1))  # (n_codes, 2); a constant factor: 0
+    out = {"eval/slant_corr": float(rho[:, 0].max()), "eval/width_corr": float(rho[:, 1].max())}
+    if codes.shape[1] >= 2:
+        rows, cols = optimize.linear_sum_assignment(rho, maximize=True)
+        out["eval/slant_width_align"] = float(rho[rows, cols].mean())
+    return out
+
+
+def _sample_geometry(model: InfoGAN, cfg: TrainConfig, *, seed: int) -> dict[str, float]:
+    """geometry_alignment of eval_samples generated images and the continuous codes they were drawn with: the
+    same draw as evaluate's samples (the same seed), kept here with its codes."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    latent = sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device)
+    fake = to_data_range(model.generator(latent.z), cfg).float().cpu().numpy()  # (N, 1, H, W) in [-1, 1]
+    return geometry_alignment(latent.cont.float().cpu().numpy(), fake)
+
+
 __all__ = [
     "evaluate",
     "factor_correlations",
+    "geometry_alignment",
     "slant",
     "stroke_width",
     "factor_alignment",
