@@ -76,8 +76,7 @@ METRICS: dict[str, Metric] = {
     ),
     "eval/width_corr": Metric(
         "maximize",
-        "largest |Spearman| of any continuous code with the stroke width of generated images (ink area over "
-        "perimeter)",
+        "largest |Spearman| of any continuous code with the stroke width of generated images (ink area over perimeter)",
         "eval/width_corr is measured on generated images, over codes and noise drawn together: width that the digit "
         "class or the noise sets dilutes it",
     ),
