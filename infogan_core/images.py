@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from infogan_core.config import TrainConfig
 from infogan_core.data import dataset_entry, load_dataset
 from infogan_core.latent import GRID_STEPS, sample_grid_latent, sample_latent, traversal_latent
-from infogan_core.models import InfoGAN
+from infogan_core.models import InfoGAN, to_data_range
 
 
 def _tile(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -53,8 +53,9 @@ def _save_image(array: np.ndarray, path: Path, title: str, ylabel: str, xlabel: 
     fig.savefig(path, dpi=80)
 
 
-def _generate(model: InfoGAN, z: torch.Tensor) -> np.ndarray:
-    return model.generator(z.to(next(model.parameters()).device)).float().cpu().numpy()
+def _generate(model: InfoGAN, cfg: TrainConfig, z: torch.Tensor) -> np.ndarray:
+    """G's samples for latents z, in [-1, 1]."""
+    return to_data_range(model.generator(z.to(next(model.parameters()).device)), cfg).float().cpu().numpy()
 
 
 @torch.no_grad()
@@ -62,7 +63,7 @@ def sample_grid(model: InfoGAN, cfg: TrainConfig, path: Path) -> Path:
     """Rows: each value of the first categorical code; columns: the first continuous code swept."""
     z, rows = sample_grid_latent(cfg, torch.Generator().manual_seed(cfg.seed))
     xlabel = "c_cont[0] from -1 to 1" if cfg.cont_codes else "random noise"
-    grid = _tile(_generate(model, z), rows, GRID_STEPS)
+    grid = _tile(_generate(model, cfg, z), rows, GRID_STEPS)
     _save_image(grid, path, "samples", "c_cat[0] value" if cfg.cat_codes else "", xlabel)
     return path
 
@@ -72,7 +73,7 @@ def traversals(model: InfoGAN, cfg: TrainConfig, path: Path, rows: int = 4) -> P
     """One block per continuous code: rows of fixed (z, c_cat), columns the code swept from -1 to 1."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     blocks = [
-        _tile(_generate(model, traversal_latent(cfg, gen, code, rows)), rows, GRID_STEPS)
+        _tile(_generate(model, cfg, traversal_latent(cfg, gen, code, rows)), rows, GRID_STEPS)
         for code in range(cfg.cont_codes)
     ]
     sep = np.ones((2, *blocks[0].shape[1:]))

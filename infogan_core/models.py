@@ -20,6 +20,31 @@ from torch import nn
 from infogan_core.config import TrainConfig, scaled_units
 
 PAPER_INIT_STD = 0.02  # the paper's code: weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0
+# the paper code's slope: custom_ops.py `def leaky_rectify(x, leakiness=0.01):`, which regularized_gan.py's mnist
+# network applies without an argument (`apply(leaky_rectify).`); the paper's text says 0.1
+PAPER_CODE_SLOPE = 0.01
+
+
+def leaky(cfg: TrainConfig, family_slope: float) -> nn.LeakyReLU:
+    """D's or Q's leaky ReLU: cfg.leaky_slope when set, else 0.01 (the code's) for arch paper, else the family's."""
+    if cfg.leaky_slope is not None:
+        return nn.LeakyReLU(cfg.leaky_slope)
+    return nn.LeakyReLU(PAPER_CODE_SLOPE if cfg.family == "paper" else family_slope)
+
+
+def _output(cfg: TrainConfig) -> nn.Module:
+    """G's last activation on images: tanh for [-1, 1], or sigmoid for [0, 1] (the paper code's Bernoulli mean)."""
+    return nn.Sigmoid() if cfg.output_activation == "sigmoid" else nn.Tanh()
+
+
+def to_model_range(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Images in [-1, 1] (the datasets' range) -> the range G's samples and D's inputs are in: [0, 1] for sigmoid."""
+    return (x + 1.0) / 2.0 if cfg.output_activation == "sigmoid" else x
+
+
+def to_data_range(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """G's samples -> [-1, 1], the range evaluation and images read them in."""
+    return x * 2.0 - 1.0 if cfg.output_activation == "sigmoid" else x
 
 
 def _bn1d(n: int, on: bool) -> list[nn.Module]:
@@ -46,15 +71,15 @@ def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
         g_layers += [nn.Linear(width, g_units), *_bn1d(g_units, cfg.g_batchnorm), nn.ReLU()]
         width = g_units
     g_layers.append(nn.Linear(width, out))
-    if len(shape) > 1:  # images: pixels in [-1, 1]
-        g_layers += [nn.Tanh(), nn.Unflatten(1, shape)]
+    if len(shape) > 1:  # images: pixels in [-1, 1] (tanh) or [0, 1] (sigmoid)
+        g_layers += [_output(cfg), nn.Unflatten(1, shape)]
 
     def trunk(scale: float) -> tuple[nn.Module, int]:
         units = scaled_units(128, scale)
         layers: list[nn.Module] = [nn.Flatten()]
         width = out
         for i in range(cfg.d_depth):
-            layers += [nn.Linear(width, units), *_bn1d(units, bn_d and i > 0), nn.LeakyReLU(0.2)]
+            layers += [nn.Linear(width, units), *_bn1d(units, bn_d and i > 0), leaky(cfg, 0.2)]
             width = units
         return nn.Sequential(*layers), units
 
@@ -64,7 +89,7 @@ def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
 def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     channels, height, width = shape
 
-    # D: conv 64 (no BN) -> conv 128 (BN) -> ... -> FC 1024 (BN), leaky ReLU 0.1 (paper Table 1)
+    # D: conv 64 (no BN) -> conv 128 (BN) -> ... -> FC 1024 (BN), leaky ReLU (0.1 in Table 1, 0.01 in the code)
     def trunk(scale: float) -> tuple[nn.Module, int]:
         d_ch = [scaled_units(64 * 2**i, scale) for i in range(cfg.d_depth)]
         d_fc = scaled_units(1024, scale)
@@ -72,12 +97,12 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
         layers: list[nn.Module] = []
         c_in = channels
         for i, c in enumerate(d_ch):
-            layers += [nn.Conv2d(c_in, c, 4, 2, 1), *_bn2d(c, bn_d and i > 0), nn.LeakyReLU(0.1)]
+            layers += [nn.Conv2d(c_in, c, 4, 2, 1), *_bn2d(c, bn_d and i > 0), leaky(cfg, 0.1)]
             c_in = c
-        layers += [nn.Flatten(), nn.Linear(c_in * dh * dw, d_fc), *_bn1d(d_fc, bn_d), nn.LeakyReLU(0.1)]
+        layers += [nn.Flatten(), nn.Linear(c_in * dh * dw, d_fc), *_bn1d(d_fc, bn_d), leaky(cfg, 0.1)]
         return nn.Sequential(*layers), d_fc
 
-    # G: FC 1024 -> FC (128, h, w) -> upconv 64 -> upconv C, BN + ReLU, tanh output (paper Table 1)
+    # G: FC 1024 -> FC (128, h, w) -> upconv 64 -> upconv C, BN + ReLU, tanh (Table 1) or sigmoid (the code) output
     g_ch = [scaled_units(64 * 2**i, cfg.g_width) for i in reversed(range(cfg.g_depth))]
     g_fc = scaled_units(1024, cfg.g_width)
     gh, gw = height // 2**cfg.g_depth, width // 2**cfg.g_depth
@@ -87,7 +112,7 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     layers.append(nn.Unflatten(1, (g_ch[0], gh, gw)))
     for c_in, c_out in zip(g_ch, g_ch[1:], strict=False):
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), *_bn2d(c_out, bn), nn.ReLU()]
-    layers += [nn.ConvTranspose2d(g_ch[-1], channels, 4, 2, 1), nn.Tanh()]
+    layers += [nn.ConvTranspose2d(g_ch[-1], channels, 4, 2, 1), _output(cfg)]
     return Family(nn.Sequential(*layers), trunk, lambda scale: scaled_units(128, scale))
 
 
@@ -117,7 +142,7 @@ class QHead(nn.Module):
         self.min_std = cfg.q_min_std
         outputs = cfg.cat_dim + cfg.cont_codes * (2 if self.learned_std else 1)
         self.net = nn.Sequential(
-            nn.Linear(features, hidden), *_bn1d(hidden, bn), nn.LeakyReLU(0.1), nn.Linear(hidden, outputs)
+            nn.Linear(features, hidden), *_bn1d(hidden, bn), leaky(cfg, 0.1), nn.Linear(hidden, outputs)
         )
 
     def forward(self, h: torch.Tensor) -> Posterior:
@@ -168,4 +193,14 @@ class InfoGAN(nn.Module):
         return self.q_head(self.d_trunk(x) if features is None else features)
 
 
-__all__ = ["ARCHS", "PAPER_INIT_STD", "InfoGAN", "Posterior", "QHead"]
+__all__ = [
+    "ARCHS",
+    "PAPER_CODE_SLOPE",
+    "PAPER_INIT_STD",
+    "InfoGAN",
+    "Posterior",
+    "QHead",
+    "leaky",
+    "to_data_range",
+    "to_model_range",
+]

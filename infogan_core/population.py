@@ -248,7 +248,7 @@ def _stack_layer(layers: Sequence[nn.Module], members: int, channels_next: bool,
         return MemberUnflatten(first.unflattened_size, channels_next)
     if isinstance(first, nn.Sequential):
         return _stack_sequential(layers, members)
-    if isinstance(first, nn.ReLU | nn.LeakyReLU | nn.Tanh):
+    if isinstance(first, nn.ReLU | nn.LeakyReLU | nn.Tanh | nn.Sigmoid):
         return first  # elementwise: one for all members
     raise TypeError(f"no stacked form for {type(first).__name__}")
 

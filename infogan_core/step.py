@@ -24,7 +24,7 @@ from infogan_core.config import TrainConfig
 from infogan_core.data import Dataset, load_dataset
 from infogan_core.errors import ConfigError
 from infogan_core.latent import Latent, from_words, words_per_latent
-from infogan_core.models import InfoGAN
+from infogan_core.models import InfoGAN, to_model_range
 from infogan_core.population import MemberGroup, StackedInfoGAN, cat_batch, to_channels
 
 LOSS_NAMES = ("loss/d", "loss/info", "loss/g", "loss/info")  # in the order the step computes them
@@ -256,7 +256,7 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
         cfgs=cfgs,
         device=device,
         data=data,
-        x_all=torch.from_numpy(data.x).to(device),
+        x_all=to_model_range(torch.from_numpy(data.x).to(device), cfg),  # in the range G's samples are in
         model=model,
         params=params,
         group_d=MemberGroup(params.of_d(cfg), cfgs, lr_d, buffers.active),

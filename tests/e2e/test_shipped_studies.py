@@ -16,6 +16,8 @@ from helpers import REPO, run_sweep
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 LARGE = sorted((REPO / "studies" / "large").glob("*.yaml"))  # larger budget profiles (a GPU, a cluster)
 GPU_STUDIES = [p for p in LARGE if spec.load(p).resources.gpus not in ("auto", 0)]  # those that ask for a GPU
+PAPER = sorted((REPO / "studies" / "paper").glob("*.yaml"))  # the paper's three MNIST results, CPU profiles
+PAPER_GPU = sorted((REPO / "studies" / "paper" / "gpu").glob("*.yaml"))  # the same at the paper code's scale
 
 
 def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -65,6 +67,42 @@ def test_a_gpu_study_on_a_machine_without_one_says_so(ray_session, tmp_path):
     message = str(result.exception)  # the console script prints it as one line (main catches SweepError)
     assert isinstance(result.exception, SweepError), result.exception
     assert "asks for 1 GPU per trial" in message and "resources.gpus: 0" in message, message
+
+
+def test_the_paper_studies_come_in_a_cpu_and_a_gpu_profile_each():
+    assert {p.stem for p in PAPER} == {p.stem for p in PAPER_GPU} == {"categorical", "fig1", "fig2"}
+    table = (REPO / "studies" / "README.md").read_text()
+    names = [spec.load(p).name for p in STUDIES + LARGE + PAPER + PAPER_GPU]
+    assert len(names) == len(set(names)), "each profile runs under its own name"
+    for cpu, gpu in zip(PAPER, PAPER_GPU, strict=True):
+        assert f"paper/{cpu.name}" in table and f"paper/gpu/{gpu.name}" in table
+        small, large = spec.load(cpu), spec.load(gpu)
+        assert small.base["dataset"] == "mnist-5k" and small.resources.gpus in ("auto", 0)
+        assert large.base["dataset"] == "mnist-55k" and large.base["arch"] == "paper" and large.resources.gpus == 1
+        assert large.budget.steps == 5000  # the code's max_epoch 50 x updates_per_epoch 100
+        assert small.verdict.metric == large.verdict.metric and small.verdict.target == large.verdict.target
+
+
+@pytest.mark.parametrize("path", PAPER + PAPER_GPU, ids=[f"{p.parent.name}-{p.stem}" for p in PAPER + PAPER_GPU])
+def test_paper_study_validates_through_the_cli(path):
+    proc = _sweep("validate", str(path))
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_paper_studies_run_end_to_end_and_claims_lists_them(ray_session, tmp_path):
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    for path in PAPER:
+        result = CliRunner().invoke(app, ["run", str(path), "--steps", "4", "--seeds", "1", "--root", str(tmp_path)])
+        assert result.exit_code == 0, (path.name, result.output[-3000:], result.exception)
+        stored = optuna.load_study(study_name=spec.load(path).name, storage=f"sqlite:///{tmp_path / 'sweep.db'}")
+        assert [t.state for t in stored.get_trials()] == [TrialState.COMPLETE] * len(stored.get_trials())
+    proc = _sweep("claims", "--studies", str(REPO / "studies" / "paper"), "--root", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert all(spec.load(p).name in proc.stdout for p in PAPER), proc.stdout
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])

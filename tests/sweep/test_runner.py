@@ -107,7 +107,7 @@ def test_a_study_trained_by_an_engine_of_other_numerics_is_not_resumed(make_stud
     assert _load(tmp_path / "runs", "older").user_attrs["numerics"] == core.NUMERICS
     stored.set_user_attr("numerics", 1)
     stored.tell(stored.ask(), [0.5])
-    with pytest.raises(DefinitionConflictError, match="numerics 1, and this code computes numerics 2"):
+    with pytest.raises(DefinitionConflictError, match=f"numerics 1, and this code computes numerics {core.NUMERICS}"):
         runner.open_study(spec.load(path), store)
     proc = run_sweep("run", str(path), "--root", str(tmp_path / "runs"))
     assert proc.returncode == 1 and "would mix the two" in proc.stderr and "--new-name NAME" in proc.stderr
