@@ -83,7 +83,7 @@ def review_study(ray_session, make_study, tmp_path_factory) -> StoredStudy:
         name="review",
         claim="without the information term (lambda_cat = 0) the code keeps less mutual information",
         base=base,
-        factors={"lambda_cat": [0.0], "dataset": ["mnist"]},
+        factors={"lambda_cat": [0.0], "dataset": ["fashion-mnist"]},
         seeds=3,
         objectives=["mi/cat_ratio", "loss/g"],  # both measured on every dataset
         budget={"steps": 30, "report_every": 10},

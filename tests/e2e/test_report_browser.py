@@ -46,7 +46,7 @@ def test_html_report_opens_offline_with_every_image(review_study, browser, sweep
         "paired t-test",
         "p (Holm)",
         "3 crashed",
-        "mnist",
+        "fashion-mnist",
         "Training curves",
         "H(c)",
         "Pareto-optimal configurations",

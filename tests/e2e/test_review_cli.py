@@ -16,7 +16,7 @@ def test_show_effects_prints_the_table_and_the_verdict(review_study, sweep):
         "review: loss/g (minimize)",
         "diff [95% CI]",
         "lambda_cat=0.0",
-        "dataset=mnist: 3 crashed",
+        "dataset=fashion-mnist: 3 crashed",
         "baseline",
         "paired t-test",
         "p (Holm)",

@@ -143,7 +143,7 @@ def test_crashed_trial_fails_with_its_reason(ray_session, make_study, tmp_path):
     path = make_study(
         tmp_path / "f.yaml",
         name="fails",
-        base={"dataset": "mnist", "data_dir": str(tmp_path / "nowhere"), "arch": "mlp", "batch_size": 16},
+        base={"dataset": "fashion-mnist", "data_dir": str(tmp_path / "nowhere"), "arch": "mlp", "batch_size": 16},
         factors={"lambda_cat": [0.0]},
         objectives=["eval/cat_acc"],
         seeds=1,
@@ -462,7 +462,7 @@ def test_crashed_trials_fail_the_run_with_their_reasons_and_rerun_with_retry_cra
         tmp_path / "missing.yaml",
         name="missing",
         base={
-            "dataset": "mnist",
+            "dataset": "fashion-mnist",
             "data_dir": str(data),
             "arch": "mlp",
             "batch_size": 16,
@@ -480,7 +480,7 @@ def test_crashed_trials_fail_the_run_with_their_reasons_and_rerun_with_retry_cra
     cmd = ("run", str(path), "--root", str(tmp_path / "runs"), "--address", address)
     crashed = run_sweep(*cmd, timeout=300)
     assert crashed.returncode == 1, crashed.stderr[-2000:]  # today: 0
-    assert "2 x crashed: DataError: dataset `mnist`: train-images-idx3-ubyte(.gz) and" in crashed.stdout
+    assert "2 x crashed: DataError: dataset `fashion-mnist`: train-images-idx3-ubyte(.gz) and" in crashed.stdout
     assert crashed.stderr.strip().endswith(
         "study 'missing': 2 trials crashed in this run (reasons above); fix the cause, then run them again with "
         "--retry-crashed"

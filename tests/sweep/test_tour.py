@@ -60,6 +60,7 @@ def fresh_clone(tmp_path: Path, stored: Path) -> Path:
     # the study files the storage was built from (the first library, frozen in tests/sweep/studies_v1): the
     # tour's commands read them beside that storage
     shutil.copytree(STUDIES_V1, tmp_path / "studies")
+    shutil.copytree(REPO / "studies" / "paper", tmp_path / "studies" / "paper")  # new since; none of it stored
     shutil.copytree(stored, tmp_path / "runs")
     return tmp_path
 
