@@ -75,7 +75,7 @@ class VerdictResult:
     looks: list[Look]  # every look taken, then the first pending one if any
     sequential: bool  # seeds were planned in looks
     spending: str  # the alpha-spending function of a sequential plan ("" otherwise)
-    grid: bool  # units are (seed, block) pairs
+    grid: bool  # a grid with other factors: a seed's blocks (their combinations) are one unit
     treatment: ArmCounts
     baseline: ArmCounts | None  # None against a target
     excluded_pairs: dict[str, int]  # why -> pairs left out at the deciding look (crashed, pruned)
@@ -335,7 +335,7 @@ def _result(study: Study, rule: Verdict, units: pd.DataFrame, looks: list[Look])
         looks=looks,
         sequential=isinstance(plan, SeedPlan),
         spending=plan.spending if isinstance(plan, SeedPlan) else "",
-        grid=study.kind == "grid",
+        grid=study.kind == "grid" and len(study.factors) > 1,
         treatment=treat,
         baseline=base,
         excluded_pairs=excluded,
