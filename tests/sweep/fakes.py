@@ -15,6 +15,16 @@ from sweep import spec
 BASE = {"dataset": "ring8", "arch": "mlp", "cat_codes": [8], "cont_codes": 0, "lambda_cat": 1.0}
 
 
+RULE = {  # make_study's verdict: lambda_cat = 0 keeps less mutual information than 1
+    "metric": "mi/cat_ratio",
+    "factor": "lambda_cat",
+    "baseline": 1.0,
+    "treatment": 0.0,
+    "direction": "less",
+    "min_effect": 0.05,
+}
+
+
 def make_study(kind: str = "ablation", **overrides) -> spec.Study:
     data = {
         "name": "stats",
@@ -25,14 +35,7 @@ def make_study(kind: str = "ablation", **overrides) -> spec.Study:
         "seeds": 3,
         "objectives": ["mi/cat_ratio"],
         "budget": {"steps": 20, "report_every": 10},
-        "verdict": {
-            "metric": "mi/cat_ratio",
-            "factor": "lambda_cat",
-            "baseline": 1.0,
-            "treatment": 0.0,
-            "direction": "less",
-            "min_effect": 0.05,
-        },
+        "verdict": dict(RULE),
     }
     data.update(overrides)
     return spec.parse(data)
@@ -100,15 +103,7 @@ def stored_study(study: spec.Study, trials: list[tuple[dict, str, float | None]]
 GRID = {"lambda_cat": [1.0, 0.0], "d_batchnorm": ["none", "separate"]}
 
 
-GRID_RULE = {  # within d_batchnorm=none: grid_trials' diverged run is at separate, so 3 seeds can decide by t
-    "metric": "mi/cat_ratio",
-    "factor": "lambda_cat",
-    "baseline": 1.0,
-    "treatment": 0.0,
-    "direction": "less",
-    "min_effect": 0.05,
-    "where": {"d_batchnorm": "none"},
-}
+GRID_RULE = {**RULE, "where": {"d_batchnorm": "none"}}  # grid_trials' diverged run is at separate: t decides
 
 
 def grid_study(**overrides) -> spec.Study:

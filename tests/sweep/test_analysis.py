@@ -18,7 +18,7 @@ from sweep.review import study_note
 from sweep.stats import holm
 from sweep.vocab import Status
 
-from fakes import ablation_frame, grid_study, grid_trials, make_study, stored_study
+from fakes import RULE, ablation_frame, grid_study, grid_trials, make_study, stored_study
 
 SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = (
     Status.SUPPORTED,
@@ -26,14 +26,6 @@ SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = (
     Status.NO_EFFECT,
     Status.INCONCLUSIVE,
 )
-RULE = {
-    "metric": "mi/cat_ratio",
-    "factor": "lambda_cat",
-    "baseline": 1.0,
-    "treatment": 0.0,
-    "direction": "less",
-    "min_effect": 0.05,
-}
 BASE8 = [0.9, 0.85, 0.92, 0.88, 0.95, 0.87, 0.91, 0.89]
 
 
