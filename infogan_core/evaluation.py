@@ -270,7 +270,7 @@ def inception_reference(data: Dataset, path: Path, device: torch.device) -> tupl
 
 # --- the reference classifier for the Frechet distance ----------------------------------------
 
-_REFERENCE: dict[str, tuple[nn.Module, np.ndarray]] = {}
+_REFERENCE: dict[str, tuple[nn.Module, nn.Module | None, np.ndarray]] = {}
 
 
 def _data_key(data: Dataset) -> str:
@@ -293,10 +293,22 @@ def reference_features(data: Dataset) -> tuple[nn.Module, np.ndarray]:
     dataset (seeded, 400 Adam steps), cached in memory and under $INFOGAN_CACHE_DIR (default
     ~/.cache/infogan_core). 2-D data: the raw coordinates.
     """
+    net, _, feats = _reference(data)
+    return net, feats
+
+
+def reference_classifier(data: Dataset) -> nn.Module | None:
+    """The whole reference classifier (features and its last, class layer) for labelled images; None otherwise."""
+    return _reference(data)[1]
+
+
+def _reference(data: Dataset) -> tuple[nn.Module, nn.Module | None, np.ndarray]:
+    """(feature extractor, whole classifier or None, features of up to 10,000 real samples), cached."""
     key = _data_key(data)
     if key in _REFERENCE:
         return _REFERENCE[key]
     x = torch.from_numpy(data.x[:10000])
+    full: nn.Module | None = None
     if not data.is_image or data.labels is None:
         net: nn.Module = nn.Flatten()
     else:
@@ -311,11 +323,20 @@ def reference_features(data: Dataset) -> tuple[nn.Module, np.ndarray]:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save(full.state_dict(), tmp)
             os.replace(tmp, path)
-        net = full[:-1].eval()
+        full.eval()
+        net = full[:-1]
     with torch.no_grad():
         feats = net(x).numpy().astype(np.float64)
-    _REFERENCE[key] = (net, feats)
-    return net, feats
+    _REFERENCE[key] = (net, full, feats)
+    return _REFERENCE[key]
+
+
+def class_entropy(classes: np.ndarray, num_classes: int) -> float:
+    """Entropy (nats) of the histogram of `classes` over `num_classes`: ln(num_classes) when every class is drawn
+    equally often, 0 when one class is all there is."""
+    p = np.bincount(classes, minlength=num_classes) / len(classes)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
 
 
 @torch.enable_grad()
@@ -370,6 +391,10 @@ def evaluate(model: InfoGAN, cfg: TrainConfig, data: Dataset, *, seed: int) -> d
     if data.labels is not None or not data.is_image:
         net, real_feats = reference_features(data)
         fake_feats = net(fake).numpy().astype(np.float64)
+        classifier = reference_classifier(data)
+        if classifier is not None and np.isfinite(fake_feats).all():  # the classes G's samples are drawn as
+            drawn = classifier[-1](torch.from_numpy(fake_feats).float()).argmax(1).numpy()
+            out["eval/class_entropy"] = class_entropy(drawn, data.num_classes)
         out["eval/fd"] = frechet_distance(real_feats, fake_feats) if np.isfinite(fake_feats).all() else float("inf")
         if np.isfinite(fake_feats).all():  # as many real samples as generated ones (k-NN radii depend on the count)
             real_subset, fake_subset = _equal_sized(real_feats, fake_feats)
@@ -505,6 +530,7 @@ __all__ = [
     "dci_scores",
     "evaluate",
     "histogram_bins",
+    "class_entropy",
     "inception_reference",
     "kernel_distance",
     "label_agreement",
@@ -520,5 +546,6 @@ __all__ = [
     "matched_accuracy",
     "prior_kl",
     "mode_coverage",
+    "reference_classifier",
     "reference_features",
 ]

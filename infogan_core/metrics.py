@@ -82,6 +82,13 @@ METRICS: dict[str, Metric] = {
     "eval/modes": Metric("maximize", "mixture modes covered by at least one high-quality sample"),
     "eval/hq": Metric("maximize", "fraction of samples within 3 std of their nearest mode"),
     "eval/fd": Metric("minimize", "Frechet distance in a reference classifier's features"),
+    "eval/class_entropy": Metric(
+        "maximize",
+        "entropy (nats) of the classes G's samples are drawn as, by the reference classifier of eval/fd; ln 10 = "
+        "2.30 when ten classes are drawn equally often, 0 when G draws one class",
+        "eval/class_entropy reads the reference classifier's predictions: a sample it cannot place still counts as "
+        "its likeliest class",
+    ),
     "eval/factor_align": Metric("maximize", "mean |Spearman| of continuous codes matched one-to-one to true factors"),
     # the metrics GAN papers report (issue 26); sources in docs/studies.md
     "eval/nmi": Metric(
@@ -199,6 +206,7 @@ def measured_metrics(cfg: TrainConfig) -> dict[str, str]:
         else "it needs labelled data and a first categorical code with one category per class",
         "eval/modes": "" if "modes" in entry.provides else "it needs a 2-D mixture dataset (ring8, grid25)",
         "eval/fd": "" if labels or not entry.is_image else "its reference classifier is trained on labelled images",
+        "eval/class_entropy": "" if labels and entry.is_image else "it needs labelled images",
         "eval/factor_align": ""
         if cfg.cont_codes and "factors" in entry.provides
         else "it needs continuous codes and `shapes`",

@@ -51,6 +51,7 @@ DESIGN_METRICS = {
     "eval/hq",
     "eval/fd",
     "eval/factor_align",
+    "eval/class_entropy",  # the classes G draws, for the BN studies on images (issue 28)
     "eval/nmi",  # the metrics GAN papers report (issue 26)
     "eval/ari",
     "eval/precision",
@@ -327,6 +328,47 @@ def test_evaluate_scores_a_perfect_ring_generator() -> None:
     collapsed = evaluation.evaluate(model, cfg, data, seed=0)
     assert collapsed["eval/modes"] == 1.0 and collapsed["eval/hq"] == 1.0
     assert collapsed["eval/fd"] > 0.5
+
+
+def test_class_entropy_known_answers() -> None:
+    assert evaluation.class_entropy(np.arange(1000) % 10, 10) == pytest.approx(math.log(10))
+    assert evaluation.class_entropy(np.full(50, 3), 10) == 0.0
+    # two classes drawn 3:1: -(3/4 ln 3/4 + 1/4 ln 1/4)
+    assert evaluation.class_entropy(np.array([0, 0, 0, 1]), 10) == pytest.approx(0.5623351446188083)
+
+
+class _RealDigits(nn.Module):
+    """A generator that draws, for category k of its one-hot input, a real digit of class `classes[k]`."""
+
+    def __init__(self, data: Dataset, classes: list[int]) -> None:
+        super().__init__()
+        pick = [np.flatnonzero(data.labels == c) for c in classes]
+        self.images = [torch.from_numpy(data.x[rows]) for rows in pick]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.images[k][r % len(self.images[k])] for r, k in enumerate(z.argmax(1).tolist())])
+
+
+def test_class_entropy_of_samples_tells_every_class_from_one() -> None:
+    cfg = TrainConfig(
+        dataset="digits",
+        arch="conv",
+        cat_codes=[10],
+        cont_codes=0,
+        noise_dim=0,
+        g_width=0.25,
+        d_width=0.25,
+        eval_samples=1000,
+        device="cpu",
+    )
+    data = load_dataset("digits")
+    model = InfoGAN(cfg, data.sample_shape)
+    model.generator = _RealDigits(data, list(range(10)))  # category k draws real digits of class k
+    every = evaluation.evaluate(model, cfg, data, seed=0)["eval/class_entropy"]
+    model.generator = _RealDigits(data, [3] * 10)  # every category draws a 3
+    one = evaluation.evaluate(model, cfg, data, seed=0)["eval/class_entropy"]
+    assert every > 0.95 * math.log(10)  # the reference classifier names real digits' classes nearly always
+    assert one < 0.3
 
 
 # --- the reference classifier's cache ---------------------------------------------------------
