@@ -8,8 +8,9 @@ Each study runs through the real CLI, at its default budget: first as itself (se
 first replication (`sweep run ... --replicate`: seed s runs as s + 10000, so the two sets share no seed).
 A study already run is resumed, not repeated. The wall time of each run is kept in ROOT/library.json.
 
-The table: study, claim, the verdict on each seed set, the effect with its interval, n and MDE on each,
-and the wall time of each run. `--write FILE` replaces the table between the markers
+The table: study, the sentence it tests (the first quote in its header), claim, the verdict on each seed
+set, the effect with its interval, n and MDE on each, its profile (CPU, or GPU for files under a gpu
+folder) and the wall time of each run. `--write FILE` replaces the table between the markers
 `<!-- library-table -->` and `<!-- /library-table -->` in FILE. The exit status is 1 when a claim is
 SUPPORTED on one seed set and CONTRADICTED on the other.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -74,9 +76,9 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
     times = _times(root)
     stored = set(store.study_names()) if store.exists() else set()
     lines = [
-        "| study | claim | verdict, seeds 0.. | verdict, seeds 10000.. | at least min_effect | effect [CI], 0.. "
-        "| effect [CI], 10000.. | n | MDE | wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| study | the sentence it tests | claim | verdict, seeds 0.. | verdict, seeds 10000.. | at least min_effect "
+        "| effect [CI], 0.. | effect [CI], 10000.. | n | MDE | profile | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     clashes = []
     for path in studies:
@@ -93,8 +95,9 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
             clashes.append(study.name)
         wall = " / ".join(f"{times[key] / 60:.1f} min" for key in (study.name, f"{study.name}-rep1") if key in times)
         lines.append(
-            f"| `{path.name}` | {study.claim} | {a['verdict']} | {b['verdict']} | {a['size']} / {b['size']} | "
-            f"{a['effect']} | {b['effect']} | {a['n']} / {b['n']} | {a['mde']} / {b['mde']} | {wall or '-'} |"
+            f"| `{path.name}` | {cited(path)} | {study.claim} | {a['verdict']} | {b['verdict']} | "
+            f"{a['size']} / {b['size']} | {a['effect']} | {b['effect']} | {a['n']} / {b['n']} | "
+            f"{a['mde']} / {b['mde']} | {profile(path)} | {wall or '-'} |"
         )
     total = sum(times.values())
     second_set = sum(v for k, v in times.items() if k.endswith("-rep1"))
@@ -104,6 +107,26 @@ def table(studies: list[Path], root: Path) -> tuple[str, list[str]]:
         f"{(total - second_set) / 60:.1f} min, seeds 10000.. {second_set / 60:.1f} min."
     )
     return "\n".join(lines), clashes
+
+
+def cited(path: Path, width: int = 90) -> str:
+    """The first quoted sentence of a study file's header comment (the note or paper line its claim tests),
+    cut to `width` characters; "-" when the header quotes none."""
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    found = re.search(r'"([^"]+)"', " ".join(header))
+    if found is None:
+        return "-"
+    text = found.group(1).replace("|", "/")
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
+def profile(path: Path) -> str:
+    """Where a study is meant to run: a GPU for the files under a `gpu` folder, else a laptop's CPU."""
+    return "GPU" if "gpu" in path.parent.parts else "CPU"
 
 
 def _times(root: Path) -> dict[str, float]:

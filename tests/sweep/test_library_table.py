@@ -27,14 +27,25 @@ def test_the_table_shows_both_seed_sets_and_their_wall_times(stored: Path, tmp_p
     assert set(rows) == {f"`{p.name}`" for p in STUDIES_V1.glob("*.yaml")}
     assert "| no rule | no rule |" in rows["`search.yaml`"]  # a search has no verdict
     balance = [cell.strip() for cell in rows["`balance.yaml`"].split("|")[1:-1]]
-    assert balance[2] == balance[3] == "SUPPORTED"  # the original and its replication
-    assert balance[4] in {
+    assert balance[3] == balance[4] == "SUPPORTED"  # the original and its replication
+    assert balance[1] == "-" and balance[-2] == "CPU"  # the v1 file quotes no sentence; a laptop profile
+    assert balance[5] in {
         f"{a} / {b}" for a in ("yes", "may be smaller", "no") for b in ("yes", "may be smaller", "no")
     }
-    assert balance[5].startswith("+") and "[" in balance[5] and balance[-1] == "3.0 min / 3.3 min"
-    assert [cell.strip() for cell in rows["`noise.yaml`"].split("|")[3:5]] == ["not run", "not run"]
+    assert balance[6].startswith("+") and "[" in balance[6] and balance[-1] == "3.0 min / 3.3 min"
+    assert [cell.strip() for cell in rows["`noise.yaml`"].split("|")[4:6]] == ["not run", "not run"]
     assert "Total wall time of these runs: 6.3 min (2 runs): seeds 0.. 3.0 min, seeds 10000.. 3.3 min." in text
     assert clashes == []
+
+
+def test_the_sentence_column_quotes_the_header_and_is_cut_to_its_width(tmp_path: Path):
+    library = _module()
+    study = tmp_path / "s.yaml"
+    study.write_text('# Field note 6: "Enough noise dimensions: too few | none."\n# more\nname: s\n# "not header"\n')
+    assert library.cited(study) == "Enough noise dimensions: too few / none."
+    assert library.cited(study, width=20) == "Enough noise dime..."  # 17 characters and the ellipsis
+    assert library.cited(REPO / "studies" / "noise.yaml").startswith("Enough non-salient noise dimensions")
+    assert library.profile(REPO / "studies" / "gpu" / "noise.yaml") == "GPU"
 
 
 def test_the_table_replaces_only_the_text_between_its_markers(tmp_path: Path):
