@@ -31,8 +31,9 @@ SIMD_LANES = 16
 # other numbers (a stored study's runs are comparable only within one). 1: the first engines (torch.Generator
 # streams, torch's fused Adam); 2: counter-based random streams and the (K, P) buffer optimizer (2026-12); 3: arch
 # paper follows the paper's code (leaky ReLU slope 0.01, a sigmoid output on [0, 1] data), where it had the conv
-# family's 0.1 and tanh on [-1, 1] (2026-12)
-NUMERICS = 3
+# family's 0.1 and tanh on [-1, 1] (2026-12); 4: an unfrozen G step (freeze_d_in_g_step: false) moves D's trunk
+# with an optimizer state of its own, where D's optimizer (and its Adam moments) did (2027-01)
+NUMERICS = 4
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ class TrainConfig:
         paper="sigmoid (run_mnist_exp.py: `output_dist=MeanBernoulli(dataset.image_dim),`; distributions.py: "
         "`return dict(p=tf.nn.sigmoid(flat_dist))`)",
     )
+    q_batchnorm: bool | None = _knob(
+        None,
+        "BN in Q's head (its hidden layer) and in an isolated encoder's trunk (Q's own, so it follows Q); null: as "
+        "D, on unless d_batchnorm is none. Set it to keep Q the same network in every arm of a study of BN in D",
+    )
     encoder: str = _knob("shared", "Q reads D's trunk (shared) or has a trunk of its own", "", "shared | isolated")
     q_width: float | None = _knob(
         None, "Q's capacity (its hidden layer, and an isolated trunk); null: d_width", "x", "(0, 8]"
@@ -183,6 +189,14 @@ class TrainConfig:
     )
     q_std: str = _knob("fixed", "posterior std of the continuous codes: fixed at 1, or learned", "", "fixed | learned")
     q_min_std: float = _knob(0.0, "floor added to a learned posterior std (0 allows collapse)", "std", "[0, 1]")
+    info_entropy: bool = _knob(
+        False,
+        "subtract the codes' prior entropies from the information loss the optimizers see: lambda_cat * (CE - H(c)) "
+        "+ lambda_cont * (NLL - h(c_cont)), the negative lower bound -L_I of the paper's code, in the D step (with "
+        "q_update: d_step) and the G step. H(c) is the uniform prior's, or a learned prior's entropy detached; both "
+        "are constants for the parameters, so training is bit for bit the same either way. The logged loss/info and "
+        "mi/* read CE and NLL, so they are unaffected too",
+    )
     q_update: str = _knob(
         "d_step",
         "where Q learns the information loss. d_step (the paper's code): the D step's loss includes "
@@ -224,9 +238,18 @@ class TrainConfig:
     freeze_d_in_g_step: bool = _knob(
         True,
         "true: every parameter of D (trunk and head) is frozen while the G step runs, so that step updates G "
-        "alone (and Q, with q_update: g_step). false changes one thing: the G step's losses (adversarial and "
-        "information) also flow into D's trunk, and D's optimizer applies that gradient to the trunk at D's "
-        "learning rate; D's head is never updated by the G step",
+        "alone (and Q, with q_update: g_step). false changes one thing: the G step's losses (those g_step_trunk "
+        "names) also flow into D's trunk, and an optimizer of the trunk's own applies that gradient (D's kind, "
+        "learning rate, betas and clipping, its own moments: D's Adam state sees only the D step; NUMERICS 4, where "
+        "D's optimizer moved the trunk); D's head is never updated by the G step",
+    )
+    g_step_trunk: str = _knob(
+        "all",
+        "which of the G step's losses reach an unfrozen shared trunk (freeze_d_in_g_step: false): all (adversarial "
+        "and information) or info (the information loss alone; the adversarial loss still reaches G through the "
+        "trunk, but not the trunk's parameters)",
+        "",
+        "all | info",
     )
     # --- run ----------------------------------------------------------------------------------
     steps: int = _knob(2000, "generator steps to train", "steps", "[1, 10000000]")
@@ -273,6 +296,11 @@ class TrainConfig:
     def q_scale(self) -> float:
         """Q's width multiplier: q_width, or d_width when q_width is null."""
         return self.q_width if self.q_width is not None else self.d_width
+
+    @property
+    def q_bn(self) -> bool:
+        """Whether Q's head (and an isolated encoder's trunk) has BN: q_batchnorm, or D's when it is null."""
+        return self.q_batchnorm if self.q_batchnorm is not None else self.d_batchnorm != "none"
 
     @property
     def init_scheme(self) -> str:
@@ -473,6 +501,8 @@ def _validate(cfg: TrainConfig) -> None:
         _fail("noise_dim", "> 0 when there are no codes (G needs an input)", cfg.noise_dim)
     if cfg.learn_cat_prior and not cfg.cat_codes:
         _fail("learn_cat_prior", "false when there are no categorical codes", cfg.learn_cat_prior)
+    if cfg.g_step_trunk == "info" and (cfg.freeze_d_in_g_step or cfg.encoder != "shared"):
+        _fail("g_step_trunk", "all unless freeze_d_in_g_step is false and encoder is shared", cfg.g_step_trunk)
     _validate_network(cfg)
 
 
@@ -524,6 +554,7 @@ MEMBER_FIELDS = (
     "q_min_std",
     "cont_prior",
     "noise_prior",
+    "info_entropy",
 )
 
 

@@ -120,9 +120,9 @@ def net_sizes(cfg: TrainConfig) -> tuple[NetSize, NetSize, NetSize]:
         g = [_dense(cfg.latent_dim if i == 0 else g_units, g_units, cfg.g_batchnorm) for i in range(cfg.g_depth)]
         g.append(_dense(g_units, out, False, kept=2))
 
-        def trunk(scale: float) -> tuple[list[NetSize], int]:
+        def trunk(scale: float, bn: bool) -> tuple[list[NetSize], int]:
             units = scaled_units(128, scale)
-            return [_dense(out if i == 0 else units, units, bn_d and i > 0) for i in range(cfg.d_depth)], units
+            return [_dense(out if i == 0 else units, units, bn and i > 0) for i in range(cfg.d_depth)], units
 
     else:
         channels, height, width = shape
@@ -134,18 +134,18 @@ def net_sizes(cfg: TrainConfig) -> tuple[NetSize, NetSize, NetSize]:
             h, w = h * 2, w * 2
             g.append(_conv_layer(c_in, c_out, h * w, cfg.g_batchnorm and c_out != channels))
 
-        def trunk(scale: float) -> tuple[list[NetSize], int]:
+        def trunk(scale: float, bn: bool) -> tuple[list[NetSize], int]:
             layers, c_in, hh, ww = [], channels, height, width
             for i in range(cfg.d_depth):
                 c, hh, ww = scaled_units(64 * 2**i, scale), hh // 2, ww // 2
-                layers.append(_conv_layer(c_in, c, hh * ww, bn_d and i > 0))
+                layers.append(_conv_layer(c_in, c, hh * ww, bn and i > 0))
                 c_in = c
             features = scaled_units(1024, scale)
-            return [*layers, _dense(c_in * hh * ww, features, bn_d)], features
+            return [*layers, _dense(c_in * hh * ww, features, bn)], features
 
-    d_layers, d_features = trunk(cfg.d_width)
-    q_layers, q_features = trunk(cfg.q_scale) if cfg.encoder == "isolated" else ([], d_features)
-    q = [*q_layers, _dense(q_features, q_hidden, bn_d), _dense(q_hidden, q_outputs, False, kept=1)]
+    d_layers, d_features = trunk(cfg.d_width, bn_d)
+    q_layers, q_features = trunk(cfg.q_scale, cfg.q_bn) if cfg.encoder == "isolated" else ([], d_features)
+    q = [*q_layers, _dense(q_features, q_hidden, cfg.q_bn), _dense(q_hidden, q_outputs, False, kept=1)]
     return _total(g), _total([*d_layers, _dense(d_features, 1, False, kept=1)]), _total(q)
 
 
@@ -177,6 +177,8 @@ def step_macs(cfg: TrainConfig) -> int:
     d_step = n * g + 3 * (2 * n * d) + (3 * n * q if q_in_d_step else 0)
     seen = 2 * n if cfg.d_batchnorm == "joint" else n  # the G step's D pass sees the real batch too, joint
     g_step = 3 * n * g + seen * d * (2 if cfg.freeze_d_in_g_step else 3) + n * q * (2 if q_in_d_step else 3)
+    if cfg.g_step_trunk == "info":  # a second backward, of the information loss alone, through Q and the trunk
+        g_step += 2 * (seen * d_trunk + n * q)
     return cfg.d_steps * d_step + g_step
 
 

@@ -58,11 +58,12 @@ def _bn2d(n: int, on: bool) -> list[nn.Module]:
 @dataclass
 class Family:
     generator: nn.Module  # (B, latent_dim) -> (B, *sample_shape)
-    trunk: Callable[[float], tuple[nn.Module, int]]  # width -> a D-like trunk (B, *shape) -> (B, features), features
+    # (width, BN on) -> a D-like trunk (B, *shape) -> (B, features), and its features
+    trunk: Callable[[float, bool], tuple[nn.Module, int]]
     q_hidden: Callable[[float], int]  # width -> units of Q's hidden layer
 
 
-def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
+def _mlp(cfg: TrainConfig, shape: tuple[int, ...]) -> Family:
     out = math.prod(shape)
     g_units = scaled_units(128, cfg.g_width)
     g_layers: list[nn.Module] = []
@@ -74,32 +75,32 @@ def _mlp(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     if len(shape) > 1:  # images: pixels in [-1, 1] (tanh) or [0, 1] (sigmoid)
         g_layers += [_output(cfg), nn.Unflatten(1, shape)]
 
-    def trunk(scale: float) -> tuple[nn.Module, int]:
+    def trunk(scale: float, bn: bool) -> tuple[nn.Module, int]:
         units = scaled_units(128, scale)
         layers: list[nn.Module] = [nn.Flatten()]
         width = out
         for i in range(cfg.d_depth):
-            layers += [nn.Linear(width, units), *_bn1d(units, bn_d and i > 0), leaky(cfg, 0.2)]
+            layers += [nn.Linear(width, units), *_bn1d(units, bn and i > 0), leaky(cfg, 0.2)]
             width = units
         return nn.Sequential(*layers), units
 
     return Family(nn.Sequential(*g_layers), trunk, lambda scale: scaled_units(128, scale))
 
 
-def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
+def _conv(cfg: TrainConfig, shape: tuple[int, ...]) -> Family:
     channels, height, width = shape
 
     # D: conv 64 (no BN) -> conv 128 (BN) -> ... -> FC 1024 (BN), leaky ReLU (0.1 in Table 1, 0.01 in the code)
-    def trunk(scale: float) -> tuple[nn.Module, int]:
+    def trunk(scale: float, bn: bool) -> tuple[nn.Module, int]:
         d_ch = [scaled_units(64 * 2**i, scale) for i in range(cfg.d_depth)]
         d_fc = scaled_units(1024, scale)
         dh, dw = height // 2**cfg.d_depth, width // 2**cfg.d_depth
         layers: list[nn.Module] = []
         c_in = channels
         for i, c in enumerate(d_ch):
-            layers += [nn.Conv2d(c_in, c, 4, 2, 1), *_bn2d(c, bn_d and i > 0), leaky(cfg, 0.1)]
+            layers += [nn.Conv2d(c_in, c, 4, 2, 1), *_bn2d(c, bn and i > 0), leaky(cfg, 0.1)]
             c_in = c
-        layers += [nn.Flatten(), nn.Linear(c_in * dh * dw, d_fc), *_bn1d(d_fc, bn_d), leaky(cfg, 0.1)]
+        layers += [nn.Flatten(), nn.Linear(c_in * dh * dw, d_fc), *_bn1d(d_fc, bn), leaky(cfg, 0.1)]
         return nn.Sequential(*layers), d_fc
 
     # G: FC 1024 -> FC (128, h, w) -> upconv 64 -> upconv C, BN + ReLU, tanh (Table 1) or sigmoid (the code) output
@@ -116,7 +117,7 @@ def _conv(cfg: TrainConfig, shape: tuple[int, ...], bn_d: bool) -> Family:
     return Family(nn.Sequential(*layers), trunk, lambda scale: scaled_units(128, scale))
 
 
-ARCHS: dict[str, Callable[[TrainConfig, tuple[int, ...], bool], Family]] = {
+ARCHS: dict[str, Callable[[TrainConfig, tuple[int, ...]], Family]] = {
     "mlp": _mlp,
     "conv": _conv,
     "paper": _conv,  # Table 1 is the conv family at widths 1 and depth 2, which TrainConfig holds it to
@@ -172,13 +173,14 @@ class InfoGAN(nn.Module):
 
     def __init__(self, cfg: TrainConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__()
-        bn_d = cfg.d_batchnorm != "none"
-        family = ARCHS[cfg.family](cfg, tuple(sample_shape), bn_d)
+        family = ARCHS[cfg.family](cfg, tuple(sample_shape))
         self.generator = family.generator
-        self.d_trunk, d_features = family.trunk(cfg.d_width)
+        self.d_trunk, d_features = family.trunk(cfg.d_width, cfg.d_batchnorm != "none")
         self.d_head = nn.Linear(d_features, 1)
-        self.q_trunk, q_features = family.trunk(cfg.q_scale) if cfg.encoder == "isolated" else (None, d_features)
-        self.q_head = QHead(cfg, q_features, family.q_hidden(cfg.q_scale), bn_d)
+        # Q's head, and an isolated encoder's trunk (Q's own network), have BN as q_batchnorm says (null: as D)
+        isolated = cfg.encoder == "isolated"
+        self.q_trunk, q_features = family.trunk(cfg.q_scale, cfg.q_bn) if isolated else (None, d_features)
+        self.q_head = QHead(cfg, q_features, family.q_hidden(cfg.q_scale), cfg.q_bn)
         # logits of the categorical prior, learned only when cfg.learn_cat_prior
         self.cat_prior = nn.ParameterList(
             [nn.Parameter(torch.zeros(k), requires_grad=cfg.learn_cat_prior) for k in cfg.cat_codes]

@@ -360,10 +360,20 @@ class MemberGroup:
     arithmetic (no fused multiply-add), so each member's values are those its single run computes.
     Norms add up by row_sums. A member that no longer trains (`active`, shared with the training loop) is
     updated with a learning rate of 0.
+
+    With `shares`, a group whose parameters (a run of them, in order) these are, the new group's buffers are
+    views of that group's columns: the same parameters and gradients, with optimizer state of its own (the
+    trunk's updates in an unfrozen G step, which leave D's moments alone).
     """
 
     def __init__(
-        self, params: Sequence[nn.Parameter], cfgs: Sequence[TrainConfig], lrs: Sequence[float], active: torch.Tensor
+        self,
+        params: Sequence[nn.Parameter],
+        cfgs: Sequence[TrainConfig],
+        lrs: Sequence[float],
+        active: torch.Tensor,
+        *,
+        shares: MemberGroup | None = None,
     ) -> None:
         self.params = list(params)
         self.cfgs = list(cfgs)
@@ -374,16 +384,20 @@ class MemberGroup:
         sizes = [p[0].numel() for p in self.params]
         self.bounds = [(sum(sizes[:i]), sum(sizes[: i + 1])) for i in range(len(sizes))]
         width = sum(sizes)
-        self.values = torch.empty(members, width, device=device)
-        self.grad = torch.zeros(members, width, device=device)
-        with torch.no_grad():
-            for p, (a, b) in zip(self.params, self.bounds, strict=True):
-                self.values[:, a:b].copy_(p.reshape(members, -1))
-                p.data = self.values[:, a:b].view(p.shape)  # the module's parameter is a view of the buffer
-                p.grad = self.grad[:, a:b].view(p.shape)  # backward adds into it in place
+        if shares is not None:
+            a, b = shares._range(self.params)
+            self.values, self.grad = shares.values[:, a:b], shares.grad[:, a:b]  # (K, P) views, rows strided
+        else:
+            self.values = torch.empty(members, width, device=device)
+            self.grad = torch.zeros(members, width, device=device)
+            with torch.no_grad():
+                for p, (a, b) in zip(self.params, self.bounds, strict=True):
+                    self.values[:, a:b].copy_(p.reshape(members, -1))
+                    p.data = self.values[:, a:b].view(p.shape)  # the module's parameter is a view of the buffer
+                    p.grad = self.grad[:, a:b].view(p.shape)  # backward adds into it in place
         self.sgd = cfgs[0].optimizer == "sgd"
-        self.exp_avg = torch.zeros_like(self.values)  # Adam's first moment, or SGD's momentum buffer
-        self.exp_avg_sq = None if self.sgd else torch.zeros_like(self.values)
+        self.exp_avg = torch.zeros(members, width, device=device)  # Adam's first moment, or SGD's momentum buffer
+        self.exp_avg_sq = None if self.sgd else torch.zeros(members, width, device=device)
 
         def column(values: Sequence[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.tensor(list(values), dtype=dtype, device=device).view(-1, 1)  # (K, 1)
@@ -400,7 +414,7 @@ class MemberGroup:
         # a (K, P) scratch buffer for the update's intermediate values, and per norm's range one of squares
         # padded with zeros to whole chunks of row_sums: a step allocates no buffer of the parameters' size
         # (freed and allocated again every step, they cost a CPU page faults: 8x the minor faults at K = 16)
-        self._scratch = torch.empty_like(self.values)
+        self._scratch = torch.empty(members, width, device=device)
         self._squares: dict[tuple[int, int], torch.Tensor] = {}
 
     def _segment(self, start: int, end: int, like: _Segment | None = None) -> _Segment:

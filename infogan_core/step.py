@@ -205,6 +205,7 @@ class Run:
     params: Parameters
     group_d: MemberGroup
     group_g: MemberGroup
+    group_trunk: MemberGroup | None  # D's trunk in an unfrozen G step: its columns of group_d, its own moments
     freeze: _Freezer
     streams: rng.Streams
     buffers: Buffers
@@ -217,11 +218,16 @@ class Run:
     h_cat: torch.Tensor  # (K,) H(c) of the uniform categorical prior
     h_cont: torch.Tensor  # (K,) differential entropy of each member's continuous prior
     zero: torch.Tensor  # (K,) zeros: the D step's information loss when Q learns in the G step
-    trunk: list[nn.Parameter]  # D's trunk: what D's optimizer moves in an unfrozen G step
+    info_entropy: torch.Tensor | None  # (K,) 1 where a member subtracts the prior entropies; None when none does
 
     @property
     def members(self) -> int:
         return len(self.cfgs)
+
+    @property
+    def groups(self) -> tuple[MemberGroup, ...]:
+        """Every optimizer of the run, in the order a checkpoint saves them."""
+        return (self.group_d, self.group_g, *([self.group_trunk] if self.group_trunk is not None else []))
 
     @property
     def batch_words(self) -> int:
@@ -251,6 +257,9 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
     def column(values: Iterable[float]) -> torch.Tensor:
         return torch.tensor(list(values), dtype=torch.float32, device=device)
 
+    group_d = MemberGroup(params.of_d(cfg), cfgs, lr_d, buffers.active)
+    trunk = list(model.d_trunk.parameters())  # the first run of group_d's parameters
+    unfrozen = not cfg.freeze_d_in_g_step
     return Run(
         cfg=cfg,
         cfgs=cfgs,
@@ -259,8 +268,9 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
         x_all=to_model_range(torch.from_numpy(data.x).to(device), cfg),  # in the range G's samples are in
         model=model,
         params=params,
-        group_d=MemberGroup(params.of_d(cfg), cfgs, lr_d, buffers.active),
+        group_d=group_d,
         group_g=MemberGroup(params.of_g(cfg), cfgs, lr_g, buffers.active),
+        group_trunk=MemberGroup(trunk, cfgs, lr_d, buffers.active, shares=group_d) if unfrozen else None,
         freeze=_Freezer(_frozen_in_g_step(model, cfg)),
         streams=rng.Streams([c.seed for c in cfgs], words, device),
         buffers=buffers,
@@ -273,8 +283,15 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
         h_cat=torch.full((members,), cfg.cat_entropy, device=device),
         h_cont=column(losses.cont_prior_entropy(c.cont_codes, c.cont_prior) for c in cfgs),
         zero=torch.zeros(members, device=device),
-        trunk=list(model.d_trunk.parameters()),
+        info_entropy=column(float(c.info_entropy) for c in cfgs) if any(c.info_entropy for c in cfgs) else None,
     )
+
+
+def _prior_entropies(run: Run) -> torch.Tensor:
+    """(K,) what info_entropy subtracts from the information loss: Q's weights times H(c) (a learned prior's,
+    detached) and h(c_cont), constants for the parameters; 0 for members without info_entropy."""
+    h_cat = losses.categorical_entropy(list(run.model.cat_prior)).detach() if run.cfg.learn_cat_prior else run.h_cat
+    return run.info_entropy * (run.w_cat * h_cat + run.w_cont * run.h_cont)
 
 
 class _DStep(NamedTuple):
@@ -303,6 +320,8 @@ def _d_step(run: Run, draws: rng.Draws) -> _DStep:
     if q_in_d_step:
         ce_d, nll_d, _ = info_terms(cfg, model, fake, h_fake, lat_d)
         info_d = run.w_cat * ce_d + run.w_cont * nll_d
+        if run.info_entropy is not None:  # the negative lower bound: the same gradients, other values
+            info_d = info_d - _prior_entropies(run)
     run.group_d.zero_grad()
     (loss_d + info_d).sum().backward()  # members share no parameter: each gets its own gradient
     grad_d = run.group_d.squared_norms(run.params.d).sqrt()
@@ -338,22 +357,29 @@ def _g_step(run: Run, draws: rng.Draws, real: torch.Tensor) -> _GStep:
     loss_adv = adv_per_sample.mean(-1)
     ce, nll, std_min = info_terms(cfg, model, fake, h_fake, lat)
     loss_info = run.w_cat * ce + run.w_cont * nll
+    if run.info_entropy is not None:
+        loss_info = loss_info - _prior_entropies(run)
     # a learned prior moves with the adversarial loss alone: the information loss would favour
     # whichever codes Q finds easiest, and -H(prior) (an earlier version's term) pins it to uniform
     prior_grads = _prior_gradient(cfg, params.prior, lat, adv_per_sample, loss_adv) if params.prior else ()
     run.group_g.zero_grad()
-    if not cfg.freeze_d_in_g_step:
-        run.group_d.zero_grad()
-    (loss_adv + loss_info).sum().backward()
+    if run.group_trunk is not None:
+        run.group_trunk.zero_grad()
+    if cfg.g_step_trunk == "info":  # the trunk's parameters learn from the information loss alone, G from both
+        if loss_info.requires_grad:  # not when both lambdas are 0 and Q learns in the D step
+            loss_info.sum().backward(inputs=run.group_trunk.params, retain_graph=True)
+        (loss_adv + loss_info).sum().backward(inputs=run.group_g.params)
+    else:
+        (loss_adv + loss_info).sum().backward()
     for param, grad in zip(params.prior, prior_grads, strict=True):
         param.grad.copy_(grad)
     grad_g = run.group_g.squared_norms(params.g).sqrt()
     grad_q = run.group_g.squared_norms(params.q).sqrt() if cfg.q_update == "g_step" else None
     run.group_g.clip(cfg.clip, run.clip_values)
     run.group_g.step()
-    if not cfg.freeze_d_in_g_step:  # the G step's gradient moves D's trunk, at D's learning rate
-        run.group_d.clip(cfg.clip, run.clip_values, run.trunk)
-        run.group_d.step(run.trunk)
+    if run.group_trunk is not None:  # the G step's gradient moves D's trunk, with moments apart from D's
+        run.group_trunk.clip(cfg.clip, run.clip_values)
+        run.group_trunk.step()
     run.freeze(False)
     return _GStep(fake_logits, loss_adv, loss_info, ce, nll, std_min, grad_g, grad_q)
 

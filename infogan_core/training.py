@@ -273,7 +273,7 @@ def _save(checkpoints: Checkpoints, step: int, run: Run, progress: _Progress) ->
     state = {
         "configs": [c.to_dict() for c in run.cfgs],  # a state resumes only the run it was saved from
         "model": run.model.state_dict(),
-        "optimizers": [g.state_dict() for g in (run.group_d, run.group_g)],
+        "optimizers": [g.state_dict() for g in run.groups],
         "buffers": run.buffers.state(),
         "progress": {f: getattr(progress, f) for f in progress.__dataclass_fields__},
     }
@@ -296,7 +296,7 @@ def _resume(path: Path, run: Run) -> _Progress:
         raise ConfigError(f"the checkpoint {path} was saved by another run (other configurations); remove it")
     try:
         run.model.load_state_dict(state["model"])
-        for group, saved in zip((run.group_d, run.group_g), state["optimizers"], strict=True):
+        for group, saved in zip(run.groups, state["optimizers"], strict=True):
             group.load_state_dict(saved)
         run.buffers.load(state["buffers"])
         return _Progress(**state["progress"])

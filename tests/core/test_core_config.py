@@ -147,6 +147,9 @@ BAD_VALUES = [
     ("clip_value", 0.0, "0.0"),
     ("g_width", 0.0, "0.0"),
     ("freeze_d_in_g_step", "yes", "'yes'"),
+    ("g_step_trunk", "adversarial", "'adversarial'"),
+    ("q_batchnorm", "separate", "'separate'"),
+    ("info_entropy", 1, "1"),
 ]
 
 
@@ -175,6 +178,11 @@ def test_cross_field_rules() -> None:
     with pytest.raises(ConfigError, match="`g_depth/d_depth` must be 2 with arch: paper"):
         TrainConfig(arch="paper", dataset="mnist-5k", d_depth=3)
     TrainConfig(noise_dim=0, cat_codes=[8], cont_codes=0)  # codes alone are a valid input for G
+    info = "`g_step_trunk` must be all unless freeze_d_in_g_step is false and encoder is shared, but got 'info'"
+    for other in ({}, {"freeze_d_in_g_step": False, "encoder": "isolated"}):
+        with pytest.raises(ConfigError, match=info):
+            TrainConfig(g_step_trunk="info", **other)
+    TrainConfig(g_step_trunk="info", freeze_d_in_g_step=False)
 
 
 def test_unknown_dataset_lists_the_valid_names() -> None:

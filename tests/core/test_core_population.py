@@ -37,6 +37,7 @@ def _members(base: TrainConfig, k: int = 3) -> list[TrainConfig]:
             q_min_std=0.01 * s,
             cont_prior=("uniform", "gaussian", "gaussian_matched")[s % 3],
             noise_prior=("gaussian", "uniform")[s % 2],
+            info_entropy=s % 2 == 1,
         )
         for s in range(k)
     ]
@@ -175,6 +176,9 @@ def test_a_steps_operations_do_not_grow_with_the_population(knobs: dict) -> None
 KNOBS = {
     "g_step": {"q_update": "g_step"},
     "unfrozen": {"freeze_d_in_g_step": False},
+    "unfrozen-info-sgd": {"freeze_d_in_g_step": False, "g_step_trunk": "info", "optimizer": "sgd", "clip": "norm"},
+    "q-bn-without-d-bn": {"d_batchnorm": "none", "q_batchnorm": True},
+    "isolated-no-q-bn": {"encoder": "isolated", "q_batchnorm": False},
     "isolated-joint": {"encoder": "isolated", "d_batchnorm": "joint"},
     "learned-prior": {"learn_cat_prior": True},
     "straight-through": {"learn_cat_prior": True, "prior_grad": "straight_through"},
@@ -189,6 +193,17 @@ def test_members_stay_exact_whatever_the_shared_knobs(knobs: dict) -> None:
     cfgs = _members(DIGITS.replace(steps=30, report_every=10, eval_every=30, **knobs), k=2)
     for member, cfg in zip(train_population(cfgs), cfgs, strict=True):
         assert_same_run(member, train(cfg))
+
+
+@pytest.mark.parametrize("base", [RING.replace(cont_codes=2), DIGITS], ids=["mlp-ring8-cont", "conv-digits"])
+def test_members_with_and_without_info_entropy_are_their_single_runs(base: TrainConfig) -> None:
+    # info_entropy may differ within a population (a per-member constant); each member is its single run, and
+    # that run is the one with the other setting, bit for bit
+    cfgs = [base.replace(seed=s, info_entropy=s != 1, steps=30, report_every=10, eval_every=30) for s in range(3)]
+    for member, cfg in zip(train_population(cfgs), cfgs, strict=True):
+        single = train(cfg)
+        assert_same_run(member, single)
+        assert_same_run(single, train(cfg.replace(info_entropy=not cfg.info_entropy)))
 
 
 def test_a_diverging_member_stops_alone() -> None:
@@ -239,7 +254,16 @@ def test_members_must_share_every_shape_knob() -> None:
 # --- checkpoints: a run killed and resumed gives the numbers of a run never stopped ------------------
 
 
-@pytest.mark.parametrize("base", [RING, DIGITS], ids=["mlp-ring8", "conv-digits"])
+RESUMED = {
+    "mlp-ring8": RING,
+    "conv-digits": DIGITS,
+    # the G step's trunk optimizer has moments of its own, which the checkpoint must carry
+    "unfrozen-info": RING.replace(freeze_d_in_g_step=False, g_step_trunk="info"),
+    "unfrozen-all": DIGITS.replace(freeze_d_in_g_step=False, clip="norm"),
+}
+
+
+@pytest.mark.parametrize("base", RESUMED.values(), ids=RESUMED.keys())
 def test_a_resumed_run_equals_an_uninterrupted_one(base: TrainConfig, tmp_path) -> None:
     cfgs = _members(base.replace(steps=80, report_every=20, eval_every=40), k=2)
     saves: list[int] = []

@@ -14,6 +14,7 @@ from torch import nn
 
 from infogan_core import METRIC_NAMES, DivergedError, TrainConfig, losses, train
 from infogan_core import step as step_module
+from infogan_core.cost import net_sizes
 from infogan_core.data import DATASETS, Dataset, DatasetEntry
 from infogan_core.latent import sample_latent
 from infogan_core.models import InfoGAN, QHead
@@ -162,33 +163,201 @@ def test_frozen_d_is_bit_identical_across_the_g_step(cfg: TrainConfig, monkeypat
     assert _changed(pairs[0][1]["trunk"], pairs[1][0]["trunk"])
 
 
-def test_unfrozen_d_trunk_moves_in_the_g_step_by_ds_optimizer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """freeze_d_in_g_step: false changes one thing: the G step's losses move D's trunk, through D's optimizer
-    (D's learning rate, D's Adam state). The G step here runs from D's update to the next D step."""
-    cfg = RING.replace(d_batchnorm="separate", freeze_d_in_g_step=False, steps=3, lr_g=1e-3, lr_d=2e-4)
-    events: list[tuple[str, dict, float]] = []  # (which update, D's state after it, its learning rate)
+def _moments(group: MemberGroup) -> tuple[torch.Tensor, ...]:
+    return tuple(t.clone() for t in (group.exp_avg, group.exp_avg_sq) if t is not None)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_unfrozen_d_trunk_moves_in_the_g_step_by_an_optimizer_of_its_own(
+    optimizer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """freeze_d_in_g_step: false changes one thing: the G step's losses move D's trunk, through an optimizer of
+    the trunk's own (D's kind and learning rate, its own moments: D's are those of the D steps alone). The G
+    step here runs from D's update to the next D step."""
+    cfg = RING.replace(d_batchnorm="separate", freeze_d_in_g_step=False, steps=3, optimizer=optimizer)
+    events: list[tuple[str, dict, float, tuple]] = []  # (which update, D after it, its rate, D's moments after it)
     with capture_model(monkeypatch) as built:
 
         def post(opt, args, kwargs) -> None:
             model = built[-1]
             role = _role(opt, model)
-            if role == "d" and opt.params is not None:  # D's optimizer on its trunk alone: inside the G step
-                role = "d in g step"
-            if role:
-                d = {"trunk": _state(model.d_trunk), "head": _state(model.d_head)}
-                events.append((role, d, opt.param_groups[0]["lr"]))
+            if role is None and any(p is next(model.d_trunk.parameters()) for p in opt.group.params):
+                role = "trunk in g step"
+                assert opt.group.exp_avg.data_ptr() != groups["d"].exp_avg.data_ptr()  # state of its own
+                assert opt.group.values.data_ptr() == groups["d"].values.data_ptr()  # the same parameters
+            groups.setdefault(role, opt.group)
+            d = {"trunk": _state(model.d_trunk), "head": _state(model.d_head)}
+            events.append((role, d, opt.param_groups[0]["lr"], _moments(groups["d"])))
 
+        groups: dict[str, MemberGroup] = {}
         with optimizer_hooks(monkeypatch, post=post):
             train(cfg)
-    assert [e[0] for e in events] == ["d", "g", "d in g step"] * 3
+    assert [e[0] for e in events] == ["d", "g", "trunk in g step"] * 3
     for i in range(0, 9, 3):
-        before, (_, after, lr) = events[i][1], events[i + 2]
+        before, (_, after, lr, moments) = events[i][1], events[i + 2][:4]
         changed = _changed(before["trunk"], after["trunk"])
-        trunk_params = {k for k in before["trunk"] if k.endswith(("weight", "bias"))}
+        # (SGD leaves a bias before a BN layer alone: its gradient is 0, which Adam's normalisation blows up)
+        kinds = ("weight", "bias") if optimizer == "adam" else ("weight",)
+        trunk_params = {k for k in before["trunk"] if k.endswith(kinds)}
         assert trunk_params <= changed, f"trunk parameters the G step left alone: {trunk_params - changed}"
         assert any("running_mean" in k for k in changed)  # BN statistics track the fake batch
         assert not _changed(before["head"], after["head"])  # D's head is never in the G step
         assert lr == pytest.approx(cfg.lr_d_effective)  # at D's learning rate, not G's
+        # D's moments after the G step are those its own step left
+        assert all(torch.equal(a, b) for a, b in zip(events[i][3], moments, strict=True))
+    # control: D's moments do change in D's steps
+    assert not torch.equal(events[0][3][0], events[3][3][0])
+
+
+_G_LOSS = losses.g_loss_per_sample  # the real one, whatever a test patched in before
+
+
+def _g_step_trunk(cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch, adversarial: float = 1.0) -> list[dict]:
+    """Per G step: the trunk's parameters before and after the G step, the gradient its optimizer applies, and
+    G's; `adversarial` scales G's adversarial loss (0: the information loss alone reaches everything)."""
+    monkeypatch.setattr(losses, "g_loss_per_sample", lambda *a: _G_LOSS(*a) * adversarial)
+    seen: list[dict] = []
+    with capture_model(monkeypatch) as built:
+
+        def pre(opt, args, kwargs) -> None:
+            model, group = built[-1], opt.group
+            role = _role(opt, model)
+            if role == "g":
+                seen.append({"g_grad": group.grad[:, : sum(p[0].numel() for p in model.generator.parameters())]})
+                seen[-1]["g_grad"] = seen[-1]["g_grad"].clone()
+            elif role is None:
+                seen[-1].update(before=group.values.clone(), grad=group.grad.clone())
+
+        def post(opt, args, kwargs) -> None:
+            if _role(opt, built[-1]) is None:
+                seen[-1]["after"] = opt.group.values.clone()
+
+        with optimizer_hooks(monkeypatch, pre=pre, post=post):
+            train(cfg)
+    assert len(seen) == cfg.steps and all("after" in s for s in seen)
+    return seen
+
+
+@pytest.mark.parametrize("base", [RING, DIGITS.replace(d_batchnorm="joint")], ids=["ring8", "digits-joint"])
+def test_g_step_trunk_info_moves_the_trunk_by_the_information_loss_alone(
+    base: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = base.replace(freeze_d_in_g_step=False, steps=2, lambda_cont=0.5)
+    info = _g_step_trunk(cfg.replace(g_step_trunk="info"), monkeypatch)
+    # known answer: with the adversarial loss scaled to 0 the G step's whole gradient is the information loss's;
+    # the first G step follows the same D step in both runs, so the trunk's gradient must be that one exactly
+    info_only = _g_step_trunk(cfg.replace(g_step_trunk="all"), monkeypatch, adversarial=0.0)
+    assert torch.equal(info[0]["grad"], info_only[0]["grad"])
+    both = _g_step_trunk(cfg.replace(g_step_trunk="all"), monkeypatch)
+    assert not torch.equal(info[0]["grad"], both[0]["grad"])  # control: the adversarial loss does reach it in all
+    assert torch.equal(info[0]["g_grad"], both[0]["g_grad"])  # and G learns from both losses either way
+    # no information loss (both lambdas 0): the G step leaves the trunk's parameters exactly where they were
+    plain = cfg.replace(g_step_trunk="info", lambda_cat=0.0, lambda_cont=0.0)
+    for step in _g_step_trunk(plain, monkeypatch):
+        assert not step["grad"].any() and torch.equal(step["before"], step["after"])
+    moved = _g_step_trunk(plain.replace(g_step_trunk="all"), monkeypatch)
+    assert not torch.equal(moved[0]["before"], moved[0]["after"])  # control: the adversarial loss moves it
+
+
+# --- info_entropy: the negative lower bound, a constant apart -------------------------------------
+
+INFO_ENTROPY_CASES = {
+    "mlp-ring8-cont": RING.replace(cont_codes=2, cont_prior="gaussian", lambda_cont=0.5),
+    "conv-digits": DIGITS,
+    "learned-prior": RING.replace(cont_codes=1, learn_cat_prior=True),
+    "g_step-lambda0": DIGITS.replace(q_update="g_step", lambda_cat=0.0),
+}
+
+
+def _untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "time/steps_per_s"} for row in rows]
+
+
+@pytest.mark.parametrize("cfg", INFO_ENTROPY_CASES.values(), ids=INFO_ENTROPY_CASES.keys())
+def test_info_entropy_trains_bit_for_bit_as_without_it(cfg: TrainConfig) -> None:
+    # H(c) is a constant for the parameters: every gradient, parameter, BN statistic and logged metric is the same
+    runs = [train(cfg.replace(info_entropy=on, steps=30, report_every=10, eval_every=30)) for on in (False, True)]
+    assert _untimed(runs[0].history) == _untimed(runs[1].history) and len(runs[0].history) == 3
+    assert _untimed([runs[0].metrics]) == _untimed([runs[1].metrics])
+    a, b = _state(runs[0].model), _state(runs[1].model)
+    assert a.keys() == b.keys() and not _changed(a, b)
+
+
+def _step_losses(cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    """The information losses the D steps' and the G steps' optimizers saw, step by step."""
+    seen: tuple[list, list] = ([], [])
+    d_step, g_step = step_module._d_step, step_module._g_step
+
+    def d(*args):
+        out = d_step(*args)
+        seen[0].append(out.info_d.detach().clone())
+        return out
+
+    def g(*args):
+        out = g_step(*args)
+        seen[1].append(out.loss_info.detach().clone())
+        return out
+
+    monkeypatch.setattr(step_module, "_d_step", d)
+    monkeypatch.setattr(step_module, "_g_step", g)
+    train(cfg)
+    monkeypatch.setattr(step_module, "_d_step", d_step)
+    monkeypatch.setattr(step_module, "_g_step", g_step)
+    return seen
+
+
+def test_info_entropy_lowers_the_losses_the_optimizers_and_guard_see_by_the_prior_entropies(monkeypatch) -> None:
+    cfg = RING.replace(cat_codes=[8, 3], cont_codes=2, cont_prior="gaussian", lambda_cat=2.0, lambda_cont=0.5)
+    entropy = 2.0 * (math.log(8) + math.log(3)) + 0.5 * 2 * 0.5 * math.log(2 * math.pi * math.e)
+    plain, bound = _step_losses(cfg, monkeypatch), _step_losses(cfg.replace(info_entropy=True), monkeypatch)
+    for without, with_entropy in zip([*plain[0], *plain[1]], [*bound[0], *bound[1]], strict=True):
+        torch.testing.assert_close(without - with_entropy, torch.tensor([entropy]), rtol=1e-6, atol=1e-5)
+    # a learned prior: its own entropy, which moves (the first step's is the uniform prior's)
+    learned = cfg.replace(learn_cat_prior=True, steps=3)
+    plain, bound = _step_losses(learned, monkeypatch), _step_losses(learned.replace(info_entropy=True), monkeypatch)
+    torch.testing.assert_close(plain[1][0] - bound[1][0], torch.tensor([entropy]), rtol=1e-6, atol=1e-5)
+    assert not torch.equal(plain[1][-1] - bound[1][-1], plain[1][0] - bound[1][0])
+
+
+# --- q_batchnorm: BN in Q whatever D has ----------------------------------------------------------
+
+
+def _norms(module: nn.Module | None) -> list[int]:
+    if module is None:
+        return []
+    return [m.num_features for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@pytest.mark.parametrize("base", [RING, DIGITS], ids=["mlp", "conv"])
+@pytest.mark.parametrize("d_batchnorm", ["none", "joint", "separate"])
+@pytest.mark.parametrize("q_batchnorm", [None, True, False])
+def test_q_batchnorm_sets_bn_in_q_whatever_d_has(base: TrainConfig, d_batchnorm: str, q_batchnorm) -> None:
+    on = q_batchnorm if q_batchnorm is not None else d_batchnorm != "none"  # null: as D
+    for encoder in ("shared", "isolated"):
+        cfg = base.replace(d_batchnorm=d_batchnorm, q_batchnorm=q_batchnorm, encoder=encoder)
+        shape = DATASETS[cfg.dataset].sample_shape
+        model = InfoGAN(cfg, shape)
+        hidden = model.q_head.net[0].out_features
+        assert _norms(model.q_head) == ([hidden] if on else [])
+        assert bool(_norms(model.d_trunk)) == (d_batchnorm != "none")  # D's trunk follows D alone
+        if encoder == "isolated":  # Q's own trunk is Q's: built as D's would be with Q's BN
+            d_like = InfoGAN(cfg.replace(d_batchnorm="joint" if on else "none", q_batchnorm=None), shape)
+            assert _norms(model.q_trunk) == _norms(d_like.d_trunk) and bool(_norms(model.q_trunk)) == on
+        else:
+            assert model.q_trunk is None
+        g, d, q = net_sizes(cfg)  # the cost model counts the same networks
+        assert q.params == sum(p.numel() for p in [*model.q_head.parameters(), *_params(model.q_trunk)])
+        assert d.params == sum(p.numel() for p in [*model.d_trunk.parameters(), *model.d_head.parameters()])
+
+
+def _params(module: nn.Module | None) -> list[nn.Parameter]:
+    return [] if module is None else list(module.parameters())
+
+
+def test_q_batchnorm_trains_and_keeps_q_in_every_arm_of_a_bn_study() -> None:
+    arms = [train(DIGITS.replace(d_batchnorm=mode, q_batchnorm=True, steps=2)).model for mode in ("none", "joint")]
+    assert [_norms(m.q_head) for m in arms] == [_norms(arms[1].q_head)] * 2 and _norms(arms[0].q_head)
+    assert not _norms(arms[0].d_trunk) and _norms(arms[1].d_trunk)
 
 
 # --- BN in D: separate vs joint batches ------------------------------------------------------
