@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from infogan_core.data import DATASETS, dataset_entry, is_data_path
 from infogan_core.errors import ConfigError, DataError
+from infogan_core.knobs import Knob
+from infogan_core.knobs import declare as _knob  # every field below is declared with it
 
 # A CPU's kernels run a vector loop (8 floats a step with AVX2, 16 with AVX-512), then a scalar loop over the
 # rest, and the two round some operations differently (a fused multiply-add, a library's tanh). When each
@@ -34,53 +36,6 @@ SIMD_LANES = 16
 # family's 0.1 and tanh on [-1, 1] (2026-12); 4: an unfrozen G step (freeze_d_in_g_step: false) moves D's trunk
 # with an optimizer state of its own, where D's optimizer (and its Adam moments) did (2027-01)
 NUMERICS = 4
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One TrainConfig field's declaration: what it means and which values it allows."""
-
-    doc: str  # meaning, in words
-    unit: str = ""  # e.g. "samples", "steps", "nats"
-    low: float | None = None  # smallest allowed value (each element's, for list fields)
-    high: float | None = None  # largest allowed value
-    low_open: bool = False  # low itself is not allowed
-    high_open: bool = False  # high itself is not allowed
-    choices: Collection[str] = ()  # the allowed values of a text field (a live registry for `dataset`)
-    length: int | None = None  # list fields: the exact number of elements (None: any number)
-    paper: str = ""  # the InfoGAN paper's value, as text
-
-    def range_text(self, kind: type) -> str:
-        """The allowed interval as written in messages: [2, 4096] or (0.0, 1.0]."""
-        low, high = (kind(v) if v is not None else v for v in (self.low, self.high))
-        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
-
-    def allows(self, value: float) -> bool:
-        """Whether a number lies in the declared range (NaN never does)."""
-        if not math.isfinite(value):
-            return False
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-
-def _number(text: str) -> float:
-    return float(text) if any(c in text for c in ".e") else int(text)
-
-
-def _knob(default: Any, doc: str, unit: str = "", allowed: str | Mapping[str, Any] = "", **declared: Any) -> Any:
-    """A field declared once: its default, meaning, unit, and `allowed` values as an interval written
-    the way it is documented, "[2, 4096]" or "(0, 1]", as choices "none | norm | value", or as a
-    registry whose keys are the choices (a dataset registered later is allowed too)."""
-    bounds: dict[str, Any] = {}
-    if isinstance(allowed, Mapping):
-        bounds = {"choices": allowed}
-    elif allowed[:1] in "([" and allowed:
-        low, high = (_number(v) for v in allowed[1:-1].split(","))
-        bounds = {"low": low, "high": high, "low_open": allowed[0] == "(", "high_open": allowed[-1] == ")"}
-    elif allowed:
-        bounds = {"choices": tuple(c.strip() for c in allowed.split("|"))}
-    return dataclasses.field(default=default, metadata={"knob": Knob(doc, unit=unit, **bounds, **declared)})
 
 
 @dataclass(frozen=True)
