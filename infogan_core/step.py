@@ -287,11 +287,17 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
     )
 
 
+def _cat_prior_entropy(run: Run) -> torch.Tensor:
+    """(K,) H(c) of the categorical prior as it is now: a learned prior's (detached), else the uniform one's."""
+    if run.cfg.learn_cat_prior:
+        return losses.categorical_entropy(list(run.model.cat_prior)).detach()
+    return run.h_cat
+
+
 def _prior_entropies(run: Run) -> torch.Tensor:
-    """(K,) what info_entropy subtracts from the information loss: Q's weights times H(c) (a learned prior's,
-    detached) and h(c_cont), constants for the parameters; 0 for members without info_entropy."""
-    h_cat = losses.categorical_entropy(list(run.model.cat_prior)).detach() if run.cfg.learn_cat_prior else run.h_cat
-    return run.info_entropy * (run.w_cat * h_cat + run.w_cont * run.h_cont)
+    """(K,) what info_entropy subtracts from the information loss: Q's weights times H(c) and h(c_cont),
+    constants for the parameters; 0 for members without info_entropy."""
+    return run.info_entropy * (run.w_cat * _cat_prior_entropy(run) + run.w_cont * run.h_cont)
 
 
 class _DStep(NamedTuple):
@@ -412,10 +418,7 @@ def train_step(run: Run) -> None:
     buf.active.logical_and_(~broke)
 
     # log: accumulate detached values; the loop reads them once per report
-    if cfg.learn_cat_prior:
-        h_prior = losses.categorical_entropy(list(run.model.cat_prior)).detach()
-    else:
-        h_prior = run.h_cat
+    h_prior = _cat_prior_entropy(run)
     now = [
         d.loss_d.detach(),
         g.loss_adv.detach(),
