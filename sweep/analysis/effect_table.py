@@ -1,11 +1,9 @@
 """The effect table (each level against its factor's reference, paired by seed, Holm over the table, and
-the divergence rates by Fisher's exact test), configurations ranked by their means, and hyperparameter
-importance."""
+the divergence rates by Fisher's exact test), and configurations ranked by their means."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,10 +17,8 @@ from sweep.stats import estimate, finite, holm, mean_ci
 from sweep.vocab import NOT_FINISHED, Outcome
 
 if TYPE_CHECKING:
-    import optuna
     import pandas as pd
 else:  # loaded by the first study read
-    optuna = LazyImport("optuna")
     pd = LazyImport("pandas")
 
 EFFECT_COLUMNS = [
@@ -214,31 +210,3 @@ def rank_configs(frame: pd.DataFrame, metric: str, direction: str) -> pd.DataFra
             rows.append({"config_id": config_id, "n": len(values), "mean": mean, "ci_low": low, "ci_high": high})
     ranked = pd.DataFrame(rows, columns=["config_id", "n", "mean", "ci_low", "ci_high"])
     return ranked.sort_values("mean", ascending=direction == "minimize", kind="stable").reset_index(drop=True)
-
-
-def importance(optuna_study: optuna.Study, study: Study) -> dict[str, dict[str, float] | str]:
-    """Objective -> {param: importance} (Optuna's default evaluator), or a sentence saying why it was skipped."""
-    if study.kind == "ablation":
-        why = "an ablation changes one factor at a time from the base; read the effect table instead"
-        return {o.metric: why for o in study.objectives}
-    complete = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    varying = [k for k in {k for t in complete for k in t.params} if len({repr(t.params.get(k)) for t in complete}) > 1]
-    result: dict[str, dict[str, float] | str] = {}
-    for i, objective in enumerate(study.objectives):
-        if len(complete) < 2:
-            result[objective.metric] = f"needs at least 2 completed trials, but the study has {len(complete)}"
-            continue
-        if len(varying) < 2:
-            only = f" ({varying[0]})" if varying else ""
-            result[objective.metric] = f"only {len(varying)} parameter{only} varies among completed trials"
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scores = optuna.importance.get_param_importances(
-                    optuna_study, target=lambda t, i=i: t.values[i], params=sorted(varying)
-                )
-            result[objective.metric] = {k: float(v) for k, v in scores.items()}
-        except Exception as exc:  # a failed estimate is reported, not fatal
-            result[objective.metric] = f"Optuna could not estimate it: {type(exc).__name__}: {exc}".splitlines()[0]
-    return result

@@ -20,7 +20,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial
 
 from sweep import analysis
-from sweep.analysis import TABLE_ALPHA, VerdictResult
+from sweep.analysis import IMPORTANCE_TREES, TABLE_ALPHA, ParamImportance, VerdictResult, param_importance
 from sweep.report import verdict_text
 from sweep.report.figures import (
     Picture,
@@ -65,7 +65,7 @@ class SampleGroup:
 @dataclass(frozen=True)
 class Importance:
     metric: str
-    scores: dict[str, float]  # parameter -> importance, largest first; empty when skipped
+    scores: dict[str, ParamImportance]  # parameter -> importance and its interval, largest first; empty when skipped
     skipped: str = ""  # why it was not estimated
 
 
@@ -204,7 +204,7 @@ def _samples(study: Study, optuna_study: optuna.Study, frame: pd.DataFrame, stor
     return result
 
 
-def _importance(optuna_study: optuna.Study, study: Study, completed: int) -> tuple[list[Importance], str]:
+def _importance(optuna_study: optuna.Study, study: Study) -> tuple[list[Importance], str]:
     sections = [
         Importance(metric, value) if isinstance(value, dict) else Importance(metric, {}, skipped=value)
         for metric, value in analysis.importance(optuna_study, study).items()
@@ -212,9 +212,12 @@ def _importance(optuna_study: optuna.Study, study: Study, completed: int) -> tup
     note = ""
     if any(s.scores for s in sections):
         note = (
-            f"Optuna's get_param_importances with its default evaluator, over the {completed} completed trials, "
-            "one objective at a time; importances sum to 1. With few trials the estimate is coarse: read it "
-            "next to the effect table."
+            "fANOVA's share of each objective's variance (Optuna's FanovaImportanceEvaluator, "
+            f"{IMPORTANCE_TREES} trees, seed 0), over configurations: each counts once, its value the mean over "
+            "its completed seeds, so seed noise is not taken for an effect. Importances sum to 1. The interval is "
+            f"a 95% percentile bootstrap over the configurations ({param_importance.IMPORTANCE_RESAMPLES} "
+            "resamples, seeded): a knob whose interval starts above another's end matters more on this data; "
+            "one that reaches down near 0 is no evidence the knob matters."
         )
     return sections, note
 
@@ -240,7 +243,7 @@ def build(optuna_study: optuna.Study, *, store: Store | None = None) -> Report:
         )
     else:
         effects_note = method_text(study, results.test)
-    importance, importance_note = _importance(optuna_study, study, int(tally.get(Outcome.COMPLETED, 0)))
+    importance, importance_note = _importance(optuna_study, study)
     samples = _samples(study, optuna_study, frame, store)
     multi = len(study.objectives) > 1 and int(tally.get(Outcome.COMPLETED, 0)) > 0
     pareto, pareto_note = pareto_figure(optuna_study, study) if multi else (None, "")

@@ -201,15 +201,22 @@ def parallel_figures(optuna_study: optuna.Study, study: Study) -> list[tuple[Pic
 
 
 def importance_figures(optuna_study: optuna.Study, study: Study) -> list[tuple[Picture | None, str]]:
-    """Optuna's parameter-importance plot, one per objective (its default evaluator, as the table above)."""
-    return _per_objective(
-        optuna_study,
-        study,
-        "plot_param_importances",
-        "importance",
-        "Parameter importance",
-        lambda o: f"How much of {o.metric}'s variation each parameter explains, as Optuna estimates it.",
-    )
+    """Optuna's parameter-importance plot, one per objective: the table's estimates (fANOVA, seed fixed,
+    over configurations each the mean over its seeds), drawn by Optuna."""
+    configurations = analysis.configuration_trials(optuna_study, study)
+    return [
+        _optuna_picture(
+            lambda plots, o=o: plots.plot_param_importances(
+                analysis.configuration_study(configurations[o.metric], o.direction),
+                evaluator=analysis.importance_evaluator(),
+                target_name=o.metric,
+            ),
+            f"importance-{slug(o.metric)}.png",
+            f"Parameter importance: {o.metric}",
+            f"How much of {o.metric}'s variance each parameter explains across configurations (fANOVA).",
+        )
+        for o in study.objectives
+    ]
 
 
 def _per_objective(

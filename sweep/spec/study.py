@@ -72,8 +72,14 @@ class Study(_Model):
     base: dict[str, Any] = Field({}, description="TrainConfig values shared by every trial.")
     factors: dict[str, list[Any]] = Field({}, description="ablation/grid: TrainConfig field -> its levels.")
     space: dict[str, Distribution] = Field({}, description="search: TrainConfig field -> distribution.")
-    sampler: Literal["tpe", "gp", "cmaes", "random", "nsga2"] = Field("tpe", description="Optuna sampler.")
-    sampler_seed: int = Field(0, description="Seed of the sampler.")
+    sampler: Literal["tpe", "gp", "cmaes", "random", "qmc", "nsga2"] = Field(
+        "tpe",
+        description="search: the Optuna sampler. 'qmc' is QMCSampler's scrambled Sobol sequence, which spreads "
+        "the configurations evenly over the space instead of toward an optimizer's favourite region (unbiased "
+        "importances); each categorical parameter takes one Sobol coordinate, split evenly among its choices, and "
+        "the first configuration is drawn by an independent RandomSampler, as Optuna's QMCSampler does.",
+    )
+    sampler_seed: int = Field(0, description="Seed of the sampler (qmc: the seed of its scrambling).")
     trials: int | None = Field(None, ge=1, description="search: number of sampled configurations.")
     seeds: int | list[int] | SeedPlan = Field(
         3,

@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 
 from sweep import spec
+from sweep.analysis import param_importance
 
 from fakes import store_design
 from helpers import STUDIES_V1
 
 STUDIES = STUDIES_V1  # the definitions the fixtures' storage is built from
+
+
+@pytest.fixture(autouse=True)
+def few_importance_resamples(monkeypatch):
+    """Reports here bootstrap importances 10 times, not 100, to keep the suite quick; the intervals
+    themselves are tested in test_analysis with counts of their own."""
+    monkeypatch.setattr(param_importance, "IMPORTANCE_RESAMPLES", 10)
 
 
 @pytest.fixture(scope="session")

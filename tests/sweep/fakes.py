@@ -126,6 +126,13 @@ def grid_trials() -> list[tuple[dict, str, float | None]]:
 # --- a stored study of any design, as the runner leaves it (no Ray) ------------------------------
 
 
+def draw(d: spec.Distribution, rng: np.random.Generator):
+    """One value from a search space's distribution (uniform; log scale ignored)."""
+    if d.type == "categorical":
+        return d.choices[int(rng.integers(len(d.choices)))]
+    return int(rng.integers(d.low, d.high + 1)) if d.type == "int" else float(rng.uniform(d.low, d.high))
+
+
 def store_design(
     study: spec.Study,
     value: Callable[[spec.TrialSpec], dict[str, float] | str],

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sweep import analysis
+from sweep import analysis, spec
 from sweep.report import verdict_text as vt
 from sweep.report.tables import effect_tables
 from sweep.results import load_results
@@ -18,7 +18,8 @@ from sweep.review import study_note
 from sweep.stats import holm
 from sweep.vocab import Status
 
-from fakes import RULE, ablation_frame, grid_study, grid_trials, make_study, stored_study
+from fakes import RULE, ablation_frame, draw, grid_study, grid_trials, make_study, store_design, stored_study
+from helpers import REPO
 
 SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = (
     Status.SUPPORTED,
@@ -448,6 +449,49 @@ def test_importance_is_skipped_with_a_reason():
     assert "only 1 parameter" in analysis.importance(one, grid)["mi/cat_ratio"]
     few = stored_study(grid_study(), [({"lambda_cat": 1.0, "d_batchnorm": "none"}, "completed", 0.9)])
     assert "at least 2 completed" in analysis.importance(few, grid_study())["mi/cat_ratio"]
+
+
+def _driven_search(configurations: int = 24):
+    """The shipped search space (12 knobs), 3 seeds, one objective that only lr_g drives (plus seed noise)."""
+    study = spec.load(REPO / "studies" / "search.yaml").model_copy(
+        update={"seeds": 3, "trials": configurations, "objectives": [spec.Objective(metric="eval/fd")]}
+    )
+    rng = np.random.default_rng(5)
+    configs = [{name: draw(d, rng) for name, d in study.space.items()} for _ in range(configurations)]
+
+    def value(s):
+        noise = np.random.default_rng([int(s.config_id[-4:]), s.seed]).normal()
+        return {"eval/fd": 30 + 40 * math.log10(s.params["lr_g"] / 1e-4) + 3 * noise}
+
+    return study, store_design(study, value, searched=configs)
+
+
+def test_importance_counts_each_configuration_once_at_its_mean_over_seeds():
+    study, stored = _driven_search()
+    trials = analysis.configuration_trials(stored, study)["eval/fd"]
+    assert len(stored.trials) == 72 and len(trials) == 24  # 24 configurations x 3 seeds: 24 rows, not 72
+    means = analysis.trials_frame(stored).groupby("config_id", sort=False)["eval/fd"].mean()
+    assert [t.values[0] for t in trials] == pytest.approx(list(means))
+    assert [t.params for t in trials] == [stored.trials[3 * i].params for i in range(24)]
+
+
+def test_importance_interval_is_high_for_the_driving_knob_and_reaches_small_values_for_noise():
+    study, stored = _driven_search()
+    scores = analysis.importance(stored, study, resamples=40)["eval/fd"]
+    assert set(scores) == set(study.space) and next(iter(scores)) == "lr_g"  # largest estimate first
+    driving, noise = scores["lr_g"], [v for k, v in scores.items() if k != "lr_g"]
+    assert driving.low <= driving.estimate <= driving.high
+    assert driving.low > 0.5 and driving.low > max(v.high for v in noise)
+    assert all(v.low < 0.05 for v in noise)  # no effect: the interval includes small values
+
+
+def test_importance_intervals_are_reproducible_for_a_seed():
+    study, stored = _driven_search(12)
+    once, again = (analysis.importance(stored, study, resamples=8)["eval/fd"] for _ in range(2))
+    assert once == again
+    other = analysis.importance(stored, study, resamples=8, seed=1)["eval/fd"]
+    assert {k: v.estimate for k, v in other.items()} == {k: v.estimate for k, v in once.items()}  # same point
+    assert other != once  # other resamples, other intervals
 
 
 def test_note_of_a_study_without_trials():

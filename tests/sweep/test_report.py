@@ -15,7 +15,7 @@ from sweep.report import build, render
 from sweep.review import trial_note
 from sweep.vocab import STATUS_COLOURS, Status
 
-from fakes import BASE, GRID, PROVENANCE, grid_study, grid_trials, make_study, store_design, stored_study
+from fakes import BASE, GRID, PROVENANCE, draw, grid_study, grid_trials, make_study, store_design, stored_study
 from helpers import REPO, STUDIES_V1
 
 
@@ -126,17 +126,10 @@ def test_a_caveat_several_metrics_share_is_shown_once():
 # --- search and multi-objective studies, provenance -------------------------------------------------
 
 
-def _draw(d, rng):
-    """One value from a search space's distribution (uniform; log scale ignored)."""
-    if d.type == "categorical":
-        return d.choices[int(rng.integers(len(d.choices)))]
-    return int(rng.integers(d.low, d.high + 1)) if d.type == "int" else float(rng.uniform(d.low, d.high))
-
-
 def _search_study(seeds: int = 2):
     study = spec.load(REPO / "studies" / "search.yaml").model_copy(update={"seeds": seeds, "trials": 8})
     rng = np.random.default_rng(3)
-    configs = [{name: _draw(d, rng) for name, d in study.space.items()} for _ in range(study.trials)]
+    configs = [{name: draw(d, rng) for name, d in study.space.items()} for _ in range(study.trials)]
     stored = store_design(
         study, lambda s: {"eval/fd": 30 + 40 * rng.random(), "mi/cat_ratio": rng.random()}, searched=configs
     )
@@ -167,6 +160,12 @@ def test_a_search_report_has_its_pareto_front_top_configurations_parallel_coordi
     sections = ["<h2>Pareto front</h2>", "<h2>Search</h2>", "Top configurations by eval/fd (minimize)"]
     for text in [*sections, "Parallel coordinates: mi/cat_ratio", "Parameter importance: eval/fd"]:
         assert text in page, text
+    # importances over the 8 configurations (not the 16 runs), each with its bootstrap interval
+    assert [len(t) for t in analysis.configuration_trials(stored, study).values()] == [8, 8]
+    scores = built.importance[0].scores
+    assert scores and all(0 <= v.low <= v.high <= 1 for v in scores.values())  # percentiles: may miss the estimate
+    name, value = next(iter(scores.items()))
+    assert f"<td>[{value.low:.3f}, {value.high:.3f}]</td>" in page and "<th>95% interval</th>" in page
     path = render.write(built, tmp_path / "s.md", fmt="md")
     assert "(s_files/pareto-front.png)" in path.read_text()
     assert (tmp_path / "s_files" / "parallel-eval_fd.png").stat().st_size > 1000

@@ -247,7 +247,7 @@ def test_two_node_cluster_runs_trials_on_both_nodes(make_study, tmp_path):
         cluster.shutdown()
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "random", "nsga2"])
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "random", "qmc", "nsga2"])
 def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(make_study, tmp_path, sampler):
     objectives = ["eval/modes", "eval/hq"] if sampler == "nsga2" else ["eval/modes"]
     path = make_study(
@@ -285,6 +285,43 @@ def test_search_asks_the_sampler_once_per_configuration_and_repeats_it_per_seed(
     # the stored trials carry the params; a second plan resumes the sampled configurations' seeds
     stored = optuna_study.get_trials(deepcopy=False)
     assert len(stored) == 6 and len({t.user_attrs["config_id"] for t in stored}) == 3
+
+
+def _qmc_configurations(make_study, tmp_path, tag: str, sampler_seed: int, configurations: int) -> list[dict]:
+    """The params a qmc search's front hands out (one seed each), in order, from a fresh store."""
+    path = make_study(
+        tmp_path / f"{tag}.yaml",
+        name=f"qmc-{tag}",
+        kind="search",
+        factors={},
+        space={
+            "lambda_cont": {"type": "float", "low": 0.0, "high": 1.0},
+            "lr_g": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "d_batchnorm": {"type": "categorical", "choices": ["none", "joint", "separate"]},
+        },
+        sampler="qmc",
+        sampler_seed=sampler_seed,
+        trials=configurations,
+        seeds=1,
+        objectives=["eval/modes"],
+    )
+    study = spec.load(path)
+    optuna_study = runner.open_study(study, open_store(tmp_path / f"runs-{tag}"))
+    front = OptunaFront(study, optuna_study, runner.plan(study, optuna_study))
+    handed = [front.next_population() for _ in range(configurations)]
+    assert front.next_population() is None
+    return [population.trials[0].params for population in handed]
+
+
+def test_a_qmc_search_is_reproducible_from_its_sampler_seed_and_spreads_evenly(make_study, tmp_path):
+    once = _qmc_configurations(make_study, tmp_path, "a", 7, 9)
+    assert once == _qmc_configurations(make_study, tmp_path, "b", 7, 9)  # the same seed: the same points
+    assert once != _qmc_configurations(make_study, tmp_path, "c", 8, 9)
+    # after the first (drawn by QMCSampler's independent RandomSampler), 8 points of a scrambled Sobol
+    # sequence: one in each eighth of every uniform axis (8 uniform draws would be so 1 time in 400)
+    eighths = sorted(int(8 * c["lambda_cont"]) for c in once[1:])
+    assert eighths == list(range(8))
+    assert all(c["d_batchnorm"] in ("none", "joint", "separate") for c in once)
 
 
 # --- verdicts through the real runner: a null knob, planned looks, replication ---------------------
