@@ -66,6 +66,14 @@ class TrainConfig:
         "",
         "score | straight_through",
     )
+    lr_prior: float | None = _knob(
+        None,
+        "learning rate of a learned categorical prior's logits, in an optimizer of their own (G's kind, betas and "
+        "clipping, applied to the logits alone); null: they learn in G's optimizer at lr_g. Unused without "
+        "learn_cat_prior",
+        "per step",
+        "(0, 1]",
+    )
     # --- architecture -------------------------------------------------------------------------
     arch: str = _knob(
         "auto",

@@ -105,8 +105,10 @@ class Parameters(NamedTuple):
         return [*self.d, *(self.q if cfg.q_update == "d_step" else [])]
 
     def of_g(self, cfg: TrainConfig) -> list[nn.Parameter]:
-        """What G's optimizer holds: G, a learned prior, and Q when Q learns in the G step."""
-        return [*self.g, *self.prior, *(self.q if cfg.q_update == "g_step" else [])]
+        """What G's optimizer holds: G, a learned prior (unless it has a rate of its own), and Q when Q learns in
+        the G step."""
+        prior = self.prior if cfg.lr_prior is None else []
+        return [*self.g, *prior, *(self.q if cfg.q_update == "g_step" else [])]
 
 
 def _parameters(model: StackedInfoGAN, cfg: TrainConfig) -> Parameters:
@@ -206,6 +208,7 @@ class Run:
     group_d: MemberGroup
     group_g: MemberGroup
     group_trunk: MemberGroup | None  # D's trunk in an unfrozen G step: its columns of group_d, its own moments
+    group_prior: MemberGroup | None  # a learned prior's logits when lr_prior gives them a rate of their own
     freeze: _Freezer
     streams: rng.Streams
     buffers: Buffers
@@ -227,7 +230,8 @@ class Run:
     @property
     def groups(self) -> tuple[MemberGroup, ...]:
         """Every optimizer of the run, in the order a checkpoint saves them."""
-        return (self.group_d, self.group_g, *([self.group_trunk] if self.group_trunk is not None else []))
+        extra = [g for g in (self.group_trunk, self.group_prior) if g is not None]
+        return (self.group_d, self.group_g, *extra)
 
     @property
     def batch_words(self) -> int:
@@ -271,6 +275,11 @@ def build_run(cfgs: Sequence[TrainConfig]) -> Run:
         group_d=group_d,
         group_g=MemberGroup(params.of_g(cfg), cfgs, lr_g, buffers.active),
         group_trunk=MemberGroup(trunk, cfgs, lr_d, buffers.active, shares=group_d) if unfrozen else None,
+        group_prior=(
+            MemberGroup(params.prior, cfgs, [c.lr_prior for c in cfgs], buffers.active)
+            if params.prior and cfg.lr_prior is not None
+            else None
+        ),
         freeze=_Freezer(_frozen_in_g_step(model, cfg)),
         streams=rng.Streams([c.seed for c in cfgs], words, device),
         buffers=buffers,
@@ -377,6 +386,8 @@ def _g_step(run: Run, draws: rng.Draws, real: torch.Tensor) -> _GStep:
         (loss_adv + loss_info).sum().backward(inputs=run.group_g.params)
     else:
         (loss_adv + loss_info).sum().backward()
+    if run.group_prior is not None:
+        run.group_prior.zero_grad()  # resets its norms; the copy below overwrites the gradient
     for param, grad in zip(params.prior, prior_grads, strict=True):
         param.grad.copy_(grad)
     grad_g = run.group_g.squared_norms(params.g).sqrt()
@@ -386,6 +397,9 @@ def _g_step(run: Run, draws: rng.Draws, real: torch.Tensor) -> _GStep:
     if run.group_trunk is not None:  # the G step's gradient moves D's trunk, with moments apart from D's
         run.group_trunk.clip(cfg.clip, run.clip_values)
         run.group_trunk.step()
+    if run.group_prior is not None:  # the prior's logits, at their own rate
+        run.group_prior.clip(cfg.clip, run.clip_values)
+        run.group_prior.step()
     run.freeze(False)
     return _GStep(fake_logits, loss_adv, loss_info, ce, nll, std_min, grad_g, grad_q)
 

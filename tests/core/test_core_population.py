@@ -182,6 +182,7 @@ KNOBS = {
     "isolated-joint": {"encoder": "isolated", "d_batchnorm": "joint"},
     "learned-prior": {"learn_cat_prior": True},
     "straight-through": {"learn_cat_prior": True, "prior_grad": "straight_through"},
+    "prior-own-rate": {"learn_cat_prior": True, "lr_prior": 0.02, "clip": "norm", "clip_value": 0.5},
     "sgd-probs-value": {"optimizer": "sgd", "loss_space": "probs", "clip": "value"},
     "d-steps": {"d_steps": 2, "g_loss": "saturating"},
 }
@@ -260,6 +261,8 @@ RESUMED = {
     # the G step's trunk optimizer has moments of its own, which the checkpoint must carry
     "unfrozen-info": RING.replace(freeze_d_in_g_step=False, g_step_trunk="info"),
     "unfrozen-all": DIGITS.replace(freeze_d_in_g_step=False, clip="norm"),
+    # a prior with a rate of its own: its optimizer's moments too
+    "prior-own-rate": RING.replace(learn_cat_prior=True, lr_prior=0.02),
 }
 
 

@@ -259,6 +259,36 @@ def test_g_step_trunk_info_moves_the_trunk_by_the_information_loss_alone(
     assert not torch.equal(moved[0]["before"], moved[0]["after"])  # control: the adversarial loss moves it
 
 
+# --- lr_prior: a learned prior's logits in an optimizer of their own ----------------------------
+
+
+def _prior(run) -> torch.Tensor:
+    return torch.softmax(run.model.cat_prior[0].detach(), 0)
+
+
+@pytest.mark.parametrize("prior_grad", ["score", "straight_through"])
+def test_a_prior_at_gs_rate_in_its_own_optimizer_trains_bit_for_bit_as_in_gs(prior_grad: str) -> None:
+    # unclipped, Adam is elementwise: moving the logits to an optimizer of their own at lr_g changes no number
+    cfg = RING.replace(learn_cat_prior=True, prior_grad=prior_grad, steps=30, report_every=10, eval_every=30)
+    shared, own = train(cfg), train(cfg.replace(lr_prior=cfg.lr_g))
+    assert _untimed(shared.history) == _untimed(own.history) and len(shared.history) == 3
+    a, b = _state(shared.model), _state(own.model)
+    assert a.keys() == b.keys() and not _changed(a, b)
+
+
+def test_a_prior_with_a_rate_of_its_own_moves_at_that_rate_and_is_clipped_alone() -> None:
+    cfg = RING.replace(learn_cat_prior=True, steps=30, report_every=10, eval_every=30)
+    shared, fast = train(cfg), train(cfg.replace(lr_prior=0.05))
+    uniform = torch.full_like(_prior(shared), 1 / cfg.cat_codes[0])
+    # Adam's first steps move each logit by about its rate: 50x G's rate moves the prior much further from uniform
+    assert (_prior(fast) - uniform).abs().sum() > 10 * (_prior(shared) - uniform).abs().sum() > 0
+    # G's clipping no longer sees the logits' gradient: clipped by norm, G's own parameters differ from
+    # the run whose logits share G's optimizer (and its norm) from the first step
+    clipped = cfg.replace(clip="norm", clip_value=1e-3)
+    a, b = _state(train(clipped).model), _state(train(clipped.replace(lr_prior=cfg.lr_g)).model)
+    assert any(k.startswith("generator") for k in _changed(a, b))
+
+
 # --- info_entropy: the negative lower bound, a constant apart -------------------------------------
 
 INFO_ENTROPY_CASES = {
